@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: demo test lint bench clean
+
+# torch first and pinned: the CPU build of 2.13.0 is what `pip install torch==2.13.0` finds
+# here; letting lightning pull a plain `torch` would fetch a multi-GB CUDA build instead.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scaling plan experiments/smoke.yaml
+	$(BIN)/scaling run experiments/smoke.yaml
+	$(BIN)/scaling status smoke
+	@echo
+	@echo "MLflow store: $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
+	@echo "Dashboard:    $(BIN)/scaling ui   (then open http://127.0.0.1:5000)"
+
+lint: $(STAMP)
+	$(BIN)/ruff check scaling analysis tests benchmarks
+	$(BIN)/ruff format --check scaling analysis tests benchmarks
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) scaling_runs mlruns mlartifacts mlflow.db

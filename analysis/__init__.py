@@ -1,0 +1,1 @@
+"""Analysis of scaling grids: fits and reports. Never imports torch or ray."""

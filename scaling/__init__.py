@@ -1,0 +1,1 @@
+"""scaling: scaling-law experiment orchestration for transformer language models."""

@@ -1,0 +1,202 @@
+"""The `scaling` command. Bad input exits 2 with one line naming the file and field."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from scaling import spec as spec_lib  # noqa: E402
+from scaling.errors import InputError  # noqa: E402
+
+USAGE_ERROR = 2
+
+
+class UsageError(InputError):
+    """Bad input: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _console() -> Console:
+    # Piped output keeps every column: rich would otherwise squeeze it to 80 characters.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _count(n: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_rows(trials: list[spec_lib.TrialSpec]) -> list[dict]:
+    keys = ("name", "trial_id", "n_layer", "d_model", "n_head", "seq_len", "tokens", "seed",
+            "attention", "params", "params_total", "flops_per_token", "flops")
+    rows = []
+    for t in trials:
+        row = {key: getattr(t, key) for key in keys}
+        row.update(steps=t.steps, batch_size=t.batch_size, tokens_per_param=t.tokens / t.params)
+        rows.append(row)
+    return rows
+
+
+def cmd_plan(args) -> int:
+    spec, trials = spec_lib.load(args.spec)
+    if args.json:
+        print(json.dumps(plan_rows(trials), indent=1))
+        return 0
+    table = Table(title=f"{args.spec}: {len(trials)} trials, experiment '{spec.experiment}'")
+    for column in ("trial", "L/d/h", "params", "params_total", "seq_len", "tokens",
+                   "tokens/param", "FLOPs/token", "FLOPs"):
+        table.add_column(column, justify="left" if column == "trial" else "right")
+    for t in trials:
+        table.add_row(
+            t.name, f"{t.n_layer}/{t.d_model}/{t.n_head}", _count(t.params),
+            _count(t.params_total), str(t.seq_len), _count(t.tokens),
+            f"{t.tokens / t.params:.3g}", _count(t.flops_per_token), f"{t.flops:.3g}",
+        )
+    table.add_section()
+    table.add_row("total", "", "", "", "", _count(sum(t.tokens for t in trials)), "", "",
+                  f"{sum(t.flops for t in trials):.3g}")
+    _console().print(table)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from scaling.data import prepare
+    from scaling.grid import run_grid
+    from scaling.tracking import Tracker
+
+    spec, trials = spec_lib.load(args.spec)
+    tracker = Tracker(args.tracking_uri)
+    tracker.check_reachable()
+    try:
+        prepare(spec.data)
+    except spec_lib.SpecError as exc:
+        raise spec_lib.SpecError(f"{args.spec}: {exc}") from None
+    print(f"{len(trials)} trials of '{spec.experiment}', tracking in {tracker.tracking_uri}")
+    try:
+        outcome = run_grid(spec, Path(args.spec), trials, tracker, Path(args.storage))
+    except (KeyboardInterrupt, SystemExit):
+        print(
+            f"\ninterrupted; finished trials are kept. Resume with: scaling run {args.spec}"
+            + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""),
+            file=sys.stderr,
+        )
+        return 130
+    counts = Counter(outcome.statuses.values())
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if outcome.skipped:
+        summary += (", " if summary else "") + f"{len(outcome.skipped)} skipped (already FINISHED)"
+    print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
+    return 0 if outcome.ok else 1
+
+
+def cmd_status(args) -> int:
+    from scaling.tracking import ERROR, STATUS, TRIAL_ID, Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    tracker.check_reachable()
+    experiment_id = tracker.experiment_id(args.experiment, create=False)
+    if experiment_id is None:
+        raise UsageError(f"experiment: no experiment '{args.experiment}' in {tracker.tracking_uri}")
+    latest = {}
+    for run in tracker.trial_runs(experiment_id):  # newest first: keep each trial's latest run
+        latest.setdefault(run.data.tags.get(TRIAL_ID), run)
+    runs = sorted(latest.values(), key=lambda r: (int(r.data.params.get("params", 0)),
+                                                  int(r.data.params.get("seq_len", 0)),
+                                                  r.info.run_name))
+    counts = Counter(run.data.tags.get(STATUS, "?") for run in runs)
+    table = Table(title=f"{args.experiment}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for column in ("trial", "status", "params", "seq_len", "tokens", "val_loss", "tokens/s",
+                   "wall_s", "run id", "error"):
+        table.add_column(column)
+    for run in runs:
+        m, p = run.data.metrics, run.data.params
+        table.add_row(
+            run.info.run_name, run.data.tags.get(STATUS, "?"), _count(int(p.get("params", 0))),
+            p.get("seq_len", ""), _count(int(p.get("tokens", 0))),
+            f"{m['val_loss']:.4f}" if "val_loss" in m else "",
+            _count(m["tokens_per_s"]) if "tokens_per_s" in m else "",
+            f"{m['wall_s']:.1f}" if "wall_s" in m else "", run.info.run_id,
+            run.data.tags.get(ERROR, ""),
+        )
+    _console().print(table)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import mlflow
+
+    uri = args.tracking_uri or mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        raise UsageError(f"--tracking-uri: {uri} is already a tracking server; open it in a browser")
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow_bin) if mlflow_bin.exists() else "mlflow", "server",
+               "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port),
+               "--workers", "1"]
+    print(f"MLflow dashboard for {uri}: http://127.0.0.1:{args.port}", flush=True)
+    # The dashboard needs no job runner: without it the server is a few processes, not 15.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="scaling", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    uri_help = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+
+    plan = commands.add_parser("plan", help="validate a spec and list its trials")
+    plan.add_argument("spec")
+    plan.add_argument("--json", action="store_true", help="print the trials as JSON")
+    plan.set_defaults(func=cmd_plan)
+
+    run = commands.add_parser("run", help="run a grid and record it in MLflow")
+    run.add_argument("spec")
+    run.add_argument("--tracking-uri", help=uri_help)
+    run.add_argument("--storage", default="scaling_runs", help="where trial checkpoints go")
+    run.set_defaults(func=cmd_run)
+
+    status = commands.add_parser("status", help="an experiment's trials by status")
+    status.add_argument("experiment")
+    status.add_argument("--tracking-uri", help=uri_help)
+    status.set_defaults(func=cmd_status)
+
+    ui = commands.add_parser("ui", help="serve the MLflow dashboard on 127.0.0.1")
+    ui.add_argument("--tracking-uri", help=uri_help)
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The GPT's shape and its exact parameter and FLOP counts, without importing torch.
+
+`spec.py` needs these counts to plan a grid (tokens per parameter, IsoFLOP budgets) on a
+machine that may not even have torch; `model.py` builds the network from the same config and
+a test holds the counts below against the real module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+BOS = 256  # token id that starts every document; bytes are 0..255
+VOCAB_SIZE = 257
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    n_layer: int
+    d_model: int
+    n_head: int
+    seq_len: int  # the context the position table is sized for
+    vocab_size: int = VOCAB_SIZE
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def name(self) -> str:
+        return f"L{self.n_layer}-d{self.d_model}"
+
+    @property
+    def params(self) -> int:
+        """Non-embedding parameters (Kaplan et al.): blocks and the final LayerNorm.
+
+        A block holds the fused QKV (3d²) and output (d²) projections, the MLP (4d² + 4d²)
+        and two bias-free LayerNorms (d each).
+        """
+        d = self.d_model
+        per_block = 12 * d * d + 2 * d
+        return self.n_layer * per_block + d
+
+    @property
+    def params_total(self) -> int:
+        """Every parameter: the token table is tied to the output head, so counted once."""
+        return self.params + self.vocab_size * self.d_model + self.seq_len * self.d_model
+
+    @property
+    def matmul_params(self) -> int:
+        """Weights that take part in a matmul per token: the blocks' and the output head's."""
+        return 12 * self.n_layer * self.d_model**2 + self.vocab_size * self.d_model
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward), PaLM appendix B / nanoGPT.
+
+        6 per matmul weight, plus 12·L·d·T for the attention scores and their weighted sum
+        (QKᵀ and AV, forward and backward). Causal masking is not discounted.
+        """
+        T = self.seq_len if seq_len is None else seq_len
+        return 6 * self.matmul_params + 12 * self.n_layer * self.d_model * T
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)

@@ -1,0 +1,282 @@
+"""Byte-level data: corpora, the token cache, and the Lightning data module.
+
+A token is a byte (0..255) or BOS (256), which starts every document. A corpus is a list of
+documents; it is split into train and validation by document (a hash of the document's name,
+so adding a file never moves another one across the split), tokenised once into two
+memory-mapped uint16 files keyed by a fingerprint of the corpus, and shared by every trial.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader, Dataset
+
+from scaling.config import BOS
+from scaling.hardware import cache_dir
+from scaling.spec import DataSpec, SpecError
+
+TOKEN_DTYPE = np.uint16
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpora: each yields (document name, bytes) in a deterministic order.
+
+
+def _stdlib_files() -> list[tuple[str, Path]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).as_posix()
+        if relative.split("/")[0] in {"site-packages", "dist-packages"}:
+            continue
+        files.append((relative, path))
+    return sorted(files)
+
+
+def _glob_files(pattern: str) -> list[tuple[str, Path]]:
+    paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+    return [(p, Path(p)) for p in paths if Path(p).is_file()]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A source of documents and the fingerprint that names its token cache."""
+
+    spec: DataSpec
+
+    def files(self) -> list[tuple[str, Path]]:
+        if self.spec.source == "stdlib":
+            return _stdlib_files()
+        files = _glob_files(self.spec.path)
+        if not files:
+            raise SpecError(f"data.path: no files match '{self.spec.path}'")
+        return files
+
+    def fingerprint(self) -> str:
+        """Changes whenever the documents could have: names, sizes and modification times
+        of files; the dataset's own fingerprint for Hugging Face."""
+        h = hashlib.sha256()
+        h.update(json.dumps(self.spec.model_dump(mode="json"), sort_keys=True).encode())
+        if self.spec.source == "huggingface":
+            h.update(self._hf_dataset()._fingerprint.encode())
+        else:
+            if self.spec.source == "stdlib":
+                h.update(sys.version.encode())
+            for name, path in self.files():
+                stat = path.stat()
+                h.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:20]
+
+    def documents(self) -> Iterator[tuple[str, bytes]]:
+        if self.spec.source == "huggingface":
+            dataset = self._hf_dataset()
+            for i, row in enumerate(dataset):
+                yield f"{i}", str(row[self.spec.text_field]).encode("utf-8")
+        else:
+            for name, path in self.files():
+                yield name, path.read_bytes()
+
+    def __len__(self) -> int:
+        if self.spec.source == "huggingface":
+            return len(self._hf_dataset())
+        return len(self.files())
+
+    def _hf_dataset(self):
+        try:
+            import datasets  # only when asked for: it is heavy and optional
+        except ImportError:
+            raise SpecError(
+                "data.source: 'huggingface' needs the datasets package: pip install datasets"
+            ) from None
+        try:
+            dataset = datasets.load_dataset(
+                self.spec.dataset, self.spec.config, split=self.spec.split
+            )
+        except Exception as exc:  # offline, unknown name, missing split: all end here
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SpecError(
+                f"data.dataset: cannot load '{self.spec.dataset}' (offline or not found?): "
+                f"{first_line}"
+            ) from None
+        if self.spec.text_field not in dataset.column_names:
+            raise SpecError(
+                f"data.text_field: '{self.spec.text_field}' is not a column of "
+                f"'{self.spec.dataset}' (columns: {', '.join(dataset.column_names)})"
+            )
+        return dataset
+
+
+def is_validation(document_name: str, val_fraction: float) -> bool:
+    digest = hashlib.sha256(document_name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
+
+
+# ---------------------------------------------------------------------------------------------
+# The token cache.
+
+
+@dataclass(frozen=True)
+class TokenCache:
+    directory: Path
+
+    @property
+    def train_path(self) -> Path:
+        return self.directory / "train.bin"
+
+    @property
+    def val_path(self) -> Path:
+        return self.directory / "val.bin"
+
+    def train(self) -> np.memmap:
+        return np.memmap(self.train_path, dtype=TOKEN_DTYPE, mode="r")
+
+    def val(self) -> np.memmap:
+        return np.memmap(self.val_path, dtype=TOKEN_DTYPE, mode="r")
+
+    def meta(self) -> dict:
+        return json.loads((self.directory / "meta.json").read_text())
+
+
+def prepare(spec: DataSpec, root: Path | None = None, progress: bool = True) -> TokenCache:
+    """The corpus's token cache, built on first use. Safe to call from many processes at once:
+    each builds in a private folder and the first to rename it into place wins."""
+    corpus = Corpus(spec)
+    root = root or cache_dir() / "tokens"
+    cache = TokenCache(root / corpus.fingerprint())
+    if (cache.directory / "meta.json").exists():
+        return cache
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        meta = _tokenize(corpus, building, progress)
+        if meta["val_tokens"] == 0 or meta["train_tokens"] == 0:
+            side = "validation" if meta["val_tokens"] == 0 else "training"
+            raise SpecError(
+                f"data: the split by document left no {side} documents among "
+                f"{meta['documents']}; add documents or change data.val_fraction"
+            )
+        (building / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.rename(building, cache.directory)
+        except OSError:
+            if not (cache.directory / "meta.json").exists():  # not a lost race: a real error
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return cache
+
+
+def _tokenize(corpus: Corpus, out: Path, progress: bool) -> dict:
+    counts = {"train": 0, "val": 0}
+    documents = {"train": 0, "val": 0}
+    with (
+        open(out / "train.bin", "wb") as train,
+        open(out / "val.bin", "wb") as val,
+        Progress(disable=not progress, transient=True) as bar,
+    ):
+        task = bar.add_task("tokenising corpus", total=len(corpus))
+        for name, data in corpus.documents():
+            split = "val" if is_validation(name, corpus.spec.val_fraction) else "train"
+            tokens = np.empty(len(data) + 1, dtype=TOKEN_DTYPE)
+            tokens[0] = BOS
+            tokens[1:] = np.frombuffer(data, dtype=np.uint8)
+            (val if split == "val" else train).write(tokens.tobytes())
+            counts[split] += len(tokens)
+            documents[split] += 1
+            bar.advance(task)
+    return {
+        "source": corpus.spec.model_dump(mode="json"),
+        "documents": documents["train"] + documents["val"],
+        "train_documents": documents["train"],
+        "val_documents": documents["val"],
+        "train_tokens": counts["train"],
+        "val_tokens": counts["val"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets and the data module.
+
+
+class RandomWindows(Dataset):
+    """Item i is micro-batch i: `batch_size` windows at offsets drawn from a generator seeded by
+    (seed, i). Any micro-batch can be rebuilt from its index alone, which makes a resumed trial
+    see exactly the data it would have seen."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, length: int, seed: int):
+        if len(tokens) <= seq_len + 1:
+            raise ValueError(f"{len(tokens)} training tokens cannot fill a window of {seq_len}")
+        self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
+        self.length, self.seed = length, seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, index))
+        starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
+        windows = self.tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int64)
+        windows = torch.from_numpy(windows)
+        return windows[:, :-1], windows[:, 1:]
+
+
+class ValidationWindows(Dataset):
+    """The first `eval_tokens` predicted tokens of the validation stream, cut into contiguous
+    windows: the same tokens for every trial of a grid, whatever its seq_len."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, eval_tokens: int):
+        if len(tokens) < eval_tokens + 1:
+            raise SpecError(
+                f"train.eval_tokens: {eval_tokens} is more than the {len(tokens) - 1} "
+                "validation tokens the corpus has; lower it or raise data.val_fraction"
+            )
+        self.tokens, self.seq_len = tokens, seq_len
+        self.count = eval_tokens // seq_len
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = index * self.seq_len
+        window = torch.from_numpy(self.tokens[start : start + self.seq_len + 1].astype(np.int64))
+        return window[:-1], window[1:]
+
+
+class ByteDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        cache: TokenCache,
+        seq_len: int,
+        micro_batch_size: int,
+        micro_batches: int,
+        eval_tokens: int,
+        seed: int,
+    ):
+        super().__init__()
+        self.cache, self.seq_len, self.micro_batch_size = cache, seq_len, micro_batch_size
+        self.micro_batches, self.eval_tokens, self.seed = micro_batches, eval_tokens, seed
+
+    def train_dataloader(self) -> DataLoader:
+        windows = RandomWindows(
+            self.cache.train(), self.seq_len, self.micro_batch_size, self.micro_batches, self.seed
+        )
+        return DataLoader(windows, batch_size=None, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        windows = ValidationWindows(self.cache.val(), self.seq_len, self.eval_tokens)
+        return DataLoader(windows, batch_size=self.micro_batch_size, shuffle=False)

@@ -1,0 +1,5 @@
+"""Bad input: a spec, a flag, a store. The message is the one line the user sees; exit code 2."""
+
+
+class InputError(ValueError):
+    pass

@@ -1,0 +1,120 @@
+"""The device a trial trains on: its precision and its peak FLOP/s, the denominator of MFU.
+
+GPUs get their datasheet's dense peak. A CPU has no trustworthy datasheet figure (turbo,
+core count, AMX), so its peak is measured: the rate of a large matmul at the trial's
+precision on the trial's threads, cached per machine so trials do not repeat it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+# Dense (no sparsity) peak FLOP/s from the vendors' datasheets, by precision.
+GPU_PEAK_FLOPS = {
+    "H200": {"bf16": 989e12, "fp32": 67e12},
+    "H100": {"bf16": 989e12, "fp32": 67e12},  # SXM; the PCIe card is lower (756e12)
+    "A100": {"bf16": 312e12, "fp32": 19.5e12},
+    "L40S": {"bf16": 362e12, "fp32": 91.6e12},
+    "A10": {"bf16": 125e12, "fp32": 31.2e12},
+}
+
+
+def cache_dir() -> Path:
+    """Where scaling keeps data caches and measurements: $SCALING_CACHE_DIR or ~/.cache/scaling."""
+    root = os.environ.get("SCALING_CACHE_DIR") or Path.home() / ".cache" / "scaling"
+    return Path(root)
+
+
+def device_type() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bf16_supported() -> bool:
+    """bf16 pays only with hardware support: CUDA (Ampere on), or AVX512-BF16 / AMX on CPUs."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str) -> str:
+    """The spec's `auto | bf16 | fp32` as the precision this device will use."""
+    if precision == "auto":
+        return "bf16" if bf16_supported() else "fp32"
+    return precision
+
+
+def lightning_precision(precision: str) -> str:
+    return {"bf16": "bf16-mixed", "fp32": "32-true"}[precision]
+
+
+def peak_flops(precision: str) -> float:
+    """Peak FLOP/s for MFU: the datasheet for a known GPU, else measured on this device."""
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        for key, peaks in GPU_PEAK_FLOPS.items():
+            if key in name:
+                return peaks[precision]
+    return _cached_matmul_rate(precision)
+
+
+def _cached_matmul_rate(precision: str) -> float:
+    threads = torch.get_num_threads()
+    key = f"{cpu_model()}|{device_type()}|{precision}|threads={threads}|torch={torch.__version__}"
+    path = cache_dir() / "peak_flops.json"
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if key not in table:
+        table[key] = measure_matmul_rate(precision)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table, indent=1))
+        os.replace(tmp, path)
+    return table[key]
+
+
+def measure_matmul_rate(precision: str, n: int = 2048, seconds: float = 0.5) -> float:
+    """FLOP/s of repeated n×n matmuls at this precision: the best this device does."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    device = device_type()
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):  # warm up kernels and caches
+        a @ b
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best

@@ -1,0 +1,74 @@
+"""The LightningModule: next-token objective, AdamW, warmup then cosine decay, validation loss."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+from scaling.model import GPT
+from scaling.spec import TrialSpec
+
+
+class Diverged(RuntimeError):
+    """The training loss stopped being finite."""
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Linear warmup, then cosine decay that reaches `min_lr_ratio` exactly at the last step:
+    Chinchilla showed a schedule longer than the run leaves the loss biased upwards."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - 1 - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class GPTModule(L.LightningModule):
+    def __init__(self, trial: TrialSpec):
+        super().__init__()
+        self.trial = trial
+        self.model = GPT(trial.gpt_config)
+        self.val_loss: float | None = None
+        self._val_sum = torch.zeros(())
+        self._val_count = 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        x, y = batch
+        _, loss = self.model(x, y)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        _, loss = self.model(x, y)
+        self._val_sum = self._val_sum.to(loss.device) + loss.detach().float() * y.numel()
+        self._val_count += y.numel()
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum, self._val_count = torch.zeros((), device=self.device), 0
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_count:  # Lightning's sanity check may run no batch at all
+            self.val_loss = (self._val_sum / self._val_count).item()
+
+    def configure_optimizers(self):
+        train = self.trial.train
+        # Decay matrices only (the tied embedding among them, as in nanoGPT), not LayerNorm gains.
+        matrices = [p for p in self.model.parameters() if p.dim() >= 2]
+        vectors = [p for p in self.model.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": matrices, "weight_decay": train.weight_decay},
+                {"params": vectors, "weight_decay": 0.0},
+            ],
+            lr=train.lr,
+            betas=(train.beta1, train.beta2),
+            fused=self.device.type == "cuda",
+        )
+        total = self.trial.steps
+        warmup = min(total, train.warmup_tokens // train.tokens_per_step)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, warmup, total, train.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

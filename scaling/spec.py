@@ -1,0 +1,454 @@
+"""Grid specs: YAML -> validated models -> the list of trials to run. Pure Python, no torch.
+
+Every problem with a spec becomes one `SpecError` whose text names the file and the field:
+`smoke.yaml: grid.seq_len[1]: must be a positive integer, got -3`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from scaling.config import GPTConfig
+from scaling.errors import InputError
+
+
+class SpecError(InputError):
+    """A spec that cannot be run; the message is the one line the user sees."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Value types. YAML reads `1e6` and `3e-4` as strings (PyYAML follows YAML 1.1), so numbers
+# are accepted from numeric strings too; the messages are the ones the CLI contract shows.
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("must be a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
+def _positive_int(value: Any) -> int:
+    try:
+        number = _number(value)
+    except ValueError:
+        raise ValueError("must be a positive integer") from None
+    if not math.isfinite(number) or number != int(number) or number < 1:
+        raise ValueError("must be a positive integer")
+    return int(number)
+
+
+def _positive_float(value: Any) -> float:
+    number = _number(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    try:
+        number = _number(value)
+    except ValueError:
+        raise ValueError("must be a non-negative integer") from None
+    if not math.isfinite(number) or number != int(number) or number < 0:
+        raise ValueError("must be a non-negative integer")
+    return int(number)
+
+
+def _non_negative_float(value: Any) -> float:
+    number = _number(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be a non-negative number")
+    return number
+
+
+def _fraction(value: Any) -> float:
+    number = _number(value)
+    if not 0 <= number <= 1:
+        raise ValueError("must be between 0 and 1")
+    return number
+
+
+PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
+PositiveFloat = Annotated[float, BeforeValidator(_positive_float)]
+Fraction = Annotated[float, BeforeValidator(_fraction)]
+
+
+class StrictModel(BaseModel):
+    """Refuses unknown keys, naming the closest valid one (typos should not be silent)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(f"must be a mapping with keys {', '.join(cls.model_fields)}")
+        for key in data:
+            if key not in cls.model_fields:
+                close = difflib.get_close_matches(str(key), list(cls.model_fields), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else (
+                    f"valid keys: {', '.join(cls.model_fields)}"
+                )
+                raise ValueError(f"unknown key '{key}', {hint}")
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# The spec's sections.
+
+
+class DataSpec(StrictModel):
+    """Where the text comes from. Every trial of a grid reads the same token cache."""
+
+    source: Literal["stdlib", "files", "huggingface"] = "stdlib"
+    path: str | None = None  # glob of text files, for source: files ('**' recurses)
+    dataset: str | None = None  # Hugging Face dataset name, for source: huggingface
+    config: str | None = None  # its configuration name, if it has several
+    split: str = "train"
+    text_field: str = "text"
+    val_fraction: Fraction = 0.02  # share of documents held out for validation
+
+    @model_validator(mode="after")
+    def _source_needs_its_field(self) -> DataSpec:
+        if self.source == "files" and not self.path:
+            raise ValueError("source 'files' needs 'path', a glob such as 'corpus/**/*.txt'")
+        if self.source == "huggingface" and not self.dataset:
+            raise ValueError("source 'huggingface' needs 'dataset', a dataset name")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be strictly between 0 and 1")
+        return self
+
+
+class SizeSpec(StrictModel):
+    """One model size: an explicit shape, or a target non-embedding parameter count."""
+
+    n_layer: PositiveInt | None = None
+    d_model: PositiveInt | None = None
+    n_head: PositiveInt | None = None
+    params: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _shape_or_target(self) -> SizeSpec:
+        shape = (self.n_layer, self.d_model, self.n_head)
+        if self.params is not None:
+            if any(v is not None for v in shape):
+                raise ValueError("give either 'params' or 'n_layer, d_model, n_head', not both")
+        elif any(v is None for v in shape):
+            raise ValueError("needs 'n_layer', 'd_model' and 'n_head' (or a target 'params')")
+        elif self.d_model % self.n_head:
+            raise ValueError(
+                f"d_model {self.d_model} is not divisible by n_head {self.n_head}"
+            )
+        return self
+
+
+class ModelSpec(StrictModel):
+    sizes: list[SizeSpec] = Field(min_length=1)
+    attention: list[Literal["dense"]] = ["dense"]
+    # The aspect-ratio rule for target sizes: d_model ≈ aspect_ratio × n_layer (Kaplan et al.
+    # find loss flat for d_model/n_layer between about 20 and 200), heads of head_dim.
+    aspect_ratio: PositiveFloat = 64.0
+    head_dim: PositiveInt = 64
+
+    @model_validator(mode="before")
+    @classmethod
+    def _attention_as_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("attention"), str):
+            data = {**data, "attention": [data["attention"]]}
+        return data
+
+
+class GridSpec(StrictModel):
+    seq_len: list[PositiveInt] = Field(min_length=1)
+    tokens: list[PositiveFloat] | None = None
+    tokens_per_param: list[PositiveFloat] | None = None
+    compute: list[PositiveFloat] | None = None  # FLOP budgets (IsoFLOP grid)
+    seeds: list[NonNegativeInt] = [0]
+
+    @model_validator(mode="after")
+    def _one_budget_axis(self) -> GridSpec:
+        given = [n for n in ("tokens", "tokens_per_param", "compute") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'tokens', 'tokens_per_param' or 'compute'"
+                + (f", got {' and '.join(given)}" if given else "")
+            )
+        return self
+
+
+class TrainSpec(StrictModel):
+    tokens_per_step: PositiveInt = 16384  # constant across sequence lengths
+    micro_batch_size: PositiveInt | None = None  # sequences per forward pass; default: all
+    lr: PositiveFloat = 3e-3
+    warmup_tokens: NonNegativeInt = 0
+    min_lr_ratio: Fraction = 0.1
+    weight_decay: Annotated[float, BeforeValidator(_non_negative_float)] = 0.1
+    beta1: Fraction = 0.9
+    beta2: Fraction = 0.95
+    grad_clip: PositiveFloat = 1.0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    eval_interval_tokens: PositiveInt = 262144
+    eval_tokens: PositiveInt = 65536
+    log_interval_steps: PositiveInt = 5
+
+
+class ResourcesSpec(StrictModel):
+    cpus_per_trial: PositiveFloat = 1
+    gpus_per_trial: Annotated[float, BeforeValidator(_non_negative_float)] = 0
+    max_concurrent: PositiveInt | None = None
+
+
+class TrackingSpec(StrictModel):
+    experiment: str | None = None
+
+
+class Spec(StrictModel):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+    data: DataSpec = DataSpec()
+    model: ModelSpec
+    grid: GridSpec
+    train: TrainSpec = TrainSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    tracking: TrackingSpec = TrackingSpec()
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Trials: one per point of sizes × attention × seq_len × budget × seed.
+
+
+class TrialSpec(StrictModel):
+    """Everything one training run needs; JSON-able so it can travel to a Ray worker."""
+
+    name: str
+    trial_id: str
+    experiment: str
+    n_layer: int
+    d_model: int
+    n_head: int
+    seq_len: int
+    tokens: int
+    seed: int
+    attention: str
+    params: int
+    params_total: int
+    flops_per_token: int
+    flops: float
+    data: DataSpec
+    train: TrainSpec
+    resources: ResourcesSpec
+
+    @property
+    def gpt_config(self) -> GPTConfig:
+        return GPTConfig(self.n_layer, self.d_model, self.n_head, self.seq_len)
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // self.train.tokens_per_step
+
+    @property
+    def batch_size(self) -> int:
+        return self.train.tokens_per_step // self.seq_len
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.train.micro_batch_size or self.batch_size
+
+    @property
+    def accumulate_grad_batches(self) -> int:
+        return self.batch_size // self.micro_batch_size
+
+
+def shape_for_params(target: float, aspect_ratio: float, head_dim: int) -> GPTConfig:
+    """The aspect-ratio rule: for each depth L, width d = aspect_ratio·L rounded to a multiple
+    of head_dim; keep the (L, d) whose non-embedding count is closest to the target in log."""
+    best = None
+    for n_layer in range(1, 129):
+        d_model = max(head_dim, round(aspect_ratio * n_layer / head_dim) * head_dim)
+        config = GPTConfig(n_layer, d_model, d_model // head_dim, seq_len=1)
+        gap = abs(math.log(config.params / target))
+        if best is None or gap < best[0]:
+            best = (gap, config)
+    return best[1]
+
+
+def _shapes(model: ModelSpec) -> list[tuple[int, int, int]]:
+    shapes = []
+    for size in model.sizes:
+        if size.params is not None:
+            c = shape_for_params(size.params, model.aspect_ratio, model.head_dim)
+            shapes.append((c.n_layer, c.d_model, c.n_head))
+        else:
+            shapes.append((size.n_layer, size.d_model, size.n_head))
+    return shapes
+
+
+def _short_count(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
+    """The spec's trials, in a stable order; refuses grids whose points cannot be trained."""
+    grid, train = spec.grid, spec.train
+    if grid.tokens:
+        budgets = [("tokens", b) for b in grid.tokens]
+    elif grid.tokens_per_param:
+        budgets = [("tokens_per_param", b) for b in grid.tokens_per_param]
+    else:
+        budgets = [("compute", b) for b in grid.compute]
+
+    for i, T in enumerate(grid.seq_len):
+        if train.tokens_per_step % T:
+            raise SpecError(
+                f"{source}: grid.seq_len[{i}]: {T} does not divide train.tokens_per_step "
+                f"{train.tokens_per_step}, so the batch would not be a whole number of sequences"
+            )
+        batch = train.tokens_per_step // T
+        if train.micro_batch_size and batch % train.micro_batch_size:
+            raise SpecError(
+                f"{source}: train.micro_batch_size: {train.micro_batch_size} does not divide the "
+                f"batch of {batch} sequences at seq_len {T}"
+            )
+        if train.eval_tokens % T:
+            raise SpecError(
+                f"{source}: train.eval_tokens: {train.eval_tokens} is not a multiple of "
+                f"seq_len {T}; every trial must be evaluated on the same tokens"
+            )
+
+    trials = []
+    several_budgets = len(budgets) > 1
+    for (L, d, h), attention, T, (kind, budget), seed in itertools.product(
+        _shapes(spec.model), spec.model.attention, grid.seq_len, budgets, grid.seeds
+    ):
+        config = GPTConfig(L, d, h, T)
+        per_token = config.flops_per_token()
+        wanted = {
+            "tokens": budget,
+            "tokens_per_param": budget * config.params,
+            "compute": budget / per_token,
+        }[kind]
+        # Train whole optimizer steps: the schedule then ends exactly at the budget.
+        steps = max(1, round(wanted / train.tokens_per_step))
+        tokens = steps * train.tokens_per_step
+        name = f"L{L}-d{d}-T{T}"
+        if attention != "dense":
+            name += f"-{attention.replace(':', '')}"
+        if several_budgets:
+            name += f"-C{budget:.0e}" if kind == "compute" else f"-D{_short_count(tokens)}"
+        name += f"-s{seed}"
+        resolved = {
+            "experiment": spec.experiment,
+            "n_layer": L,
+            "d_model": d,
+            "n_head": h,
+            "seq_len": T,
+            "tokens": tokens,
+            "seed": seed,
+            "attention": attention,
+            "data": spec.data.model_dump(mode="json"),
+            "train": train.model_dump(mode="json"),
+        }
+        trial_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+        trials.append(
+            TrialSpec(
+                name=name,
+                trial_id=trial_id,
+                params=config.params,
+                params_total=config.params_total,
+                flops_per_token=per_token,
+                flops=float(per_token * tokens),
+                resources=spec.resources,
+                **resolved,
+            )
+        )
+    names = [t.name for t in trials]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SpecError(f"{source}: model.sizes: the grid repeats trial {duplicates[0]}")
+    return trials
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, with errors the user can act on.
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = "must be " + message.removeprefix("Input should be ")
+    elif error["type"] == "missing":
+        return "is required"
+    elif error["type"] == "too_short":
+        return "must not be empty"
+    elif error["type"] in ("list_type", "string_type"):
+        message = "must be a " + ("list" if error["type"] == "list_type" else "string")
+    if "input" in error and not isinstance(error["input"], dict) and "unknown key" not in message:
+        message += f", got {error['input']!r}"
+    return message
+
+
+def parse(raw: Any, source: str = "spec") -> Spec:
+    """Validate an already-loaded mapping; `source` names it in error messages."""
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise SpecError(f"{source}: {_location(error['loc'])}: {_message(error)}") from None
+
+
+def load(path: str | Path) -> tuple[Spec, list[TrialSpec]]:
+    """Read, validate and expand a spec file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{source}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{source}: {where}invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: (top level): must be a mapping with 'name', 'model' and 'grid'")
+    spec = parse(raw, source)
+    return spec, expand(spec, source)

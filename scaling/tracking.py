@@ -1,0 +1,166 @@
+"""MLflow, written by the driver only: an experiment per spec, a parent run per `scaling run`,
+a child run per trial.
+
+Everything here takes plain dicts and ids, so the sequential runner and a Ray Tune callback
+on the driver feed it the same way. MlflowClient (not the fluent API) because several trials'
+runs are open at once and none of them is "the active run".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from scaling.errors import InputError
+from scaling.spec import Spec, TrialSpec
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+ROLE, TRIAL_ID, STATUS, ERROR = "scaling.role", "scaling.trial_id", "scaling.status", "scaling.error"
+RUNNING = "RUNNING"
+# MLflow's own run status for each trial outcome: only a trained model counts as FINISHED.
+_MLFLOW_STATUS = {"FINISHED": "FINISHED", "OOM": "FAILED", "DIVERGED": "FAILED", "FAILED": "FAILED"}
+
+
+class TrackingError(InputError):
+    """The tracking store cannot be used; the message is the one line the user sees."""
+
+
+def trial_params(trial: TrialSpec) -> dict[str, str]:
+    """The DESIGN's child params, then the rest of the resolved config, flattened."""
+    params = {
+        key: getattr(trial, key)
+        for key in (
+            "n_layer", "d_model", "n_head", "seq_len", "tokens", "params", "params_total",
+            "flops_per_token", "attention", "seed", "flops",
+        )
+    }
+    params.update(
+        steps=trial.steps,
+        batch_size=trial.batch_size,
+        micro_batch_size=trial.micro_batch_size,
+        accumulate_grad_batches=trial.accumulate_grad_batches,
+    )
+    for section in ("train", "data", "resources"):
+        for key, value in getattr(trial, section).model_dump(mode="json").items():
+            if value is not None:
+                params[f"{section}.{key}"] = value
+    return {key: str(value) for key, value in params.items()}
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str | None = None):
+        self.client = MlflowClient(tracking_uri)
+        self.tracking_uri = self.client.tracking_uri
+
+    def check_reachable(self) -> None:
+        """Fail before any trial starts if the store cannot be reached or opened."""
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TrackingError(
+                f"--tracking-uri: cannot use tracking store {self.tracking_uri}: {first_line}"
+            ) from None
+
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return self.client.create_experiment(name) if create else None
+
+    def trial_runs(self, experiment_id: str) -> list:
+        """Every trial run of the experiment, newest first."""
+        return self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'trial'",
+            order_by=["attributes.start_time DESC"],
+            max_results=50000,
+        )
+
+    def finished_trial_ids(self, experiment_id: str) -> set[str]:
+        return {
+            run.data.tags.get(TRIAL_ID)
+            for run in self.trial_runs(experiment_id)
+            if run.data.tags.get(STATUS) == "FINISHED"
+        }
+
+    def start_grid(self, experiment_id: str, spec: Spec, spec_path: Path, trials: list) -> str:
+        run = self.client.create_run(
+            experiment_id,
+            run_name=f"grid-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={ROLE: "grid", "scaling.spec": spec_path.name},
+        )
+        run_id = run.info.run_id
+        self.client.log_batch(
+            run_id,
+            params=[
+                Param("trials", str(len(trials))),
+                Param("total_flops", f"{sum(t.flops for t in trials):.4g}"),
+                Param("total_tokens", str(sum(t.tokens for t in trials))),
+            ],
+        )
+        self.client.log_artifact(run_id, str(spec_path))
+        return run_id
+
+    def end_grid(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def start_trial(self, experiment_id: str, parent_run_id: str, trial: TrialSpec) -> str:
+        run = self.client.create_run(
+            experiment_id,
+            run_name=trial.name,
+            tags={
+                ROLE: "trial",
+                TRIAL_ID: trial.trial_id,
+                STATUS: RUNNING,
+                MLFLOW_PARENT_RUN_ID: parent_run_id,
+            },
+        )
+        params = [Param(k, v) for k, v in trial_params(trial).items()]
+        self.client.log_batch(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict) -> None:
+        """One report from a trial: numbers keyed by name, and `step` = tokens seen."""
+        step = int(metrics.get("step", 0))
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if key != "step" and value is not None
+        ]
+        self.client.log_batch(run_id, metrics=batch)
+
+    def end_trial(
+        self,
+        run_id: str,
+        status: str,
+        error: str | None = None,
+        params: dict | None = None,
+        artifacts: Iterable[Path] = (),
+    ) -> None:
+        tags = [RunTag(STATUS, status)]
+        if error:
+            # MLflow tag values hold 8,000 characters; a traceback goes in as an artifact.
+            tags.append(RunTag(ERROR, error[:7999]))
+        self.client.log_batch(
+            run_id,
+            params=[Param(k, str(v)) for k, v in (params or {}).items()],
+            tags=tags,
+        )
+        for path in artifacts:
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, _MLFLOW_STATUS.get(status, "FAILED"))
+
+    def kill_trial(self, run_id: str, reason: str) -> None:
+        """A trial the user stopped: neither result nor failure, and never left RUNNING."""
+        self.client.set_tag(run_id, STATUS, "KILLED")
+        self.client.set_tag(run_id, ERROR, reason)
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))

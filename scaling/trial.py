@@ -1,0 +1,244 @@
+"""Run ONE trial, start to end, in this process. Knows nothing of Ray or MLflow.
+
+    result = trial.run(trial_spec, report=print)
+
+`report` receives the metrics as dicts while the trial runs, each with `step` = training
+tokens seen; whoever called decides where they go (MLflow on the driver, a Tune report).
+A loss that stops being finite ends the trial as DIVERGED, running out of memory as OOM; any
+other error propagates to the caller, who may retry it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import psutil
+import torch
+
+from scaling import hardware
+from scaling.data import ByteDataModule, prepare
+from scaling.module import Diverged, GPTModule, lr_factor
+from scaling.spec import TrialSpec
+
+Report = Callable[[dict], None]
+
+FINISHED, OOM, DIVERGED, FAILED = "FINISHED", "OOM", "DIVERGED", "FAILED"
+
+
+@dataclass
+class TrialResult:
+    status: str
+    metrics: dict = field(default_factory=dict)  # final step_time_s, peak_mem_bytes, wall_s
+    val_loss: float | None = None
+    params: dict = field(default_factory=dict)  # what the device resolved: precision, device
+    error: str | None = None
+    checkpoint: Path | None = None
+
+
+class MetricsReporter(L.Callback):
+    """Times optimizer steps (validation excluded), checks the loss is finite, and reports."""
+
+    def __init__(self, trial: TrialSpec, report: Report, peak_flops: float):
+        self.trial, self.report, self.peak_flops = trial, report, peak_flops
+        self.step_times: list[float] = []
+        self.last_eval_step = -1
+        self._loss_sum = torch.zeros(())
+        self._micro_batches = 0
+        self._window_seconds = 0.0
+        self._window_steps = 0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._step_start = time.perf_counter()
+        self._steps_done = trainer.global_step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self._loss_sum = self._loss_sum.to(outputs["loss"].device) + outputs["loss"].detach()
+        self._micro_batches += 1
+        if trainer.global_step == self._steps_done:
+            return  # gradient accumulation: the optimizer step has not happened yet
+        now = time.perf_counter()
+        self.step_times.append(now - self._step_start)
+        self._window_seconds += now - self._step_start
+        self._window_steps += 1
+        self._steps_done = trainer.global_step
+        self._step_start = now
+        last = trainer.global_step >= self.trial.steps
+        if trainer.global_step % self.trial.train.log_interval_steps == 0 or last:
+            self._report_training(trainer.global_step)
+
+    def _report_training(self, step: int) -> None:
+        loss = (self._loss_sum / self._micro_batches).item()
+        tokens = self._window_steps * self.trial.train.tokens_per_step
+        tokens_per_s = tokens / self._window_seconds
+        train = self.trial.train
+        warmup = min(self.trial.steps, train.warmup_tokens // train.tokens_per_step)
+        lr = train.lr * lr_factor(step - 1, warmup, self.trial.steps, train.min_lr_ratio)
+        self._loss_sum, self._micro_batches = torch.zeros(()), 0
+        self._window_seconds, self._window_steps = 0.0, 0
+        if not torch.isfinite(torch.tensor(loss)):
+            raise Diverged(f"training loss became {loss} at {step * train.tokens_per_step} tokens")
+        self.report(
+            {
+                "step": step * train.tokens_per_step,
+                "train_loss": loss,
+                "lr": lr,
+                "tokens_per_s": tokens_per_s,
+                "mfu": tokens_per_s * self.trial.flops_per_token / self.peak_flops,
+            }
+        )
+
+    def on_validation_start(self, trainer, module) -> None:
+        self._validation_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, module) -> None:
+        # Validation time is not training time: move the step timer past it.
+        if hasattr(self, "_step_start"):
+            self._step_start += time.perf_counter() - self._validation_start
+        step = trainer.global_step
+        if module.val_loss is None or step == self.last_eval_step:
+            return
+        if not torch.isfinite(torch.tensor(module.val_loss)):
+            raise Diverged(f"validation loss became {module.val_loss} at step {step}")
+        self.last_eval_step = step
+        self.report({"step": step * self.trial.train.tokens_per_step, "val_loss": module.val_loss})
+
+
+class PeakMemory:
+    """Peak memory of the trial: the CUDA allocator's peak, or this process's peak RSS
+    (Linux lets a process reset its high-water mark, so earlier trials do not count)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def peak_bytes(self) -> int:
+        if self.device == "cuda":
+            return torch.cuda.max_memory_allocated()
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return psutil.Process().memory_info().rss
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+def _quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    # One process, memory-mapped data: loader workers would only add start-up time.
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+
+
+def run(trial: TrialSpec, report: Report | None = None, out_dir: str | Path = ".") -> TrialResult:
+    """Train `trial` to its token budget; the checkpoint lands in `out_dir`/checkpoint.pt."""
+    report = report or (lambda metrics: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _quiet_lightning()
+    started = time.perf_counter()
+    device = hardware.device_type()
+    precision = hardware.resolve_precision(trial.train.precision)
+    memory = PeakMemory(device)
+    reporter = MetricsReporter(trial, report, hardware.peak_flops(precision))
+    try:
+        result = _fit(trial, reporter, precision, out_dir)
+    except Diverged as exc:
+        return TrialResult(DIVERGED, error=str(exc))
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        first_line = str(exc).strip().splitlines()[0]
+        where = (
+            f"{trial.gpt_config.name} (params {trial.params:,}) at seq_len {trial.seq_len}, "
+            f"micro-batch {trial.micro_batch_size}"
+        )
+        return TrialResult(OOM, error=f"out of memory for {where}: {first_line}")
+    steady = reporter.step_times[len(reporter.step_times) // 10 :] or reporter.step_times
+    result.metrics.update(
+        step_time_s=sum(steady) / len(steady),
+        peak_mem_bytes=memory.peak_bytes(),
+        wall_s=time.perf_counter() - started,
+    )
+    return result
+
+
+def _fit(trial: TrialSpec, reporter: MetricsReporter, precision: str, out_dir: Path) -> TrialResult:
+    train = trial.train
+    cache = prepare(trial.data, progress=False)
+    L.seed_everything(trial.seed, verbose=False)
+    module = GPTModule(trial)
+    micro_batches = trial.steps * trial.accumulate_grad_batches
+    data = ByteDataModule(
+        cache, trial.seq_len, trial.micro_batch_size, micro_batches, train.eval_tokens, trial.seed
+    )
+    eval_steps = max(1, train.eval_interval_tokens // train.tokens_per_step)
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        precision=hardware.lightning_precision(precision),
+        max_steps=trial.steps,
+        accumulate_grad_batches=trial.accumulate_grad_batches,
+        gradient_clip_val=train.grad_clip,
+        val_check_interval=min(eval_steps, trial.steps) * trial.accumulate_grad_batches,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[reporter],
+        default_root_dir=out_dir,
+    )
+    trainer.fit(module, datamodule=data)
+    if reporter.last_eval_step != trainer.global_step:
+        trainer.validate(module, datamodule=data, verbose=False)
+    checkpoint = out_dir / "checkpoint.pt"
+    torch.save(
+        {
+            "config": trial.gpt_config.to_dict(),
+            "trial": trial.model_dump(mode="json"),
+            "tokens_seen": trainer.global_step * train.tokens_per_step,
+            "state_dict": module.model.state_dict(),
+        },
+        checkpoint,
+    )
+    return TrialResult(
+        FINISHED,
+        val_loss=module.val_loss,
+        params={"precision": precision, "device": hardware.device_type()},
+        checkpoint=checkpoint,
+    )
+
+
+def format_exception(exc: BaseException) -> str:
+    """One line for the `scaling.error` tag; the traceback goes to the log."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

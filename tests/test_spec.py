@@ -1,0 +1,210 @@
+"""Specs: what a valid grid expands to, and the one-line error for every way one can be wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import REPO, scaling, tiny_spec, write_spec
+
+from scaling import spec as spec_lib
+from scaling.config import GPTConfig
+
+
+def expand(raw: dict) -> list[spec_lib.TrialSpec]:
+    return spec_lib.expand(spec_lib.parse(raw, "grid.yaml"), "grid.yaml")
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(spec_lib.SpecError) as caught:
+        expand(raw)
+    return str(caught.value)
+
+
+def test_a_grid_is_the_product_of_its_axes():
+    raw = tiny_spec(
+        model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2},
+                         {"n_layer": 2, "d_model": 64, "n_head": 4}]},
+        grid={"seq_len": [64, 128], "tokens": [32768], "seeds": [0, 1]},
+    )
+    trials = expand(raw)
+    assert len(trials) == 2 * 2 * 2
+    assert [t.name for t in trials[:4]] == [
+        "L1-d32-T64-s0", "L1-d32-T64-s1", "L1-d32-T128-s0", "L1-d32-T128-s1"
+    ]
+    assert len({t.trial_id for t in trials}) == 8
+    # The id is a hash of the resolved config: stable across loads, so reruns can skip.
+    assert [t.trial_id for t in expand(raw)] == [t.trial_id for t in trials]
+
+
+def test_every_trial_trains_whole_optimizer_steps_of_constant_tokens():
+    trials = expand(tiny_spec(grid={"seq_len": [64, 128, 256], "tokens": [50000]}))
+    for t in trials:
+        assert t.tokens % t.train.tokens_per_step == 0
+        assert t.batch_size * t.seq_len == t.train.tokens_per_step
+        assert abs(t.tokens - 50000) <= t.train.tokens_per_step / 2
+        assert t.flops == t.flops_per_token * t.tokens
+
+
+def test_tokens_per_param_scales_the_budget_with_the_model():
+    raw = tiny_spec(grid={"seq_len": [64], "tokens_per_param": [20]})
+    (t,) = expand(raw)
+    assert t.params == GPTConfig(1, 32, 2, 64).params
+    assert abs(t.tokens - 20 * t.params) <= t.train.tokens_per_step / 2
+
+
+def test_compute_budgets_give_isoflop_trials():
+    raw = tiny_spec(
+        model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2},
+                         {"n_layer": 2, "d_model": 64, "n_head": 4}]},
+        grid={"seq_len": [64], "compute": [1e12, 4e12]},
+    )
+    trials = expand(raw)
+    assert [t.name for t in trials] == [
+        "L1-d32-T64-C1e+12-s0", "L1-d32-T64-C4e+12-s0",
+        "L2-d64-T64-C1e+12-s0", "L2-d64-T64-C4e+12-s0",
+    ]
+    for t, budget in zip(trials, [1e12, 4e12, 1e12, 4e12]):
+        # Within half an optimizer step of the budget.
+        assert abs(t.flops - budget) <= t.flops_per_token * t.train.tokens_per_step / 2
+
+
+def test_target_parameter_counts_follow_the_aspect_ratio_rule():
+    raw = tiny_spec(model={"sizes": [{"params": 1e6}, {"params": 1e7}], "aspect_ratio": 64})
+    small, large = expand(raw)
+    for t, target in ((small, 1e6), (large, 1e7)):
+        assert t.d_model % 64 == 0 and t.n_head == t.d_model // 64
+        # The closest shape on the rule's ladder: within a factor of two in either direction.
+        assert 0.5 < t.params / target < 2
+    assert large.n_layer > small.n_layer
+
+
+def test_the_experiment_defaults_to_the_spec_name():
+    assert spec_lib.parse(tiny_spec("abc")).experiment == "abc"
+    assert spec_lib.parse(tiny_spec("abc", tracking={"experiment": "other"})).experiment == "other"
+
+
+def test_numbers_in_yaml_exponent_form_are_accepted(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "name: g\nmodel: {sizes: [{n_layer: 1, d_model: 32, n_head: 2}]}\n"
+        "grid: {seq_len: [64], tokens: [1e5]}\ntrain: {lr: 3e-4, tokens_per_step: 4096,"
+        " eval_tokens: 4096}\n"
+    )
+    spec, (trial,) = spec_lib.load(path)
+    assert spec.train.lr == 3e-4 and trial.tokens == 98304
+
+
+BAD = [
+    (dict(grid={"seq_len": [64, -3], "tokens": [1e5]}),
+     "grid.yaml: grid.seq_len[1]: must be a positive integer, got -3"),
+    (dict(grid={"seq_len": [64.5], "tokens": [1e5]}),
+     "grid.yaml: grid.seq_len[0]: must be a positive integer, got 64.5"),
+    (dict(grid={"seq_len": [], "tokens": [1e5]}), "grid.yaml: grid.seq_len: must not be empty"),
+    (dict(grid={"seq_len": "64", "tokens": [1e5]}),
+     "grid.yaml: grid.seq_len: must be a list, got '64'"),
+    (dict(grid={"seqlen": [64], "tokens": [1e5]}),
+     "grid.yaml: grid: unknown key 'seqlen', did you mean 'seq_len'?"),
+    (dict(trian={"lr": 1e-3}), "grid.yaml: (top level): unknown key 'trian', did you mean 'train'?"),
+    (dict(grid={"seq_len": [64]}),
+     "grid.yaml: grid: give exactly one of 'tokens', 'tokens_per_param' or 'compute'"),
+    (dict(grid={"seq_len": [64], "tokens": [1e5], "compute": [1e12]}),
+     "grid.yaml: grid: give exactly one of 'tokens', 'tokens_per_param' or 'compute', "
+     "got tokens and compute"),
+    (dict(grid={"seq_len": [64], "tokens": [0]}),
+     "grid.yaml: grid.tokens[0]: must be a positive number, got 0"),
+    (dict(grid={"seq_len": [64], "tokens": [1e5], "seeds": [-1]}),
+     "grid.yaml: grid.seeds[0]: must be a non-negative integer, got -1"),
+    (dict(model={"sizes": [{"n_layer": 2, "d_model": 65, "n_head": 2}]}),
+     "grid.yaml: model.sizes[0]: d_model 65 is not divisible by n_head 2"),
+    (dict(model={"sizes": [{"n_layer": 2, "d_model": 64}]}),
+     "grid.yaml: model.sizes[0]: needs 'n_layer', 'd_model' and 'n_head' (or a target 'params')"),
+    (dict(model={"sizes": [{"params": 1e6, "n_layer": 2}]}),
+     "grid.yaml: model.sizes[0]: give either 'params' or 'n_layer, d_model, n_head', not both"),
+    (dict(model={"sizes": []}), "grid.yaml: model.sizes: must not be empty"),
+    (dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}], "attention": "sparse"}),
+     "grid.yaml: model.attention[0]: must be 'dense', got 'sparse'"),
+    (dict(train={"precision": "fp16"}),
+     "grid.yaml: train.precision: must be 'auto', 'bf16' or 'fp32', got 'fp16'"),
+    (dict(train={"lr": "fast"}), "grid.yaml: train.lr: must be a number, got 'fast'"),
+    (dict(train={"min_lr_ratio": 2}), "grid.yaml: train.min_lr_ratio: must be between 0 and 1, got 2"),
+    (dict(train={"tokens_per_step": 4096, "eval_tokens": 100}),
+     "grid.yaml: train.eval_tokens: 100 is not a multiple of seq_len 64; every trial must be "
+     "evaluated on the same tokens"),
+    (dict(grid={"seq_len": [64, 100], "tokens": [1e5]}),
+     "grid.yaml: grid.seq_len[1]: 100 does not divide train.tokens_per_step 4096, so the batch "
+     "would not be a whole number of sequences"),
+    (dict(train={"tokens_per_step": 4096, "micro_batch_size": 5}),
+     "grid.yaml: train.micro_batch_size: 5 does not divide the batch of 64 sequences at seq_len 64"),
+    (dict(data={"source": "files"}),
+     "grid.yaml: data: source 'files' needs 'path', a glob such as 'corpus/**/*.txt'"),
+    (dict(data={"source": "web"}),
+     "grid.yaml: data.source: must be 'stdlib', 'files' or 'huggingface', got 'web'"),
+    (dict(name="has space"), "grid.yaml: name: String should match pattern "
+     "'^[A-Za-z0-9][A-Za-z0-9_.\\-]*$', got 'has space'"),
+    (dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}] * 2}),
+     "grid.yaml: model.sizes: the grid repeats trial L1-d32-T64-s0"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[m.split(": ")[1] for _, m in BAD])
+def test_a_bad_spec_gets_one_line_naming_file_and_field(overrides, message):
+    assert error_of(tiny_spec(**overrides)) == message
+
+
+def test_a_missing_section_is_named():
+    raw = tiny_spec()
+    del raw["model"]
+    assert error_of(raw) == "grid.yaml: model: is required"
+
+
+def test_bad_files_are_refused(tmp_path):
+    with pytest.raises(spec_lib.SpecError, match=r"^missing.yaml: no such file$"):
+        spec_lib.load("missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(spec_lib.SpecError, match=r"broken.yaml: line 2: invalid YAML"):
+        spec_lib.load(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(spec_lib.SpecError, match=r"scalar.yaml: \(top level\): must be a mapping"):
+        spec_lib.load(scalar)
+
+
+def test_plan_json_lists_every_trial_with_the_contract_fields():
+    result = scaling("plan", str(REPO / "experiments" / "smoke.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    trials = json.loads(result.stdout)
+    assert len(trials) >= 6
+    contract = {"name", "n_layer", "d_model", "n_head", "seq_len", "tokens", "params",
+                "params_total", "flops_per_token", "flops"}
+    for trial in trials:
+        assert contract <= trial.keys()
+        config = GPTConfig(trial["n_layer"], trial["d_model"], trial["n_head"], trial["seq_len"])
+        assert trial["params"] == config.params
+        assert trial["flops"] == trial["flops_per_token"] * trial["tokens"]
+
+
+def test_plan_prints_a_table_with_totals():
+    result = scaling("plan", str(REPO / "experiments" / "smoke.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "L4-d128-T256-s0" in result.stdout and "total" in result.stdout
+
+
+def test_a_bad_spec_exits_2_with_one_line_and_no_traceback(tmp_path):
+    path = write_spec(tmp_path / "smoke.yaml", tiny_spec(grid={"seq_len": [64, -3], "tokens": [1]}))
+    for command in ("plan", "run"):
+        result = scaling(command, str(path), cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"{path}: grid.seq_len[1]: must be a positive integer, got -3"
+        ]
+        assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke.yaml"]  # nothing written
+
+
+def test_a_bad_flag_exits_2_with_one_line():
+    result = scaling("plan", "x.yaml", "--bogus")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--bogus" in result.stderr
