@@ -12,11 +12,11 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from scaling import spec as spec_lib  # noqa: E402
-from scaling.errors import InputError  # noqa: E402
+from scaling import spec as spec_lib
+from scaling.errors import InputError
 
 USAGE_ERROR = 2
 
@@ -46,8 +46,21 @@ def _count(n: float) -> str:
 
 
 def plan_rows(trials: list[spec_lib.TrialSpec]) -> list[dict]:
-    keys = ("name", "trial_id", "n_layer", "d_model", "n_head", "seq_len", "tokens", "seed",
-            "attention", "params", "params_total", "flops_per_token", "flops")
+    keys = (
+        "name",
+        "trial_id",
+        "n_layer",
+        "d_model",
+        "n_head",
+        "seq_len",
+        "tokens",
+        "seed",
+        "attention",
+        "params",
+        "params_total",
+        "flops_per_token",
+        "flops",
+    )
     rows = []
     for t in trials:
         row = {key: getattr(t, key) for key in keys}
@@ -62,18 +75,42 @@ def cmd_plan(args) -> int:
         print(json.dumps(plan_rows(trials), indent=1))
         return 0
     table = Table(title=f"{args.spec}: {len(trials)} trials, experiment '{spec.experiment}'")
-    for column in ("trial", "L/d/h", "params", "params_total", "seq_len", "tokens",
-                   "tokens/param", "FLOPs/token", "FLOPs"):
+    for column in (
+        "trial",
+        "L/d/h",
+        "params",
+        "params_total",
+        "seq_len",
+        "tokens",
+        "tokens/param",
+        "FLOPs/token",
+        "FLOPs",
+    ):
         table.add_column(column, justify="left" if column == "trial" else "right")
     for t in trials:
         table.add_row(
-            t.name, f"{t.n_layer}/{t.d_model}/{t.n_head}", _count(t.params),
-            _count(t.params_total), str(t.seq_len), _count(t.tokens),
-            f"{t.tokens / t.params:.3g}", _count(t.flops_per_token), f"{t.flops:.3g}",
+            t.name,
+            f"{t.n_layer}/{t.d_model}/{t.n_head}",
+            _count(t.params),
+            _count(t.params_total),
+            str(t.seq_len),
+            _count(t.tokens),
+            f"{t.tokens / t.params:.3g}",
+            _count(t.flops_per_token),
+            f"{t.flops:.3g}",
         )
     table.add_section()
-    table.add_row("total", "", "", "", "", _count(sum(t.tokens for t in trials)), "", "",
-                  f"{sum(t.flops for t in trials):.3g}")
+    table.add_row(
+        "total",
+        "",
+        "",
+        "",
+        "",
+        _count(sum(t.tokens for t in trials)),
+        "",
+        "",
+        f"{sum(t.flops for t in trials):.3g}",
+    )
     _console().print(table)
     return 0
 
@@ -119,22 +156,41 @@ def cmd_status(args) -> int:
     latest = {}
     for run in tracker.trial_runs(experiment_id):  # newest first: keep each trial's latest run
         latest.setdefault(run.data.tags.get(TRIAL_ID), run)
-    runs = sorted(latest.values(), key=lambda r: (int(r.data.params.get("params", 0)),
-                                                  int(r.data.params.get("seq_len", 0)),
-                                                  r.info.run_name))
+    runs = sorted(
+        latest.values(),
+        key=lambda r: (
+            int(r.data.params.get("params", 0)),
+            int(r.data.params.get("seq_len", 0)),
+            r.info.run_name,
+        ),
+    )
     counts = Counter(run.data.tags.get(STATUS, "?") for run in runs)
     table = Table(title=f"{args.experiment}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    for column in ("trial", "status", "params", "seq_len", "tokens", "val_loss", "tokens/s",
-                   "wall_s", "run id", "error"):
+    for column in (
+        "trial",
+        "status",
+        "params",
+        "seq_len",
+        "tokens",
+        "val_loss",
+        "tokens/s",
+        "wall_s",
+        "run id",
+        "error",
+    ):
         table.add_column(column)
     for run in runs:
         m, p = run.data.metrics, run.data.params
         table.add_row(
-            run.info.run_name, run.data.tags.get(STATUS, "?"), _count(int(p.get("params", 0))),
-            p.get("seq_len", ""), _count(int(p.get("tokens", 0))),
+            run.info.run_name,
+            run.data.tags.get(STATUS, "?"),
+            _count(int(p.get("params", 0))),
+            p.get("seq_len", ""),
+            _count(int(p.get("tokens", 0))),
             f"{m['val_loss']:.4f}" if "val_loss" in m else "",
             _count(m["tokens_per_s"]) if "tokens_per_s" in m else "",
-            f"{m['wall_s']:.1f}" if "wall_s" in m else "", run.info.run_id,
+            f"{m['wall_s']:.1f}" if "wall_s" in m else "",
+            run.info.run_id,
             run.data.tags.get(ERROR, ""),
         )
     _console().print(table)
@@ -146,11 +202,22 @@ def cmd_ui(args) -> int:
 
     uri = args.tracking_uri or mlflow.get_tracking_uri()
     if uri.startswith(("http://", "https://")):
-        raise UsageError(f"--tracking-uri: {uri} is already a tracking server; open it in a browser")
+        raise UsageError(
+            f"--tracking-uri: {uri} is already a tracking server; open it in a browser"
+        )
     mlflow_bin = Path(sys.executable).with_name("mlflow")
-    command = [str(mlflow_bin) if mlflow_bin.exists() else "mlflow", "server",
-               "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port),
-               "--workers", "1"]
+    command = [
+        str(mlflow_bin) if mlflow_bin.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
     print(f"MLflow dashboard for {uri}: http://127.0.0.1:{args.port}", flush=True)
     # The dashboard needs no job runner: without it the server is a few processes, not 15.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -108,7 +108,9 @@ class Corpus:
                 self.spec.dataset, self.spec.config, split=self.spec.split
             )
         except Exception as exc:  # offline, unknown name, missing split: all end here
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first_line = (
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            )
             raise SpecError(
                 f"data.dataset: cannot load '{self.spec.dataset}' (offline or not found?): "
                 f"{first_line}"
@@ -214,22 +216,34 @@ def _tokenize(corpus: Corpus, out: Path, progress: bool) -> dict:
 
 
 class RandomWindows(Dataset):
-    """Item i is micro-batch i: `batch_size` windows at offsets drawn from a generator seeded by
-    (seed, i). Any micro-batch can be rebuilt from its index alone, which makes a resumed trial
-    see exactly the data it would have seen."""
+    """Item i is micro-batch i. Each optimizer step's `batch_size` windows are drawn from a
+    generator seeded by (seed, step) and cut into micro-batches, so the data a step sees does
+    not depend on how it is split for memory, and a resumed trial sees exactly the data it
+    would have seen."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, length: int, seed: int):
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        seq_len: int,
+        batch_size: int,
+        micro_batch_size: int,
+        length: int,
+        seed: int,
+    ):
         if len(tokens) <= seq_len + 1:
             raise ValueError(f"{len(tokens)} training tokens cannot fill a window of {seq_len}")
-        self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
-        self.length, self.seed = length, seed
+        self.tokens, self.seq_len, self.seed, self.length = tokens, seq_len, seed, length
+        self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
+        self.accumulate = batch_size // micro_batch_size
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, index))
+        step, part = divmod(index, self.accumulate)
+        rng = np.random.default_rng((self.seed, step))
         starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
+        starts = starts[part * self.micro_batch_size : (part + 1) * self.micro_batch_size]
         windows = self.tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int64)
         windows = torch.from_numpy(windows)
         return windows[:, :-1], windows[:, 1:]
@@ -262,18 +276,26 @@ class ByteDataModule(L.LightningDataModule):
         self,
         cache: TokenCache,
         seq_len: int,
+        batch_size: int,
         micro_batch_size: int,
-        micro_batches: int,
+        steps: int,
         eval_tokens: int,
         seed: int,
     ):
         super().__init__()
-        self.cache, self.seq_len, self.micro_batch_size = cache, seq_len, micro_batch_size
-        self.micro_batches, self.eval_tokens, self.seed = micro_batches, eval_tokens, seed
+        self.cache, self.seq_len, self.seed = cache, seq_len, seed
+        self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
+        self.steps, self.eval_tokens = steps, eval_tokens
 
     def train_dataloader(self) -> DataLoader:
+        micro_batches = self.steps * (self.batch_size // self.micro_batch_size)
         windows = RandomWindows(
-            self.cache.train(), self.seq_len, self.micro_batch_size, self.micro_batches, self.seed
+            self.cache.train(),
+            self.seq_len,
+            self.batch_size,
+            self.micro_batch_size,
+            micro_batches,
+            self.seed,
         )
         return DataLoader(windows, batch_size=None, shuffle=False)
 

@@ -80,8 +80,9 @@ def _run_one(trial, experiment_id, parent, tracker: Tracker, storage: Path) -> t
         log.exception("trial %s failed", trial.name)
         error_file = out_dir / "error.txt"
         error_file.write_text(trial_lib.format_traceback(exc))
-        tracker.end_trial(run_id, trial_lib.FAILED, trial_lib.format_exception(exc),
-                          artifacts=[error_file])
+        tracker.end_trial(
+            run_id, trial_lib.FAILED, trial_lib.format_exception(exc), artifacts=[error_file]
+        )
         return trial_lib.FAILED, f" ({trial_lib.format_exception(exc)})"
     if result.metrics:
         tracker.log_metrics(run_id, {"step": trial.tokens, **result.metrics})

@@ -80,7 +80,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits for every position; with `targets`, also the mean cross-entropy."""
         T = idx.size(1)
-        if T > self.config.seq_len:
+        if self.config.seq_len < T:
             raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.seq_len}")
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)

@@ -106,8 +106,10 @@ class StrictModel(BaseModel):
         for key in data:
             if key not in cls.model_fields:
                 close = difflib.get_close_matches(str(key), list(cls.model_fields), n=1)
-                hint = f"did you mean '{close[0]}'?" if close else (
-                    f"valid keys: {', '.join(cls.model_fields)}"
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else (f"valid keys: {', '.join(cls.model_fields)}")
                 )
                 raise ValueError(f"unknown key '{key}', {hint}")
         return data
@@ -156,9 +158,7 @@ class SizeSpec(StrictModel):
         elif any(v is None for v in shape):
             raise ValueError("needs 'n_layer', 'd_model' and 'n_head' (or a target 'params')")
         elif self.d_model % self.n_head:
-            raise ValueError(
-                f"d_model {self.d_model} is not divisible by n_head {self.n_head}"
-            )
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
         return self
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,7 +24,12 @@ from scaling.spec import Spec, TrialSpec
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-ROLE, TRIAL_ID, STATUS, ERROR = "scaling.role", "scaling.trial_id", "scaling.status", "scaling.error"
+ROLE, TRIAL_ID, STATUS, ERROR = (
+    "scaling.role",
+    "scaling.trial_id",
+    "scaling.status",
+    "scaling.error",
+)
 RUNNING = "RUNNING"
 # MLflow's own run status for each trial outcome: only a trained model counts as FINISHED.
 _MLFLOW_STATUS = {"FINISHED": "FINISHED", "OOM": "FAILED", "DIVERGED": "FAILED", "FAILED": "FAILED"}
@@ -37,8 +44,17 @@ def trial_params(trial: TrialSpec) -> dict[str, str]:
     params = {
         key: getattr(trial, key)
         for key in (
-            "n_layer", "d_model", "n_head", "seq_len", "tokens", "params", "params_total",
-            "flops_per_token", "attention", "seed", "flops",
+            "n_layer",
+            "d_model",
+            "n_head",
+            "seq_len",
+            "tokens",
+            "params",
+            "params_total",
+            "flops_per_token",
+            "attention",
+            "seed",
+            "flops",
         )
     }
     params.update(
@@ -59,9 +75,16 @@ class Tracker:
         self.client = MlflowClient(tracking_uri)
         self.tracking_uri = self.client.tracking_uri
 
-    def check_reachable(self) -> None:
+    def check_reachable(self, timeout_s: float = 10) -> None:
         """Fail before any trial starts if the store cannot be reached or opened."""
         try:
+            if self.tracking_uri.startswith(("http://", "https://")):
+                # One plain request: MLflow's client would retry with back-off for minutes.
+                url = self.tracking_uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+                try:
+                    urllib.request.urlopen(f"{url}?max_results=1", timeout=timeout_s).close()
+                except urllib.error.HTTPError:
+                    pass  # it answered; the client below brings any credentials it needs
             self.client.search_experiments(max_results=1)
         except Exception as exc:
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

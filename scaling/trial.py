@@ -104,10 +104,11 @@ class MetricsReporter(L.Callback):
         step = trainer.global_step
         if module.val_loss is None or step == self.last_eval_step:
             return
+        tokens = step * self.trial.train.tokens_per_step
         if not torch.isfinite(torch.tensor(module.val_loss)):
-            raise Diverged(f"validation loss became {module.val_loss} at step {step}")
+            raise Diverged(f"validation loss became {module.val_loss} at {tokens} tokens")
         self.last_eval_step = step
-        self.report({"step": step * self.trial.train.tokens_per_step, "val_loss": module.val_loss})
+        self.report({"step": tokens, "val_loss": module.val_loss})
 
 
 class PeakMemory:
@@ -191,9 +192,14 @@ def _fit(trial: TrialSpec, reporter: MetricsReporter, precision: str, out_dir: P
     cache = prepare(trial.data, progress=False)
     L.seed_everything(trial.seed, verbose=False)
     module = GPTModule(trial)
-    micro_batches = trial.steps * trial.accumulate_grad_batches
     data = ByteDataModule(
-        cache, trial.seq_len, trial.micro_batch_size, micro_batches, train.eval_tokens, trial.seed
+        cache,
+        trial.seq_len,
+        trial.batch_size,
+        trial.micro_batch_size,
+        trial.steps,
+        train.eval_tokens,
+        trial.seed,
     )
     eval_steps = max(1, train.eval_interval_tokens // train.tokens_per_step)
     trainer = L.Trainer(

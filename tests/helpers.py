@@ -21,6 +21,7 @@ def tiny_spec(name: str = "tiny", **overrides) -> dict:
         "grid": {"seq_len": [64], "tokens": [32768]},
         "train": {
             "tokens_per_step": 4096,
+            "lr": 1e-2,
             "eval_interval_tokens": 16384,
             "eval_tokens": 4096,
             "log_interval_steps": 2,
@@ -37,10 +38,16 @@ def write_spec(path: Path, spec: dict) -> Path:
     return path
 
 
-def scaling(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def scaling(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the real `scaling` command in a fresh process, as a user would."""
     return subprocess.run(
-        [*SCALING, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [*SCALING, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

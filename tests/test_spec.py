@@ -23,14 +23,21 @@ def error_of(raw: dict) -> str:
 
 def test_a_grid_is_the_product_of_its_axes():
     raw = tiny_spec(
-        model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2},
-                         {"n_layer": 2, "d_model": 64, "n_head": 4}]},
+        model={
+            "sizes": [
+                {"n_layer": 1, "d_model": 32, "n_head": 2},
+                {"n_layer": 2, "d_model": 64, "n_head": 4},
+            ]
+        },
         grid={"seq_len": [64, 128], "tokens": [32768], "seeds": [0, 1]},
     )
     trials = expand(raw)
     assert len(trials) == 2 * 2 * 2
     assert [t.name for t in trials[:4]] == [
-        "L1-d32-T64-s0", "L1-d32-T64-s1", "L1-d32-T128-s0", "L1-d32-T128-s1"
+        "L1-d32-T64-s0",
+        "L1-d32-T64-s1",
+        "L1-d32-T128-s0",
+        "L1-d32-T128-s1",
     ]
     assert len({t.trial_id for t in trials}) == 8
     # The id is a hash of the resolved config: stable across loads, so reruns can skip.
@@ -55,14 +62,20 @@ def test_tokens_per_param_scales_the_budget_with_the_model():
 
 def test_compute_budgets_give_isoflop_trials():
     raw = tiny_spec(
-        model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2},
-                         {"n_layer": 2, "d_model": 64, "n_head": 4}]},
+        model={
+            "sizes": [
+                {"n_layer": 1, "d_model": 32, "n_head": 2},
+                {"n_layer": 2, "d_model": 64, "n_head": 4},
+            ]
+        },
         grid={"seq_len": [64], "compute": [1e12, 4e12]},
     )
     trials = expand(raw)
     assert [t.name for t in trials] == [
-        "L1-d32-T64-C1e+12-s0", "L1-d32-T64-C4e+12-s0",
-        "L2-d64-T64-C1e+12-s0", "L2-d64-T64-C4e+12-s0",
+        "L1-d32-T64-C1e+12-s0",
+        "L1-d32-T64-C4e+12-s0",
+        "L2-d64-T64-C1e+12-s0",
+        "L2-d64-T64-C4e+12-s0",
     ]
     for t, budget in zip(trials, [1e12, 4e12, 1e12, 4e12]):
         # Within half an optimizer step of the budget.
@@ -96,54 +109,102 @@ def test_numbers_in_yaml_exponent_form_are_accepted(tmp_path):
 
 
 BAD = [
-    (dict(grid={"seq_len": [64, -3], "tokens": [1e5]}),
-     "grid.yaml: grid.seq_len[1]: must be a positive integer, got -3"),
-    (dict(grid={"seq_len": [64.5], "tokens": [1e5]}),
-     "grid.yaml: grid.seq_len[0]: must be a positive integer, got 64.5"),
+    (
+        dict(grid={"seq_len": [64, -3], "tokens": [1e5]}),
+        "grid.yaml: grid.seq_len[1]: must be a positive integer, got -3",
+    ),
+    (
+        dict(grid={"seq_len": [64.5], "tokens": [1e5]}),
+        "grid.yaml: grid.seq_len[0]: must be a positive integer, got 64.5",
+    ),
     (dict(grid={"seq_len": [], "tokens": [1e5]}), "grid.yaml: grid.seq_len: must not be empty"),
-    (dict(grid={"seq_len": "64", "tokens": [1e5]}),
-     "grid.yaml: grid.seq_len: must be a list, got '64'"),
-    (dict(grid={"seqlen": [64], "tokens": [1e5]}),
-     "grid.yaml: grid: unknown key 'seqlen', did you mean 'seq_len'?"),
-    (dict(trian={"lr": 1e-3}), "grid.yaml: (top level): unknown key 'trian', did you mean 'train'?"),
-    (dict(grid={"seq_len": [64]}),
-     "grid.yaml: grid: give exactly one of 'tokens', 'tokens_per_param' or 'compute'"),
-    (dict(grid={"seq_len": [64], "tokens": [1e5], "compute": [1e12]}),
-     "grid.yaml: grid: give exactly one of 'tokens', 'tokens_per_param' or 'compute', "
-     "got tokens and compute"),
-    (dict(grid={"seq_len": [64], "tokens": [0]}),
-     "grid.yaml: grid.tokens[0]: must be a positive number, got 0"),
-    (dict(grid={"seq_len": [64], "tokens": [1e5], "seeds": [-1]}),
-     "grid.yaml: grid.seeds[0]: must be a non-negative integer, got -1"),
-    (dict(model={"sizes": [{"n_layer": 2, "d_model": 65, "n_head": 2}]}),
-     "grid.yaml: model.sizes[0]: d_model 65 is not divisible by n_head 2"),
-    (dict(model={"sizes": [{"n_layer": 2, "d_model": 64}]}),
-     "grid.yaml: model.sizes[0]: needs 'n_layer', 'd_model' and 'n_head' (or a target 'params')"),
-    (dict(model={"sizes": [{"params": 1e6, "n_layer": 2}]}),
-     "grid.yaml: model.sizes[0]: give either 'params' or 'n_layer, d_model, n_head', not both"),
+    (
+        dict(grid={"seq_len": "64", "tokens": [1e5]}),
+        "grid.yaml: grid.seq_len: must be a list, got '64'",
+    ),
+    (
+        dict(grid={"seqlen": [64], "tokens": [1e5]}),
+        "grid.yaml: grid: unknown key 'seqlen', did you mean 'seq_len'?",
+    ),
+    (
+        dict(trian={"lr": 1e-3}),
+        "grid.yaml: (top level): unknown key 'trian', did you mean 'train'?",
+    ),
+    (
+        dict(grid={"seq_len": [64]}),
+        "grid.yaml: grid: give exactly one of 'tokens', 'tokens_per_param' or 'compute'",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [1e5], "compute": [1e12]}),
+        "grid.yaml: grid: give exactly one of 'tokens', 'tokens_per_param' or 'compute', "
+        "got tokens and compute",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [0]}),
+        "grid.yaml: grid.tokens[0]: must be a positive number, got 0",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [1e5], "seeds": [-1]}),
+        "grid.yaml: grid.seeds[0]: must be a non-negative integer, got -1",
+    ),
+    (
+        dict(model={"sizes": [{"n_layer": 2, "d_model": 65, "n_head": 2}]}),
+        "grid.yaml: model.sizes[0]: d_model 65 is not divisible by n_head 2",
+    ),
+    (
+        dict(model={"sizes": [{"n_layer": 2, "d_model": 64}]}),
+        "grid.yaml: model.sizes[0]: needs 'n_layer', 'd_model' and 'n_head' (or a target 'params')",
+    ),
+    (
+        dict(model={"sizes": [{"params": 1e6, "n_layer": 2}]}),
+        "grid.yaml: model.sizes[0]: give either 'params' or 'n_layer, d_model, n_head', not both",
+    ),
     (dict(model={"sizes": []}), "grid.yaml: model.sizes: must not be empty"),
-    (dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}], "attention": "sparse"}),
-     "grid.yaml: model.attention[0]: must be 'dense', got 'sparse'"),
-    (dict(train={"precision": "fp16"}),
-     "grid.yaml: train.precision: must be 'auto', 'bf16' or 'fp32', got 'fp16'"),
+    (
+        dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}], "attention": "sparse"}),
+        "grid.yaml: model.attention[0]: must be 'dense', got 'sparse'",
+    ),
+    (
+        dict(train={"precision": "fp16"}),
+        "grid.yaml: train.precision: must be 'auto', 'bf16' or 'fp32', got 'fp16'",
+    ),
     (dict(train={"lr": "fast"}), "grid.yaml: train.lr: must be a number, got 'fast'"),
-    (dict(train={"min_lr_ratio": 2}), "grid.yaml: train.min_lr_ratio: must be between 0 and 1, got 2"),
-    (dict(train={"tokens_per_step": 4096, "eval_tokens": 100}),
-     "grid.yaml: train.eval_tokens: 100 is not a multiple of seq_len 64; every trial must be "
-     "evaluated on the same tokens"),
-    (dict(grid={"seq_len": [64, 100], "tokens": [1e5]}),
-     "grid.yaml: grid.seq_len[1]: 100 does not divide train.tokens_per_step 4096, so the batch "
-     "would not be a whole number of sequences"),
-    (dict(train={"tokens_per_step": 4096, "micro_batch_size": 5}),
-     "grid.yaml: train.micro_batch_size: 5 does not divide the batch of 64 sequences at seq_len 64"),
-    (dict(data={"source": "files"}),
-     "grid.yaml: data: source 'files' needs 'path', a glob such as 'corpus/**/*.txt'"),
-    (dict(data={"source": "web"}),
-     "grid.yaml: data.source: must be 'stdlib', 'files' or 'huggingface', got 'web'"),
-    (dict(name="has space"), "grid.yaml: name: String should match pattern "
-     "'^[A-Za-z0-9][A-Za-z0-9_.\\-]*$', got 'has space'"),
-    (dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}] * 2}),
-     "grid.yaml: model.sizes: the grid repeats trial L1-d32-T64-s0"),
+    (
+        dict(train={"min_lr_ratio": 2}),
+        "grid.yaml: train.min_lr_ratio: must be between 0 and 1, got 2",
+    ),
+    (
+        dict(train={"tokens_per_step": 4096, "eval_tokens": 100}),
+        "grid.yaml: train.eval_tokens: 100 is not a multiple of seq_len 64; every trial must be "
+        "evaluated on the same tokens",
+    ),
+    (
+        dict(grid={"seq_len": [64, 100], "tokens": [1e5]}),
+        "grid.yaml: grid.seq_len[1]: 100 does not divide train.tokens_per_step 4096, so the batch "
+        "would not be a whole number of sequences",
+    ),
+    (
+        dict(train={"tokens_per_step": 4096, "micro_batch_size": 5}),
+        "grid.yaml: train.micro_batch_size: 5 does not divide the batch of 64 sequences "
+        "at seq_len 64",
+    ),
+    (
+        dict(data={"source": "files"}),
+        "grid.yaml: data: source 'files' needs 'path', a glob such as 'corpus/**/*.txt'",
+    ),
+    (
+        dict(data={"source": "web"}),
+        "grid.yaml: data.source: must be 'stdlib', 'files' or 'huggingface', got 'web'",
+    ),
+    (
+        dict(name="has space"),
+        "grid.yaml: name: String should match pattern "
+        "'^[A-Za-z0-9][A-Za-z0-9_.\\-]*$', got 'has space'",
+    ),
+    (
+        dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}] * 2}),
+        "grid.yaml: model.sizes: the grid repeats trial L1-d32-T64-s0",
+    ),
 ]
 
 
@@ -176,8 +237,18 @@ def test_plan_json_lists_every_trial_with_the_contract_fields():
     assert result.returncode == 0, result.stderr
     trials = json.loads(result.stdout)
     assert len(trials) >= 6
-    contract = {"name", "n_layer", "d_model", "n_head", "seq_len", "tokens", "params",
-                "params_total", "flops_per_token", "flops"}
+    contract = {
+        "name",
+        "n_layer",
+        "d_model",
+        "n_head",
+        "seq_len",
+        "tokens",
+        "params",
+        "params_total",
+        "flops_per_token",
+        "flops",
+    }
     for trial in trials:
         assert contract <= trial.keys()
         config = GPTConfig(trial["n_layer"], trial["d_model"], trial["n_head"], trial["seq_len"])

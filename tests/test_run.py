@@ -1,0 +1,177 @@
+"""`scaling run` for real: a two-trial grid into a SQLite MLflow store, checked against the
+DESIGN contract; then `scaling status`, a rerun that skips, and the dashboard's REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from helpers import SCALING, free_port, scaling, tiny_spec, write_spec
+from mlflow import MlflowClient
+
+DESIGN_PARAMS = [
+    "n_layer",
+    "d_model",
+    "n_head",
+    "seq_len",
+    "tokens",
+    "params",
+    "params_total",
+    "flops_per_token",
+    "attention",
+    "seed",
+]
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """Two trials (two sequence lengths) run by the real CLI; returns what a test needs."""
+    folder = tmp_path_factory.mktemp("grid")
+    spec = write_spec(
+        folder / "pair.yaml", tiny_spec("pair", grid={"seq_len": [32, 64], "tokens": [32768]})
+    )
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    result = scaling(
+        "run", str(spec), "--tracking-uri", uri, "--storage", str(folder / "runs"), cwd=folder
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = json.loads(scaling("plan", str(spec), "--json").stdout)
+    return {
+        "folder": folder,
+        "spec": spec,
+        "uri": uri,
+        "run": result,
+        "plan": plan,
+        "client": MlflowClient(uri),
+    }
+
+
+def trial_runs(client, experiment_id):
+    return client.search_runs([experiment_id], "tags.`scaling.role` = 'trial'")
+
+
+def test_the_grid_is_one_parent_run_with_the_spec(grid):
+    client = grid["client"]
+    experiment = client.get_experiment_by_name("pair")
+    assert experiment is not None
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'grid'")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["trials"] == "2"
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["pair.yaml"]
+
+
+def test_each_trial_is_a_child_run_with_the_contract_tags_and_params(grid):
+    client = grid["client"]
+    experiment = client.get_experiment_by_name("pair")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'grid'")
+    runs = {run.info.run_name: run for run in trial_runs(client, experiment.experiment_id)}
+    assert sorted(runs) == ["L1-d32-T32-s0", "L1-d32-T64-s0"]
+    for planned in grid["plan"]:
+        run = runs[planned["name"]]
+        tags, params = run.data.tags, run.data.params
+        assert run.info.status == "FINISHED"
+        assert tags["scaling.status"] == "FINISHED"
+        assert tags["scaling.trial_id"] == planned["trial_id"]
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert "scaling.error" not in tags
+        for key in DESIGN_PARAMS:
+            assert params[key] == str(planned[key]), key
+        # The rest of the resolved config, and what the device resolved.
+        assert params["train.lr"] == "0.01" and params["train.tokens_per_step"] == "4096"
+        assert params["data.source"] == "stdlib"
+        assert params["precision"] in ("bf16", "fp32")
+
+
+def test_each_trial_has_the_contract_metrics_with_step_in_tokens(grid):
+    client = grid["client"]
+    experiment = client.get_experiment_by_name("pair")
+    for run in trial_runs(client, experiment.experiment_id):
+        run_id, tokens = run.info.run_id, int(run.data.params["tokens"])
+        for key in ("train_loss", "lr", "tokens_per_s", "mfu"):
+            steps = [m.step for m in client.get_metric_history(run_id, key)]
+            assert steps == [8192, 16384, 24576, 32768], key
+        val = client.get_metric_history(run_id, "val_loss")
+        assert [m.step for m in val] == [16384, 32768]
+        assert val[-1].value < val[0].value
+        for key in ("step_time_s", "peak_mem_bytes", "wall_s"):
+            (final,) = client.get_metric_history(run_id, key)
+            assert final.step == tokens and final.value > 0
+        assert [a.path for a in client.list_artifacts(run_id)] == ["checkpoint.pt"]
+
+
+def test_status_prints_the_trials_by_status(grid):
+    result = scaling("status", "pair", "--tracking-uri", grid["uri"])
+    assert result.returncode == 0, result.stderr
+    assert "pair: 2 FINISHED" in result.stdout
+    assert "L1-d32-T32-s0" in result.stdout and "L1-d32-T64-s0" in result.stdout
+    missing = scaling("status", "nope", "--tracking-uri", grid["uri"])
+    assert missing.returncode == 2 and "no experiment 'nope'" in missing.stderr
+
+
+def test_a_rerun_skips_the_finished_trials(grid):
+    result = scaling(
+        "run",
+        str(grid["spec"]),
+        "--tracking-uri",
+        grid["uri"],
+        "--storage",
+        str(grid["folder"] / "runs"),
+        cwd=grid["folder"],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("already FINISHED in this experiment, skipped") == 2
+    client = grid["client"]
+    experiment = client.get_experiment_by_name("pair")
+    assert len(trial_runs(client, experiment.experiment_id)) == 2
+
+
+def test_an_unusable_store_fails_before_anything_runs(tmp_path):
+    spec = write_spec(tmp_path / "s.yaml", tiny_spec())
+    result = scaling("run", str(spec), "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("--tracking-uri: cannot use tracking store http://127.0.0.1:9")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_dashboard_serves_the_runs_over_rest(grid):
+    port = free_port()
+    server = subprocess.Popen(
+        [*SCALING, "ui", "--tracking-uri", grid["uri"], "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        experiment = None
+        deadline = time.monotonic() + 90
+        while experiment is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(
+                    f"{base}/experiments/get-by-name?experiment_name=pair", timeout=5
+                ) as response:
+                    experiment = json.load(response)["experiment"]
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()
+                time.sleep(0.5)
+        assert experiment is not None, "the dashboard did not answer within 90 s"
+        body = json.dumps(
+            {
+                "experiment_ids": [experiment["experiment_id"]],
+                "filter": "tags.`scaling.role` = 'trial'",
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            runs = json.load(response)["runs"]
+        assert sorted(r["info"]["run_name"] for r in runs) == ["L1-d32-T32-s0", "L1-d32-T64-s0"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

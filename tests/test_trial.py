@@ -1,0 +1,113 @@
+"""One trial in this process, no Ray: real Lightning training, metrics, checkpoint, outcomes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from helpers import tiny_spec
+
+from scaling import trial as trial_lib
+from scaling.data import ValidationWindows, prepare
+from scaling.model import GPT
+from scaling.spec import expand, parse
+
+
+def make_trial(**overrides):
+    (trial,) = expand(parse(tiny_spec(**overrides)))
+    return trial
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    trial = make_trial()
+    reports: list[dict] = []
+    out = tmp_path_factory.mktemp("trial")
+    return trial, trial_lib.run(trial, reports.append, out), reports
+
+
+def test_a_trial_trains_to_its_budget_and_reports_the_design_metrics(finished):
+    _, result, reports = finished
+    assert result.status == "FINISHED" and result.error is None
+    training = [r for r in reports if "train_loss" in r]
+    evaluations = [r for r in reports if "val_loss" in r]
+    # Every log_interval_steps (2) optimizer steps, with step = tokens seen.
+    assert [r["step"] for r in training] == [8192, 16384, 24576, 32768]
+    for r in training:
+        assert {"train_loss", "lr", "tokens_per_s", "mfu"} <= r.keys()
+        assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1
+    # Every eval_interval_tokens, and at the end.
+    assert [r["step"] for r in evaluations] == [16384, 32768]
+    assert evaluations[-1]["val_loss"] == result.val_loss
+    assert result.val_loss < math.log(257) - 1  # it learned something about bytes
+    assert {"step_time_s", "peak_mem_bytes", "wall_s"} <= result.metrics.keys()
+    assert result.metrics["peak_mem_bytes"] > 50e6  # a Python process with torch in it
+    assert result.params["precision"] in ("bf16", "fp32")
+
+
+def test_the_schedule_warms_up_then_decays_to_min_lr_at_the_last_step():
+    trial = make_trial(
+        train={"warmup_tokens": 8192, "log_interval_steps": 1, "lr": 1e-3, "min_lr_ratio": 0.1}
+    )
+    reports: list[dict] = []
+    trial_lib.run(trial, reports.append, "/tmp/scaling-test-schedule")
+    lrs = [r["lr"] for r in reports if "lr" in r]
+    assert lrs[:2] == pytest.approx([0.5e-3, 1e-3])
+    assert lrs[-1] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[1:]))
+
+
+def test_the_checkpoint_loads_with_weights_only_and_reproduces_the_validation_loss(finished):
+    trial, result, _ = finished
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    assert checkpoint["config"]["d_model"] == trial.d_model
+    assert checkpoint["tokens_seen"] == trial.tokens
+    from scaling.config import GPTConfig
+
+    model = GPT(GPTConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    windows = ValidationWindows(prepare(trial.data).val(), trial.seq_len, trial.train.eval_tokens)
+    x = torch.stack([windows[i][0] for i in range(len(windows))])
+    y = torch.stack([windows[i][1] for i in range(len(windows))])
+    precision = torch.bfloat16 if result.params["precision"] == "bf16" else torch.float32
+    with (
+        torch.no_grad(),
+        torch.autocast("cpu", dtype=precision, enabled=precision == torch.bfloat16),
+    ):
+        _, loss = model(x, y)
+    assert loss.item() == pytest.approx(result.val_loss, abs=2e-2)
+
+
+def test_the_same_seed_trains_the_same_model(finished):
+    trial, result, _ = finished
+    again = trial_lib.run(trial, None, "/tmp/scaling-test-again")
+    assert again.val_loss == pytest.approx(result.val_loss, abs=1e-6)
+
+
+def test_gradient_accumulation_keeps_tokens_per_step_and_the_result():
+    whole = make_trial(train={"precision": "fp32"})
+    accumulated = make_trial(train={"precision": "fp32", "micro_batch_size": 16})
+    assert accumulated.accumulate_grad_batches == 4 and accumulated.steps == whole.steps
+    a_reports, b_reports = [], []
+    a = trial_lib.run(whole, a_reports.append, "/tmp/scaling-test-whole")
+    b = trial_lib.run(accumulated, b_reports.append, "/tmp/scaling-test-accumulated")
+    assert [r["step"] for r in a_reports] == [r["step"] for r in b_reports]
+    assert b.val_loss == pytest.approx(a.val_loss, abs=1e-3)
+
+
+def test_a_loss_that_goes_non_finite_ends_the_trial_as_diverged():
+    trial = make_trial(train={"lr": 1e6})
+    result = trial_lib.run(trial, None, "/tmp/scaling-test-diverged")
+    assert result.status == "DIVERGED"
+    assert "loss became nan" in result.error
+
+
+def test_running_out_of_memory_ends_the_trial_as_oom_with_the_size_that_failed():
+    # 12·d² weights of d = 131072 want ~800 GB: the allocator refuses, as on a full GPU.
+    trial = make_trial(model={"sizes": [{"n_layer": 1, "d_model": 131072, "n_head": 1}]})
+    result = trial_lib.run(trial, None, "/tmp/scaling-test-oom")
+    assert result.status == "OOM"
+    assert result.error.startswith("out of memory for L1-d131072 (params 206,158,823,424)")
