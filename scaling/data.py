@@ -18,6 +18,7 @@ import sysconfig
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
@@ -73,7 +74,7 @@ class Corpus:
         h = hashlib.sha256()
         h.update(json.dumps(self.spec.model_dump(mode="json"), sort_keys=True).encode())
         if self.spec.source == "huggingface":
-            h.update(self._hf_dataset()._fingerprint.encode())
+            h.update(self._hf_dataset._fingerprint.encode())
         else:
             if self.spec.source == "stdlib":
                 h.update(sys.version.encode())
@@ -84,7 +85,7 @@ class Corpus:
 
     def documents(self) -> Iterator[tuple[str, bytes]]:
         if self.spec.source == "huggingface":
-            dataset = self._hf_dataset()
+            dataset = self._hf_dataset
             for i, row in enumerate(dataset):
                 yield f"{i}", str(row[self.spec.text_field]).encode("utf-8")
         else:
@@ -93,9 +94,10 @@ class Corpus:
 
     def __len__(self) -> int:
         if self.spec.source == "huggingface":
-            return len(self._hf_dataset())
+            return len(self._hf_dataset)
         return len(self.files())
 
+    @cached_property
     def _hf_dataset(self):
         try:
             import datasets  # only when asked for: it is heavy and optional
