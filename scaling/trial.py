@@ -59,7 +59,9 @@ class MetricsReporter(L.Callback):
         self._steps_done = trainer.global_step
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self._loss_sum = self._loss_sum.to(outputs["loss"].device) + outputs["loss"].detach()
+        # Lightning hands over the loss already divided by the accumulation count.
+        loss = outputs["loss"].detach() * trainer.accumulate_grad_batches
+        self._loss_sum = self._loss_sum.to(loss.device) + loss
         self._micro_batches += 1
         if trainer.global_step == self._steps_done:
             return  # gradient accumulation: the optimizer step has not happened yet

@@ -96,6 +96,9 @@ def test_gradient_accumulation_keeps_tokens_per_step_and_the_result():
     b = trial_lib.run(accumulated, b_reports.append, "/tmp/scaling-test-accumulated")
     assert [r["step"] for r in a_reports] == [r["step"] for r in b_reports]
     assert b.val_loss == pytest.approx(a.val_loss, abs=1e-3)
+    a_train = [r["train_loss"] for r in a_reports if "train_loss" in r]
+    b_train = [r["train_loss"] for r in b_reports if "train_loss" in r]
+    assert b_train == pytest.approx(a_train, abs=1e-3)
 
 
 def test_a_loss_that_goes_non_finite_ends_the_trial_as_diverged():
@@ -111,3 +114,20 @@ def test_running_out_of_memory_ends_the_trial_as_oom_with_the_size_that_failed()
     result = trial_lib.run(trial, None, "/tmp/scaling-test-oom")
     assert result.status == "OOM"
     assert result.error.startswith("out of memory for L1-d131072 (params 206,158,823,424)")
+
+
+def test_at_equal_tokens_a_bigger_model_reaches_a_lower_validation_loss():
+    # A flat or inverted curve here means a bug in the schedule, the optimizer or the data.
+    small, large = expand(
+        parse(
+            tiny_spec(
+                model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2},
+                                 {"n_layer": 2, "d_model": 96, "n_head": 3}]},
+                grid={"seq_len": [64], "tokens": [131072]},
+                train={"lr": 3e-3, "eval_interval_tokens": 131072},
+            )
+        )
+    )
+    small_loss = trial_lib.run(small, None, "/tmp/scaling-test-small").val_loss
+    large_loss = trial_lib.run(large, None, "/tmp/scaling-test-large").val_loss
+    assert large_loss < small_loss - 0.1
