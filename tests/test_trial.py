@@ -121,8 +121,12 @@ def test_at_equal_tokens_a_bigger_model_reaches_a_lower_validation_loss():
     small, large = expand(
         parse(
             tiny_spec(
-                model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2},
-                                 {"n_layer": 2, "d_model": 96, "n_head": 3}]},
+                model={
+                    "sizes": [
+                        {"n_layer": 1, "d_model": 32, "n_head": 2},
+                        {"n_layer": 2, "d_model": 96, "n_head": 3},
+                    ]
+                },
                 grid={"seq_len": [64], "tokens": [131072]},
                 train={"lr": 3e-3, "eval_interval_tokens": 131072},
             )
