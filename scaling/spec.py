@@ -46,38 +46,20 @@ def _number(value: Any) -> float:
         raise ValueError("must be a number") from None
 
 
-def _positive_int(value: Any) -> int:
-    try:
-        number = _number(value)
-    except ValueError:
-        raise ValueError("must be a positive integer") from None
-    if not math.isfinite(number) or number != int(number) or number < 1:
-        raise ValueError("must be a positive integer")
-    return int(number)
+def _checked(kind: type, positive: bool, message: str):
+    """A validator for numbers of `kind` (int or float) above zero, or at least zero."""
 
+    def check(value: Any):
+        try:
+            number = _number(value)
+        except ValueError:
+            raise ValueError(message) from None
+        in_range = number > 0 if positive else number >= 0
+        if not math.isfinite(number) or not in_range or (kind is int and number != int(number)):
+            raise ValueError(message)
+        return kind(number)
 
-def _positive_float(value: Any) -> float:
-    number = _number(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError("must be a positive number")
-    return number
-
-
-def _non_negative_int(value: Any) -> int:
-    try:
-        number = _number(value)
-    except ValueError:
-        raise ValueError("must be a non-negative integer") from None
-    if not math.isfinite(number) or number != int(number) or number < 0:
-        raise ValueError("must be a non-negative integer")
-    return int(number)
-
-
-def _non_negative_float(value: Any) -> float:
-    number = _number(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError("must be a non-negative number")
-    return number
+    return check
 
 
 def _fraction(value: Any) -> float:
@@ -86,6 +68,11 @@ def _fraction(value: Any) -> float:
         raise ValueError("must be between 0 and 1")
     return number
 
+
+_positive_int = _checked(int, True, "must be a positive integer")
+_non_negative_int = _checked(int, False, "must be a non-negative integer")
+_positive_float = _checked(float, True, "must be a positive number")
+_non_negative_float = _checked(float, False, "must be a non-negative number")
 
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]

@@ -168,7 +168,7 @@ BAD = [
         dict(train={"precision": "fp16"}),
         "grid.yaml: train.precision: must be 'auto', 'bf16' or 'fp32', got 'fp16'",
     ),
-    (dict(train={"lr": "fast"}), "grid.yaml: train.lr: must be a number, got 'fast'"),
+    (dict(train={"lr": "fast"}), "grid.yaml: train.lr: must be a positive number, got 'fast'"),
     (
         dict(train={"min_lr_ratio": 2}),
         "grid.yaml: train.min_lr_ratio: must be between 0 and 1, got 2",
