@@ -17,7 +17,7 @@ from scaling.spec import DataSpec, expand, parse
 
 def loader_tokens_per_s(seq_len: int, batch_size: int, steps: int = 200) -> float:
     cache = prepare(DataSpec(), progress=False)
-    data = ByteDataModule(cache, seq_len, batch_size, batch_size, steps, 65536, seed=0)
+    data = ByteDataModule(cache, seq_len, batch_size, batch_size, steps, steps, 65536, seed=0)
     start = time.perf_counter()
     for _batch in data.train_dataloader():
         pass

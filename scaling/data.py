@@ -218,10 +218,10 @@ def _tokenize(corpus: Corpus, out: Path, progress: bool) -> dict:
 
 
 class RandomWindows(Dataset):
-    """Item i is micro-batch i. Each optimizer step's `batch_size` windows are drawn from a
-    generator seeded by (seed, step) and cut into micro-batches, so the data a step sees does
-    not depend on how it is split for memory, and a resumed trial sees exactly the data it
-    would have seen."""
+    """Item i is micro-batch i of steps `first_step`, `first_step + 1`, ... Each optimizer
+    step's `batch_size` windows are drawn from a generator seeded by (seed, step) and cut into
+    micro-batches, so what a step sees depends neither on how it is split for memory nor on
+    where a resumed trial picks up."""
 
     def __init__(
         self,
@@ -229,21 +229,23 @@ class RandomWindows(Dataset):
         seq_len: int,
         batch_size: int,
         micro_batch_size: int,
-        length: int,
+        steps: int,
         seed: int,
+        first_step: int = 0,
     ):
         if len(tokens) <= seq_len + 1:
             raise ValueError(f"{len(tokens)} training tokens cannot fill a window of {seq_len}")
-        self.tokens, self.seq_len, self.seed, self.length = tokens, seq_len, seed, length
+        self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
         self.accumulate = batch_size // micro_batch_size
+        self.steps, self.first_step = steps, first_step
 
     def __len__(self) -> int:
-        return self.length
+        return self.steps * self.accumulate
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         step, part = divmod(index, self.accumulate)
-        rng = np.random.default_rng((self.seed, step))
+        rng = np.random.default_rng((self.seed, self.first_step + step))
         starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
         starts = starts[part * self.micro_batch_size : (part + 1) * self.micro_batch_size]
         windows = self.tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int64)
@@ -274,6 +276,10 @@ class ValidationWindows(Dataset):
 
 
 class ByteDataModule(L.LightningDataModule):
+    """One Lightning epoch is one evaluation interval (`steps_per_epoch` optimizer steps): the
+    validation loss and the resume checkpoint then fall on epoch ends, which Lightning resumes
+    from exactly. The training loader is rebuilt each epoch to start at the epoch's first step."""
+
     def __init__(
         self,
         cache: TokenCache,
@@ -281,23 +287,30 @@ class ByteDataModule(L.LightningDataModule):
         batch_size: int,
         micro_batch_size: int,
         steps: int,
+        steps_per_epoch: int,
         eval_tokens: int,
         seed: int,
     ):
         super().__init__()
         self.cache, self.seq_len, self.seed = cache, seq_len, seed
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
-        self.steps, self.eval_tokens = steps, eval_tokens
+        self.steps, self.steps_per_epoch, self.eval_tokens = steps, steps_per_epoch, eval_tokens
+
+    @property
+    def epochs(self) -> int:
+        return -(-self.steps // self.steps_per_epoch)
 
     def train_dataloader(self) -> DataLoader:
-        micro_batches = self.steps * (self.batch_size // self.micro_batch_size)
+        epoch = self.trainer.current_epoch if self.trainer else 0
+        first_step = epoch * self.steps_per_epoch
         windows = RandomWindows(
             self.cache.train(),
             self.seq_len,
             self.batch_size,
             self.micro_batch_size,
-            micro_batches,
-            self.seed,
+            steps=min(self.steps_per_epoch, self.steps - first_step),
+            seed=self.seed,
+            first_step=first_step,
         )
         return DataLoader(windows, batch_size=None, shuffle=False)
 

@@ -71,7 +71,7 @@ def _run_one(trial, experiment_id, parent, tracker: Tracker, storage: Path) -> t
     run_id = tracker.start_trial(experiment_id, parent, trial)
     out_dir = trial_dir(storage, trial)
     try:
-        result = trial_lib.run(trial, lambda m: tracker.log_metrics(run_id, m), out_dir)
+        result = trial_lib.run(trial, lambda m, _: tracker.log_metrics(run_id, m), out_dir)
     except (KeyboardInterrupt, SystemExit):
         # Lightning turns Ctrl-C into SystemExit after its own clean-up.
         tracker.kill_trial(run_id, "interrupted by the user")

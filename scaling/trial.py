@@ -2,8 +2,10 @@
 
     result = trial.run(trial_spec, report=print)
 
-`report` receives the metrics as dicts while the trial runs, each with `step` = training
-tokens seen; whoever called decides where they go (MLflow on the driver, a Tune report).
+`report(metrics, checkpoint)` receives the metrics as dicts while the trial runs, each with
+`step` = training tokens seen; whoever called decides where they go (MLflow on the driver, a
+Tune report). With `resume_points=True`, each validation also passes a folder holding a
+Lightning checkpoint (`last.ckpt`) that `run(..., resume_from=...)` continues from exactly.
 A loss that stops being finite ends the trial as DIVERGED, running out of memory as OOM; any
 other error propagates to the caller, who may retry it.
 """
@@ -27,7 +29,8 @@ from scaling.data import ByteDataModule, prepare
 from scaling.module import Diverged, GPTModule, lr_factor
 from scaling.spec import TrialSpec
 
-Report = Callable[[dict], None]
+Report = Callable[[dict, "Path | None"], None]
+RESUME_FILE = "last.ckpt"
 
 FINISHED, OOM, DIVERGED, FAILED = "FINISHED", "OOM", "DIVERGED", "FAILED"
 
@@ -45,8 +48,11 @@ class TrialResult:
 class MetricsReporter(L.Callback):
     """Times optimizer steps (validation excluded), checks the loss is finite, and reports."""
 
-    def __init__(self, trial: TrialSpec, report: Report, peak_flops: float):
+    def __init__(
+        self, trial: TrialSpec, report: Report, peak_flops: float, resume_dir: Path | None
+    ):
         self.trial, self.report, self.peak_flops = trial, report, peak_flops
+        self.resume_dir = resume_dir  # where to save a resume point at each validation
         self.step_times: list[float] = []
         self.last_eval_step = -1
         self._loss_sum = torch.zeros(())
@@ -93,7 +99,8 @@ class MetricsReporter(L.Callback):
                 "lr": lr,
                 "tokens_per_s": tokens_per_s,
                 "mfu": tokens_per_s * self.trial.flops_per_token / self.peak_flops,
-            }
+            },
+            None,
         )
 
     def on_validation_start(self, trainer, module) -> None:
@@ -110,7 +117,11 @@ class MetricsReporter(L.Callback):
         if not torch.isfinite(torch.tensor(module.val_loss)):
             raise Diverged(f"validation loss became {module.val_loss} at {tokens} tokens")
         self.last_eval_step = step
-        self.report({"step": tokens, "val_loss": module.val_loss})
+        resume_point = None
+        if self.resume_dir is not None and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.resume_dir / RESUME_FILE)
+            resume_point = self.resume_dir
+        self.report({"step": tokens, "val_loss": module.val_loss}, resume_point)
 
 
 class PeakMemory:
@@ -156,19 +167,27 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
 
 
-def run(trial: TrialSpec, report: Report | None = None, out_dir: str | Path = ".") -> TrialResult:
+def run(
+    trial: TrialSpec,
+    report: Report | None = None,
+    out_dir: str | Path = ".",
+    resume_points: bool = False,
+    resume_from: str | Path | None = None,
+) -> TrialResult:
     """Train `trial` to its token budget; the checkpoint lands in `out_dir`/checkpoint.pt."""
-    report = report or (lambda metrics: None)
+    if report is None:
+        report = lambda metrics, checkpoint: None  # noqa: E731
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    resume_dir = out_dir / "resume" if resume_points else None
     _quiet_lightning()
     started = time.perf_counter()
     device = hardware.device_type()
     precision = hardware.resolve_precision(trial.train.precision)
     memory = PeakMemory(device)
-    reporter = MetricsReporter(trial, report, hardware.peak_flops(precision))
+    reporter = MetricsReporter(trial, report, hardware.peak_flops(precision), resume_dir)
     try:
-        result = _fit(trial, reporter, precision, out_dir)
+        result = _fit(trial, reporter, precision, out_dir, resume_from)
     except Diverged as exc:
         return TrialResult(DIVERGED, error=str(exc))
     except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -189,7 +208,13 @@ def run(trial: TrialSpec, report: Report | None = None, out_dir: str | Path = ".
     return result
 
 
-def _fit(trial: TrialSpec, reporter: MetricsReporter, precision: str, out_dir: Path) -> TrialResult:
+def _fit(
+    trial: TrialSpec,
+    reporter: MetricsReporter,
+    precision: str,
+    out_dir: Path,
+    resume_from: str | Path | None,
+) -> TrialResult:
     train = trial.train
     cache = prepare(trial.data, progress=False)
     L.seed_everything(trial.seed, verbose=False)
@@ -200,19 +225,19 @@ def _fit(trial: TrialSpec, reporter: MetricsReporter, precision: str, out_dir: P
         trial.batch_size,
         trial.micro_batch_size,
         trial.steps,
-        train.eval_tokens,
-        trial.seed,
+        steps_per_epoch=max(1, train.eval_interval_tokens // train.tokens_per_step),
+        eval_tokens=train.eval_tokens,
+        seed=trial.seed,
     )
-    eval_steps = max(1, train.eval_interval_tokens // train.tokens_per_step)
     trainer = L.Trainer(
         accelerator="auto",
         devices=1,
         precision=hardware.lightning_precision(precision),
         max_steps=trial.steps,
+        max_epochs=data.epochs,
+        reload_dataloaders_every_n_epochs=1,
         accumulate_grad_batches=trial.accumulate_grad_batches,
         gradient_clip_val=train.grad_clip,
-        val_check_interval=min(eval_steps, trial.steps) * trial.accumulate_grad_batches,
-        check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         logger=False,
         enable_checkpointing=False,
@@ -221,7 +246,7 @@ def _fit(trial: TrialSpec, reporter: MetricsReporter, precision: str, out_dir: P
         callbacks=[reporter],
         default_root_dir=out_dir,
     )
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=False)
     if reporter.last_eval_step != trainer.global_step:
         trainer.validate(module, datamodule=data, verbose=False)
     checkpoint = out_dir / "checkpoint.pt"

@@ -81,7 +81,14 @@ def test_every_trial_is_evaluated_on_the_same_tokens():
 
     def validation_targets(seq_len: int, seed: int) -> torch.Tensor:
         module = ByteDataModule(
-            cache, seq_len, batch_size=8, micro_batch_size=4, steps=1, eval_tokens=4096, seed=seed
+            cache,
+            seq_len,
+            batch_size=8,
+            micro_batch_size=4,
+            steps=1,
+            steps_per_epoch=1,
+            eval_tokens=4096,
+            seed=seed,
         )
         return torch.cat([y.flatten() for _, y in module.val_dataloader()])
 
@@ -93,9 +100,9 @@ def test_every_trial_is_evaluated_on_the_same_tokens():
 
 def test_training_windows_are_seeded_and_addressable_by_index():
     tokens = prepare(DataSpec(), progress=False).train()
-    a = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=8, length=10, seed=0)
-    b = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=8, length=10, seed=0)
-    c = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=8, length=10, seed=1)
+    a = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=8, steps=10, seed=0)
+    b = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=8, steps=10, seed=0)
+    c = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=8, steps=10, seed=1)
     x, y = a[3]
     assert x.shape == (8, 32) and x.dtype == torch.long
     assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
@@ -103,8 +110,13 @@ def test_training_windows_are_seeded_and_addressable_by_index():
     assert not torch.equal(a[3][0], a[4][0])
     assert not torch.equal(a[3][0], c[3][0])
     # Split into micro-batches for memory, a step still sees the same windows.
-    halves = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=4, length=20, seed=0)
+    halves = RandomWindows(tokens, seq_len=32, batch_size=8, micro_batch_size=4, steps=10, seed=0)
     assert torch.equal(torch.cat([halves[6][0], halves[7][0]]), a[3][0])
+    # A loader that starts at step 3 (a resumed trial) serves step 3 first.
+    resumed = RandomWindows(
+        tokens, seq_len=32, batch_size=8, micro_batch_size=8, steps=7, seed=0, first_step=3
+    )
+    assert torch.equal(resumed[0][0], a[3][0])
 
 
 def test_bad_corpora_are_refused_with_the_field(tmp_path, corpus_dir):

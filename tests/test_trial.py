@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 
 import pytest
 import torch
@@ -15,6 +16,21 @@ from scaling.model import GPT
 from scaling.spec import expand, parse
 
 
+class Reports(list):
+    """A `report` for trial.run that keeps what it is given: metrics, and resume points."""
+
+    def __init__(self):
+        super().__init__()
+        self.resume_points: list[tuple[int, list[str]]] = []
+
+    def __call__(self, metrics: dict, checkpoint) -> None:
+        self.append(metrics)
+        if checkpoint is not None:
+            self.resume_points.append(
+                (metrics["step"], sorted(p.name for p in checkpoint.iterdir()))
+            )
+
+
 def make_trial(**overrides):
     (trial,) = expand(parse(tiny_spec(**overrides)))
     return trial
@@ -23,9 +39,9 @@ def make_trial(**overrides):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     trial = make_trial()
-    reports: list[dict] = []
+    reports = Reports()
     out = tmp_path_factory.mktemp("trial")
-    return trial, trial_lib.run(trial, reports.append, out), reports
+    return trial, trial_lib.run(trial, reports, out), reports
 
 
 def test_a_trial_trains_to_its_budget_and_reports_the_design_metrics(finished):
@@ -51,8 +67,8 @@ def test_the_schedule_warms_up_then_decays_to_min_lr_at_the_last_step():
     trial = make_trial(
         train={"warmup_tokens": 8192, "log_interval_steps": 1, "lr": 1e-3, "min_lr_ratio": 0.1}
     )
-    reports: list[dict] = []
-    trial_lib.run(trial, reports.append, "/tmp/scaling-test-schedule")
+    reports = Reports()
+    trial_lib.run(trial, reports, "/tmp/scaling-test-schedule")
     lrs = [r["lr"] for r in reports if "lr" in r]
     assert lrs[:2] == pytest.approx([0.5e-3, 1e-3])
     assert lrs[-1] == pytest.approx(1e-4)
@@ -91,9 +107,9 @@ def test_gradient_accumulation_keeps_tokens_per_step_and_the_result():
     whole = make_trial(train={"precision": "fp32"})
     accumulated = make_trial(train={"precision": "fp32", "micro_batch_size": 16})
     assert accumulated.accumulate_grad_batches == 4 and accumulated.steps == whole.steps
-    a_reports, b_reports = [], []
-    a = trial_lib.run(whole, a_reports.append, "/tmp/scaling-test-whole")
-    b = trial_lib.run(accumulated, b_reports.append, "/tmp/scaling-test-accumulated")
+    a_reports, b_reports = Reports(), Reports()
+    a = trial_lib.run(whole, a_reports, "/tmp/scaling-test-whole")
+    b = trial_lib.run(accumulated, b_reports, "/tmp/scaling-test-accumulated")
     assert [r["step"] for r in a_reports] == [r["step"] for r in b_reports]
     assert b.val_loss == pytest.approx(a.val_loss, abs=1e-3)
     a_train = [r["train_loss"] for r in a_reports if "train_loss" in r]
@@ -135,3 +151,25 @@ def test_at_equal_tokens_a_bigger_model_reaches_a_lower_validation_loss():
     small_loss = trial_lib.run(small, None, "/tmp/scaling-test-small").val_loss
     large_loss = trial_lib.run(large, None, "/tmp/scaling-test-large").val_loss
     assert large_loss < small_loss - 0.1
+
+
+def test_a_resumed_trial_continues_from_its_resume_point_to_the_same_result(tmp_path):
+    trial = make_trial()
+    kept = tmp_path / "kept"
+
+    def keep_first_resume_point(metrics, checkpoint):
+        if checkpoint is not None and not kept.exists():
+            shutil.copytree(checkpoint, kept)
+
+    whole = trial_lib.run(trial, keep_first_resume_point, tmp_path / "a", resume_points=True)
+    assert sorted(p.name for p in kept.iterdir()) == [trial_lib.RESUME_FILE]
+
+    reports = Reports()
+    resumed = trial_lib.run(
+        trial, reports, tmp_path / "b", resume_from=kept / trial_lib.RESUME_FILE
+    )
+    # It picks up after the first evaluation (16384 tokens), not at step 0 ...
+    assert [r["step"] for r in reports if "train_loss" in r] == [24576, 32768]
+    assert [r["step"] for r in reports if "val_loss" in r] == [32768]
+    # ... and ends where the uninterrupted run did: same data, same optimizer state.
+    assert resumed.val_loss == pytest.approx(whole.val_loss, abs=1e-5)
