@@ -17,18 +17,10 @@ from scaling.spec import expand, parse
 
 
 class Reports(list):
-    """A `report` for trial.run that keeps what it is given: metrics, and resume points."""
-
-    def __init__(self):
-        super().__init__()
-        self.resume_points: list[tuple[int, list[str]]] = []
+    """A `report` for trial.run that keeps the metrics it is given."""
 
     def __call__(self, metrics: dict, checkpoint) -> None:
         self.append(metrics)
-        if checkpoint is not None:
-            self.resume_points.append(
-                (metrics["step"], sorted(p.name for p in checkpoint.iterdir()))
-            )
 
 
 def make_trial(**overrides):
