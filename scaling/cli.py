@@ -116,26 +116,44 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from scaling import grid
     from scaling.data import prepare
-    from scaling.grid import run_grid
+    from scaling.progress import GridProgress
     from scaling.tracking import Tracker
 
     spec, trials = spec_lib.load(args.spec)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
     try:
-        prepare(spec.data)
+        prepare(spec.data)  # once, here: every trial then finds the token cache built
     except spec_lib.SpecError as exc:
         raise spec_lib.SpecError(f"{args.spec}: {exc}") from None
     print(f"{len(trials)} trials of '{spec.experiment}', tracking in {tracker.tracking_uri}")
+    grid.connect(args.address)
+    grid.check_storage(args.storage)
+    console = Console()
+    progress = GridProgress(trials, live=console.is_terminal and not args.quiet, console=console)
     try:
-        outcome = run_grid(spec, Path(args.spec), trials, tracker, Path(args.storage))
-    except (KeyboardInterrupt, SystemExit):
-        print(
-            f"\ninterrupted; finished trials are kept. Resume with: scaling run {args.spec}"
-            + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""),
-            file=sys.stderr,
+        outcome = grid.run_grid(
+            spec,
+            Path(args.spec),
+            trials,
+            tracker,
+            args.storage,
+            args.max_concurrent,
+            callbacks=[progress],
         )
+    except KeyboardInterrupt:
+        outcome = None
+    finally:
+        progress.stop()
+    if outcome is None or outcome.interrupted:
+        resume = f"scaling run {args.spec}" + (
+            f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+        )
+        print(f"interrupted: finished trials are kept. Resume with: {resume}", file=sys.stderr)
         return 130
     counts = Counter(outcome.statuses.values())
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
@@ -241,7 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a grid and record it in MLflow")
     run.add_argument("spec")
     run.add_argument("--tracking-uri", help=uri_help)
-    run.add_argument("--storage", default="scaling_runs", help="where trial checkpoints go")
+    run.add_argument(
+        "--storage",
+        default="scaling_runs",
+        help="where Ray keeps trial checkpoints: a path, or s3:// / gs:// on a multi-host cluster",
+    )
+    run.add_argument(
+        "--address",
+        help="a Ray cluster to join (default: $RAY_ADDRESS, else start Ray in this process)",
+    )
+    run.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="trials at once (default: as resources allow, or the spec's resources.max_concurrent)",
+    )
+    run.add_argument("--quiet", action="store_true", help="plain progress lines, no live table")
     run.set_defaults(func=cmd_run)
 
     status = commands.add_parser("status", help="an experiment's trials by status")

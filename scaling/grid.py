@@ -1,24 +1,53 @@
-"""Run a grid's trials and record them in MLflow.
+"""Ray Tune around trial.py: one Tune trial per grid point, MLflow written from the driver.
 
-For now the trials run one after another in this process; the Ray issue replaces the loop
-with Tune, feeding the same `Tracker` from a callback on the driver.
+Ray is embedded (a local `ray.init` sized to this machine) unless `--address` or RAY_ADDRESS
+names a cluster. Each Tune trial runs `train_function` in a reused actor, so torch and
+Lightning are imported once per worker process, not once per trial. Trials report metrics
+with `tune.report` and a resume point at every validation; a trial whose worker dies is
+retried from its last resume point (`FailureConfig`). Only the driver writes to MLflow, via
+`TrackingCallback`, so SQLite has one writer and workers need no route to the tracking store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Tune's own console output would fight the progress table; errors still reach the callbacks.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+import ray
+from ray import tune
+
 from scaling import trial as trial_lib
+from scaling.errors import InputError
 from scaling.spec import Spec, TrialSpec
 from scaling.tracking import Tracker
 
-log = logging.getLogger("scaling")
+logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
 # Outcomes a grid accepts: the trial ran and told us something (a diverged or out-of-memory
 # point is a result of the scaling study, not a failure of the tool).
 ACCEPTED = {trial_lib.FINISHED, trial_lib.OOM, trial_lib.DIVERGED}
+METRICS = (
+    "train_loss",
+    "val_loss",
+    "lr",
+    "tokens_per_s",
+    "mfu",
+    "step_time_s",
+    "peak_mem_bytes",
+    "wall_s",
+)
+# How many times Tune restarts a trial that raised or whose worker died.
+MAX_FAILURES = int(os.environ.get("SCALING_MAX_FAILURES", "2"))
 
 
 @dataclass
@@ -26,14 +55,164 @@ class GridOutcome:
     parent_run_id: str
     statuses: dict[str, str] = field(default_factory=dict)  # trial name -> status
     skipped: list[str] = field(default_factory=list)  # finished by an earlier run of the spec
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return all(status in ACCEPTED for status in self.statuses.values())
+        return not self.interrupted and all(s in ACCEPTED for s in self.statuses.values())
 
 
-def trial_dir(storage: Path, trial: TrialSpec) -> Path:
-    return storage / trial.experiment / f"{trial.name}-{trial.trial_id}"
+# ---------------------------------------------------------------------------------------------
+# Inside a Ray worker.
+
+
+def train_function(config: dict) -> None:
+    """A Tune function trainable: runs one trial, resuming from Tune's checkpoint if any."""
+    trial = TrialSpec.model_validate(config["trial"])
+    import torch
+
+    torch.set_num_threads(max(1, int(trial.resources.cpus_per_trial)))
+    out_dir = Path(tempfile.mkdtemp(prefix=f"scaling-{trial.name}-"))
+    resume = tune.get_checkpoint()
+    try:
+        with resume.as_directory() if resume else contextlib.nullcontext() as resume_dir:
+            resume_from = Path(resume_dir) / trial_lib.RESUME_FILE if resume_dir else None
+            result = trial_lib.run(
+                trial, _tune_report, out_dir, resume_points=True, resume_from=resume_from
+            )
+        final = {
+            "step": trial.tokens,
+            **result.metrics,
+            "scaling_status": result.status,
+            "scaling_error": result.error or "",
+            **result.params,
+        }
+        checkpoint = None
+        if result.checkpoint is not None:
+            final_dir = out_dir / "final"
+            final_dir.mkdir()
+            shutil.move(result.checkpoint, final_dir / result.checkpoint.name)
+            checkpoint = tune.Checkpoint.from_directory(final_dir)
+        tune.report(final, checkpoint=checkpoint)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _tune_report(metrics: dict, resume_point: Path | None) -> None:
+    checkpoint = tune.Checkpoint.from_directory(resume_point) if resume_point else None
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+# ---------------------------------------------------------------------------------------------
+# On the driver.
+
+
+class TrackingCallback(tune.Callback):
+    """Feeds MLflow from Tune's events: a child run per trial, metrics as they arrive (each
+    step once, even when a retried trial reports it again), the final status and artifacts."""
+
+    def __init__(self, tracker: Tracker, experiment_id: str, parent_run_id: str):
+        self.tracker, self.experiment_id, self.parent = tracker, experiment_id, parent_run_id
+        self.run_ids: dict[str, str] = {}  # scaling trial_id -> MLflow run id
+        self.logged: dict[str, dict[str, int]] = defaultdict(dict)  # run id -> metric -> step
+        self.statuses: dict[str, str] = {}  # trial name -> final status
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its run config (callbacks included) for Tuner.restore. A grid resumes
+        # from MLflow by trial_id instead, so the driver's live handles are not saved.
+        return {}
+
+    def run_id(self, trial) -> str:
+        spec = TrialSpec.model_validate(trial.config["trial"])
+        if spec.trial_id not in self.run_ids:
+            self.run_ids[spec.trial_id] = self.tracker.start_trial(
+                self.experiment_id, self.parent, spec
+            )
+        return self.run_ids[spec.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        run_id, step = self.run_id(trial), int(result.get("step", 0))
+        last = self.logged[run_id]
+        fresh = {
+            key: result[key]
+            for key in METRICS
+            if isinstance(result.get(key), (int, float)) and step > last.get(key, -1)
+        }
+        if fresh:
+            self.tracker.log_metrics(run_id, {"step": step, **fresh})
+            last.update(dict.fromkeys(fresh, step))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        run_id, result = self.run_id(trial), trial.last_result or {}
+        status = result.get("scaling_status", trial_lib.FAILED)
+        params = {k: result[k] for k in ("precision", "device") if k in result}
+        with tempfile.TemporaryDirectory() as scratch:
+            artifacts = []
+            if status == trial_lib.FINISHED and trial.checkpoint is not None:
+                local = trial.checkpoint.to_directory(scratch)
+                artifacts.append(Path(local) / "checkpoint.pt")
+            self.tracker.end_trial(
+                run_id, status, result.get("scaling_error") or None, params, artifacts
+            )
+        self.statuses[trial.config["trial"]["name"]] = status
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        run_id = self.run_id(trial)
+        traceback_text = trial.get_error() or "the trial failed without a traceback"
+        with tempfile.TemporaryDirectory() as scratch:
+            error_file = Path(scratch) / "error.txt"
+            error_file.write_text(traceback_text)
+            self.tracker.end_trial(
+                run_id, trial_lib.FAILED, last_error_line(traceback_text), artifacts=[error_file]
+            )
+        self.statuses[trial.config["trial"]["name"]] = trial_lib.FAILED
+
+
+def last_error_line(traceback_text: str) -> str:
+    """`ValueError: boom` from a traceback: its last unindented line that names an error."""
+    lines = [line for line in traceback_text.strip().splitlines() if line and line[0] != " "]
+    for line in reversed(lines):
+        if "Error" in line.split(":", 1)[0] or "Exception" in line.split(":", 1)[0]:
+            return line.strip()
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray inside this process."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return
+    if address:
+        # A local `ray start` turns token auth on; a client must say so to use its token.
+        if (Path.home() / ".ray" / "auth_token").exists():
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            # Trials exchange only small dicts; the default store would reserve 30% of RAM.
+            object_store_memory=256 * 1024**2,
+        )
+
+
+def check_storage(storage: str) -> None:
+    """Trial checkpoints must be reachable from every node: refuse a local path on a cluster
+    whose nodes are on more than one host."""
+    if "://" in storage:
+        return
+    hosts = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
+    if len(hosts) > 1:
+        raise InputError(
+            f"--storage: '{storage}' is a local path, but the cluster spans {len(hosts)} hosts; "
+            "use storage every node can reach: an s3:// or gs:// URI, or a shared "
+            "filesystem (NFS) mounted at the same path on every node"
+        )
 
 
 def run_grid(
@@ -41,57 +220,55 @@ def run_grid(
     spec_path: Path,
     trials: list[TrialSpec],
     tracker: Tracker,
-    storage: Path,
-    echo=print,
+    storage: str,
+    max_concurrent: int | None = None,
+    callbacks: list[tune.Callback] = (),
 ) -> GridOutcome:
     experiment_id = tracker.experiment_id(spec.experiment)
+    tracker.close_abandoned(experiment_id)
     finished = tracker.finished_trial_ids(experiment_id)
+    todo = [t for t in trials if t.trial_id not in finished]
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
-    outcome = GridOutcome(parent)
-    try:
-        for number, trial in enumerate(trials, 1):
-            prefix = f"[{number}/{len(trials)}] {trial.name}"
-            if trial.trial_id in finished:
-                outcome.skipped.append(trial.name)
-                echo(f"{prefix}: already FINISHED in this experiment, skipped")
-                continue
-            echo(f"{prefix}: training {trial.tokens:,} tokens ({trial.flops:.3g} FLOPs)")
-            status, detail = _run_one(trial, experiment_id, parent, tracker, storage)
-            outcome.statuses[trial.name] = status
-            echo(f"{prefix}: {status}{detail}")
-    except BaseException:
-        tracker.end_grid(parent, "KILLED")
-        raise
-    tracker.end_grid(parent, "FINISHED" if outcome.ok else "FAILED")
-    return outcome
-
-
-def _run_one(trial, experiment_id, parent, tracker: Tracker, storage: Path) -> tuple[str, str]:
-    """Runs and records one trial; returns its status and a few words on how it went."""
-    run_id = tracker.start_trial(experiment_id, parent, trial)
-    out_dir = trial_dir(storage, trial)
-    try:
-        result = trial_lib.run(trial, lambda m, _: tracker.log_metrics(run_id, m), out_dir)
-    except (KeyboardInterrupt, SystemExit):
-        # Lightning turns Ctrl-C into SystemExit after its own clean-up.
-        tracker.kill_trial(run_id, "interrupted by the user")
-        raise
-    except Exception as exc:
-        log.exception("trial %s failed", trial.name)
-        error_file = out_dir / "error.txt"
-        error_file.write_text(trial_lib.format_traceback(exc))
-        tracker.end_trial(
-            run_id, trial_lib.FAILED, trial_lib.format_exception(exc), artifacts=[error_file]
-        )
-        return trial_lib.FAILED, f" ({trial_lib.format_exception(exc)})"
-    if result.metrics:
-        tracker.log_metrics(run_id, {"step": trial.tokens, **result.metrics})
-    artifacts = [result.checkpoint] if result.checkpoint else []
-    tracker.end_trial(run_id, result.status, result.error, result.params, artifacts)
-    if result.status != trial_lib.FINISHED:
-        return result.status, f" ({result.error})"
-    m = result.metrics
-    return result.status, (
-        f": val_loss {result.val_loss:.4f}, {trial.tokens / m['wall_s']:,.0f} tokens/s "
-        f"overall, {m['wall_s']:.1f} s"
+    outcome = GridOutcome(parent, skipped=[t.name for t in trials if t.trial_id in finished])
+    if not todo:
+        tracker.end_grid(parent, "FINISHED")
+        return outcome
+    tracking = TrackingCallback(tracker, experiment_id, parent)
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    by_trial_id = {t.trial_id: t for t in todo}
+    tuner = tune.Tuner(
+        tune.with_resources(train_function, resources),
+        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in todo])},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent or spec.resources.max_concurrent,
+            reuse_actors=True,
+            trial_name_creator=lambda t: t.config["trial"]["name"],
+            trial_dirname_creator=lambda t: f"{t.config['trial']['name']}-{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=f"{spec.experiment}-{parent[:8]}",
+            storage_path=storage if "://" in storage else str(Path(storage).resolve()),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[tracking, *callbacks],
+            verbose=0,
+        ),
     )
+    try:
+        tuner.fit()
+    finally:
+        # Whatever stopped the grid, no run is left RUNNING: unfinished trials are KILLED.
+        for trial_id, run_id in tracking.run_ids.items():
+            name = by_trial_id[trial_id].name
+            if name not in tracking.statuses:
+                tracker.kill_trial(run_id, "the grid stopped before this trial finished")
+                outcome.interrupted = True
+        outcome.statuses.update(tracking.statuses)
+        unstarted = [
+            t for t in todo if t.name not in outcome.statuses and t.trial_id not in tracking.run_ids
+        ]
+        outcome.interrupted |= bool(unstarted)
+        tracker.end_grid(
+            parent, "KILLED" if outcome.interrupted else "FINISHED" if outcome.ok else "FAILED"
+        )
+    return outcome

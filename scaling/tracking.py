@@ -9,12 +9,14 @@ runs are open at once and none of them is "the active run".
 from __future__ import annotations
 
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -24,15 +26,16 @@ from scaling.spec import Spec, TrialSpec
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-ROLE, TRIAL_ID, STATUS, ERROR = (
-    "scaling.role",
-    "scaling.trial_id",
-    "scaling.status",
-    "scaling.error",
-)
+ROLE, TRIAL_ID = "scaling.role", "scaling.trial_id"
+STATUS, ERROR = "scaling.status", "scaling.error"
+DRIVER = "scaling.driver"  # host:pid of the `scaling run` that owns a grid run
 RUNNING = "RUNNING"
 # MLflow's own run status for each trial outcome: only a trained model counts as FINISHED.
 _MLFLOW_STATUS = {"FINISHED": "FINISHED", "OOM": "FAILED", "DIVERGED": "FAILED", "FAILED": "FAILED"}
+
+
+def driver_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TrackingError(InputError):
@@ -118,7 +121,7 @@ class Tracker:
         run = self.client.create_run(
             experiment_id,
             run_name=f"grid-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={ROLE: "grid", "scaling.spec": spec_path.name},
+            tags={ROLE: "grid", "scaling.spec": spec_path.name, DRIVER: driver_tag()},
         )
         run_id = run.info.run_id
         self.client.log_batch(
@@ -131,6 +134,26 @@ class Tracker:
         )
         self.client.log_artifact(run_id, str(spec_path))
         return run_id
+
+    def close_abandoned(self, experiment_id: str) -> None:
+        """Mark KILLED the grid runs (and their RUNNING trials) whose driver on this host died
+        without closing them, as a SIGKILL leaves them. Drivers on other hosts are left alone:
+        from here one cannot tell whether they still run."""
+        grids = self.client.search_runs(
+            [experiment_id], f"tags.`{ROLE}` = 'grid' and attributes.status = 'RUNNING'"
+        )
+        for grid in grids:
+            host, _, pid = grid.data.tags.get(DRIVER, "").rpartition(":")
+            if host != socket.gethostname() or not pid.isdigit() or psutil.pid_exists(int(pid)):
+                continue
+            orphans = self.client.search_runs(
+                [experiment_id],
+                f"tags.`mlflow.parentRunId` = '{grid.info.run_id}' "
+                "and attributes.status = 'RUNNING'",
+            )
+            for run in orphans:
+                self.kill_trial(run.info.run_id, "its driver died before the trial finished")
+            self.end_grid(grid.info.run_id, "KILLED")
 
     def end_grid(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)

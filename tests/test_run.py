@@ -124,7 +124,7 @@ def test_a_rerun_skips_the_finished_trials(grid):
         cwd=grid["folder"],
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("already FINISHED in this experiment, skipped") == 2
+    assert "grid done: 2 skipped (already FINISHED)" in result.stdout
     client = grid["client"]
     experiment = client.get_experiment_by_name("pair")
     assert len(trial_runs(client, experiment.experiment_id)) == 2

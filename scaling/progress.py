@@ -1,0 +1,126 @@
+"""What a grid is doing, on the driver's terminal: a live table, or plain lines when stdout
+is not a terminal (or with --quiet)."""
+
+from __future__ import annotations
+
+import time
+
+from ray import tune
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from scaling.spec import TrialSpec
+
+PENDING, RUNNING = "PENDING", "RUNNING"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class GridProgress(tune.Callback):
+    def __init__(self, trials: list[TrialSpec], live: bool, console: Console | None = None):
+        self.trials = {t.name: t for t in trials}
+        self.status = dict.fromkeys(self.trials, PENDING)
+        self.latest: dict[str, dict] = {name: {} for name in self.trials}
+        self.console = console or Console()
+        self.started = time.monotonic()
+        self.live = Live(self, console=self.console, refresh_per_second=2) if live else None
+
+    def __getstate__(self) -> dict:
+        return {}  # Tune pickles callbacks for Tuner.restore; a terminal cannot be saved
+
+    # Tune's events ----------------------------------------------------------------------------
+
+    def setup(self, **info) -> None:
+        if self.live:
+            self.live.start()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.stop()
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._set(trial, RUNNING)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        name = trial.config["trial"]["name"]
+        self.latest[name].update(
+            {
+                k: v
+                for k, v in result.items()
+                if k in ("step", "train_loss", "val_loss", "tokens_per_s")
+            }
+        )
+        if not self.live and "val_loss" in result:
+            self.line(f"{name}: val_loss {result['val_loss']:.4f} at {result['step']:,} tokens")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        status = (trial.last_result or {}).get("scaling_status", "FAILED")
+        error = (trial.last_result or {}).get("scaling_error")
+        self._set(trial, status, error)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._set(trial, "FAILED")
+
+    # ------------------------------------------------------------------------------------------
+
+    def _set(self, trial, status: str, detail: str | None = None) -> None:
+        name = trial.config["trial"]["name"]
+        self.status[name] = status
+        if not self.live:
+            text = f"{name}: {status}"
+            if status == "FINISHED" and "val_loss" in self.latest[name]:
+                text += f", val_loss {self.latest[name]['val_loss']:.4f}"
+            self.line(text + (f" ({detail})" if detail else "") + f"; {self.summary()}")
+
+    def line(self, text: str) -> None:
+        self.console.print(
+            f"[{_duration(time.monotonic() - self.started)}] {text}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def stop(self) -> None:
+        if self.live and self.live.is_started:
+            self.live.stop()
+
+    def eta_seconds(self) -> float | None:
+        """Remaining FLOPs over the FLOP rate of the trials running now."""
+        remaining = rate = 0.0
+        for name, trial in self.trials.items():
+            if self.status[name] not in (PENDING, RUNNING):
+                continue
+            seen = self.latest[name].get("step", 0)
+            remaining += trial.flops_per_token * max(0, trial.tokens - seen)
+            if self.status[name] == RUNNING:
+                rate += trial.flops_per_token * self.latest[name].get("tokens_per_s", 0)
+        return remaining / rate if rate > 0 else None
+
+    def summary(self) -> str:
+        counts = {s: 0 for s in (PENDING, RUNNING)}
+        for status in self.status.values():
+            counts[status] = counts.get(status, 0) + 1
+        eta = self.eta_seconds()
+        text = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+        return text + (f"; ETA {_duration(eta)}" if eta is not None else "")
+
+    def __rich__(self) -> Table:
+        table = Table(
+            title=f"{_duration(time.monotonic() - self.started)} elapsed; {self.summary()}",
+            title_justify="left",
+        )
+        for column in ("trial", "status", "tokens", "train_loss", "val_loss", "tokens/s"):
+            table.add_column(column, justify="left" if column in ("trial", "status") else "right")
+        for name, trial in self.trials.items():
+            latest = self.latest[name]
+            table.add_row(
+                name,
+                self.status[name],
+                f"{latest.get('step', 0) / trial.tokens:.0%}",
+                f"{latest['train_loss']:.4f}" if "train_loss" in latest else "",
+                f"{latest['val_loss']:.4f}" if "val_loss" in latest else "",
+                f"{latest['tokens_per_s']:,.0f}" if "tokens_per_s" in latest else "",
+            )
+        return table
