@@ -11,9 +11,11 @@ retried from its last resume point (`FailureConfig`). Only the driver writes to 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,16 +38,10 @@ logging.getLogger("ray.tune").setLevel(logging.WARNING)
 # Outcomes a grid accepts: the trial ran and told us something (a diverged or out-of-memory
 # point is a result of the scaling study, not a failure of the tool).
 ACCEPTED = {trial_lib.FINISHED, trial_lib.OOM, trial_lib.DIVERGED}
-METRICS = (
-    "train_loss",
-    "val_loss",
-    "lr",
-    "tokens_per_s",
-    "mfu",
-    "step_time_s",
-    "peak_mem_bytes",
-    "wall_s",
-)
+# What a trial's reports hold: metrics logged with their step, and params known at the end.
+METRICS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "step_time_s",
+           "peak_mem_bytes", "wall_s", "resumed_at")  # fmt: skip
+FINAL_PARAMS = ("precision", "device", "host", "ray_node_id")
 # How many times Tune restarts a trial that raised or whose worker died.
 MAX_FAILURES = int(os.environ.get("SCALING_MAX_FAILURES", "2"))
 
@@ -72,20 +68,30 @@ def train_function(config: dict) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(trial.resources.cpus_per_trial)))
+    if trial.name in os.environ.get("SCALING_INJECT_FAILURE", "").split(","):
+        raise RuntimeError(f"failure injected into {trial.name} by SCALING_INJECT_FAILURE")
     out_dir = Path(tempfile.mkdtemp(prefix=f"scaling-{trial.name}-"))
     resume = tune.get_checkpoint()
     try:
         with resume.as_directory() if resume else contextlib.nullcontext() as resume_dir:
-            resume_from = Path(resume_dir) / trial_lib.RESUME_FILE if resume_dir else None
+            resume_from = None
+            if resume_dir:
+                resume_from = Path(resume_dir) / trial_lib.RESUME_FILE
+                meta = json.loads((Path(resume_dir) / trial_lib.RESUME_META).read_text())
+                # Recorded in MLflow, so a retried trial shows where it picked up.
+                tune.report({"step": meta["tokens"], "resumed_at": meta["tokens"]})
             result = trial_lib.run(
                 trial, _tune_report, out_dir, resume_points=True, resume_from=resume_from
             )
         final = {
             "step": trial.tokens,
             **result.metrics,
+            **result.timeline,
             "scaling_status": result.status,
             "scaling_error": result.error or "",
             **result.params,
+            "host": socket.gethostname(),
+            "ray_node_id": ray.get_runtime_context().get_node_id(),
         }
         checkpoint = None
         if result.checkpoint is not None:
@@ -148,7 +154,7 @@ class TrackingCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id, result = self.run_id(trial), trial.last_result or {}
         status = result.get("scaling_status", trial_lib.FAILED)
-        params = {k: result[k] for k in ("precision", "device") if k in result}
+        params = {k: result[k] for k in FINAL_PARAMS if k in result}
         with tempfile.TemporaryDirectory() as scratch:
             artifacts = []
             if status == trial_lib.FINISHED and trial.checkpoint is not None:

@@ -135,6 +135,7 @@ class SizeSpec(StrictModel):
     d_model: PositiveInt | None = None
     n_head: PositiveInt | None = None
     params: PositiveFloat | None = None
+    lr: PositiveFloat | None = None  # this size's peak learning rate, instead of train.lr
 
     @model_validator(mode="after")
     def _shape_or_target(self) -> SizeSpec:
@@ -282,15 +283,17 @@ def shape_for_params(target: float, aspect_ratio: float, head_dim: int) -> GPTCo
     return best[1]
 
 
-def _shapes(model: ModelSpec) -> list[tuple[int, int, int]]:
-    shapes = []
+def _sizes(model: ModelSpec, train: TrainSpec) -> list[tuple[tuple[int, int, int], TrainSpec]]:
+    """Each size's shape, and the training config it runs with (its own lr, if it has one)."""
+    sizes = []
     for size in model.sizes:
         if size.params is not None:
             c = shape_for_params(size.params, model.aspect_ratio, model.head_dim)
-            shapes.append((c.n_layer, c.d_model, c.n_head))
+            shape = (c.n_layer, c.d_model, c.n_head)
         else:
-            shapes.append((size.n_layer, size.d_model, size.n_head))
-    return shapes
+            shape = (size.n_layer, size.d_model, size.n_head)
+        sizes.append((shape, train.model_copy(update={"lr": size.lr}) if size.lr else train))
+    return sizes
 
 
 def _short_count(n: float) -> str:
@@ -330,8 +333,8 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
 
     trials = []
     several_budgets = len(budgets) > 1
-    for (L, d, h), attention, T, (kind, budget), seed in itertools.product(
-        _shapes(spec.model), spec.model.attention, grid.seq_len, budgets, grid.seeds
+    for ((L, d, h), size_train), attention, T, (kind, budget), seed in itertools.product(
+        _sizes(spec.model, train), spec.model.attention, grid.seq_len, budgets, grid.seeds
     ):
         config = GPTConfig(L, d, h, T)
         per_token = config.flops_per_token()
@@ -359,7 +362,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
             "seed": seed,
             "attention": attention,
             "data": spec.data.model_dump(mode="json"),
-            "train": train.model_dump(mode="json"),
+            "train": size_train.model_dump(mode="json"),
         }
         trial_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
         trials.append(

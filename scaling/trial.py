@@ -12,6 +12,7 @@ other error propagates to the caller, who may retry it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -31,6 +32,7 @@ from scaling.spec import TrialSpec
 
 Report = Callable[[dict, "Path | None"], None]
 RESUME_FILE = "last.ckpt"
+RESUME_META = "resume.json"  # {"tokens": training tokens seen at the resume point}
 
 FINISHED, OOM, DIVERGED, FAILED = "FINISHED", "OOM", "DIVERGED", "FAILED"
 
@@ -41,6 +43,9 @@ class TrialResult:
     metrics: dict = field(default_factory=dict)  # final step_time_s, peak_mem_bytes, wall_s
     val_loss: float | None = None
     params: dict = field(default_factory=dict)  # what the device resolved: precision, device
+    # Wall-clock (unix) times of the first step's start and the last step's end: what a grid
+    # spends around them is orchestration overhead.
+    timeline: dict = field(default_factory=dict)
     error: str | None = None
     checkpoint: Path | None = None
 
@@ -64,6 +69,10 @@ class MetricsReporter(L.Callback):
         self._step_start = time.perf_counter()
         self._steps_done = trainer.global_step
 
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if not hasattr(self, "first_step_at"):
+            self.first_step_at = time.time()
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         # Lightning hands over the loss already divided by the accumulation count.
         loss = outputs["loss"].detach() * trainer.accumulate_grad_batches
@@ -77,6 +86,7 @@ class MetricsReporter(L.Callback):
         self._window_steps += 1
         self._steps_done = trainer.global_step
         self._step_start = now
+        self.last_step_at = time.time()
         last = trainer.global_step >= self.trial.steps
         if trainer.global_step % self.trial.train.log_interval_steps == 0 or last:
             self._report_training(trainer.global_step)
@@ -120,6 +130,7 @@ class MetricsReporter(L.Callback):
         resume_point = None
         if self.resume_dir is not None and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.resume_dir / RESUME_FILE)
+            (self.resume_dir / RESUME_META).write_text(json.dumps({"tokens": tokens}))
             resume_point = self.resume_dir
         self.report({"step": tokens, "val_loss": module.val_loss}, resume_point)
 
@@ -205,6 +216,10 @@ def run(
         peak_mem_bytes=memory.peak_bytes(),
         wall_s=time.perf_counter() - started,
     )
+    result.timeline = {
+        "first_step_at": getattr(reporter, "first_step_at", None),
+        "last_step_at": getattr(reporter, "last_step_at", None),
+    }
     return result
 
 

@@ -92,6 +92,20 @@ def test_target_parameter_counts_follow_the_aspect_ratio_rule():
     assert large.n_layer > small.n_layer
 
 
+def test_a_size_may_carry_its_own_learning_rate():
+    raw = tiny_spec(
+        model={
+            "sizes": [
+                {"n_layer": 1, "d_model": 32, "n_head": 2, "lr": 3e-2},
+                {"n_layer": 2, "d_model": 64, "n_head": 4},
+            ]
+        },
+        train={"lr": 1e-3},
+    )
+    small, large = expand(raw)
+    assert (small.train.lr, large.train.lr) == (3e-2, 1e-3)
+
+
 def test_the_experiment_defaults_to_the_spec_name():
     assert spec_lib.parse(tiny_spec("abc")).experiment == "abc"
     assert spec_lib.parse(tiny_spec("abc", tracking={"experiment": "other"})).experiment == "other"

@@ -1,0 +1,256 @@
+"""Faults, each done for real on a real Ray and a real MLflow store: a driver killed, a
+worker killed, a loss gone non-finite, memory run out, a trial that raises, and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+from helpers import SCALING, scaling, tiny_spec, write_spec
+from mlflow import MlflowClient
+
+TINY = {"n_layer": 1, "d_model": 32, "n_head": 2}
+
+
+def start_grid(folder, spec_path, uri, *extra, env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            *SCALING,
+            "run",
+            str(spec_path),
+            "--tracking-uri",
+            uri,
+            "--storage",
+            str(folder / "runs"),
+            *extra,
+        ],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def children(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], "tags.`scaling.role` = 'trial'")
+
+
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the grid ended before {what}: {process.communicate()}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def statuses(runs) -> dict[str, str]:
+    return {run.info.run_name: run.data.tags.get("scaling.status") for run in runs}
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def three_trials(name: str) -> dict:
+    return tiny_spec(
+        name,
+        grid={"seq_len": [32, 64, 128], "tokens": [393216]},
+        train={"eval_interval_tokens": 65536},
+        resources={"cpus_per_trial": 1, "max_concurrent": 1},
+    )
+
+
+def test_a_grid_whose_driver_was_killed_resumes_without_rerunning_finished_trials(tmp_path):
+    spec = write_spec(tmp_path / "killed.yaml", three_trials("killed"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = start_grid(tmp_path, spec, uri, "--quiet")
+    try:
+
+        def one_finished_one_running():
+            found = statuses(children(uri, "killed")).values()
+            return "FINISHED" in found and "RUNNING" in found
+
+        wait_for(one_finished_one_running, 240, "a finished and a running trial", driver)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        kill_group(driver)  # what the driver started (its local Ray) goes with it
+    before = statuses(children(uri, "killed"))
+    finished_before = {name for name, s in before.items() if s == "FINISHED"}
+    assert "RUNNING" in before.values()  # the SIGKILL left a run open
+
+    again = scaling(
+        "run", str(spec), "--tracking-uri", uri, "--storage", str(tmp_path / "runs"), cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    runs = children(uri, "killed")
+    finished = [r.info.run_name for r in runs if r.data.tags["scaling.status"] == "FINISHED"]
+    assert sorted(finished) == ["L1-d32-T128-s0", "L1-d32-T32-s0", "L1-d32-T64-s0"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    # The trials finished before the kill were not run again.
+    assert f"{len(finished_before)} skipped (already FINISHED)" in again.stdout
+    for name in finished_before:
+        assert [r.info.run_name for r in runs].count(name) == 1
+
+
+def test_a_killed_worker_is_retried_from_its_last_resume_point(tmp_path):
+    spec = write_spec(
+        tmp_path / "worker.yaml",
+        tiny_spec(
+            "worker",
+            model={"sizes": [{"n_layer": 2, "d_model": 128, "n_head": 4}]},
+            grid={"seq_len": [64], "tokens": [262144]},
+            train={"eval_interval_tokens": 32768, "lr": 3e-3},
+            resources={"cpus_per_trial": 1},
+        ),
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = start_grid(tmp_path, spec, uri, "--quiet")
+    try:
+
+        def evaluated_twice():
+            runs = children(uri, "worker")
+            if not runs:
+                return None
+            history = MlflowClient(uri).get_metric_history(runs[0].info.run_id, "val_loss")
+            return runs[0] if len(history) >= 2 else None
+
+        run = wait_for(evaluated_twice, 240, "two evaluations", driver)
+        workers = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "ray::ImplicitFunc" in " ".join(p.info["cmdline"] or [])
+        ]
+        assert workers, "no Tune trial worker found"
+        for worker in workers:
+            worker.kill()
+        out, err = driver.communicate(timeout=300)
+    finally:
+        kill_group(driver)
+    assert driver.returncode == 0, out + err
+    client = MlflowClient(uri)
+    (final,) = children(uri, "worker")
+    assert final.info.run_id == run.info.run_id and final.data.tags["scaling.status"] == "FINISHED"
+    resumed = client.get_metric_history(run.info.run_id, "resumed_at")
+    assert len(resumed) == 1 and resumed[0].value >= 65536  # not from step 0
+    for key in ("val_loss", "train_loss"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert steps == sorted(set(steps)), f"{key} logged twice: {steps}"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [
+        32768 * i for i in range(1, 9)
+    ]
+
+
+def test_diverged_and_out_of_memory_trials_are_results_and_the_grid_goes_on(tmp_path):
+    spec = write_spec(
+        tmp_path / "outcomes.yaml",
+        tiny_spec(
+            "outcomes",
+            model={
+                "sizes": [
+                    TINY,
+                    {**TINY, "d_model": 64, "lr": 1e6},
+                    {"n_layer": 1, "d_model": 131072, "n_head": 1},
+                ]
+            },
+            resources={"cpus_per_trial": 1},
+        ),
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = scaling(
+        "run",
+        str(spec),
+        "--tracking-uri",
+        uri,
+        "--storage",
+        str(tmp_path / "runs"),
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = {r.info.run_name: r for r in children(uri, "outcomes")}
+    assert statuses(runs.values()) == {
+        "L1-d32-T64-s0": "FINISHED",
+        "L1-d64-T64-s0": "DIVERGED",
+        "L1-d131072-T64-s0": "OOM",
+    }
+    assert "loss became nan" in runs["L1-d64-T64-s0"].data.tags["scaling.error"]
+    assert (
+        runs["L1-d131072-T64-s0"]
+        .data.tags["scaling.error"]
+        .startswith(
+            "out of memory for L1-d131072 (params 206,158,823,424) at seq_len 64, micro-batch 64"
+        )
+    )
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+
+
+def test_a_trial_that_raises_fails_after_its_retries_and_the_others_finish(tmp_path):
+    spec = write_spec(
+        tmp_path / "raises.yaml",
+        tiny_spec(
+            "raises",
+            grid={"seq_len": [32, 64], "tokens": [32768]},
+            resources={"cpus_per_trial": 1},
+        ),
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = start_grid(
+        tmp_path,
+        spec,
+        uri,
+        "--quiet",
+        env={"SCALING_INJECT_FAILURE": "L1-d32-T64-s0", "SCALING_MAX_FAILURES": "1"},
+    )
+    out, err = driver.communicate(timeout=300)
+    kill_group(driver)
+    assert driver.returncode == 1, out + err
+    runs = {r.info.run_name: r for r in children(uri, "raises")}
+    assert statuses(runs.values()) == {"L1-d32-T32-s0": "FINISHED", "L1-d32-T64-s0": "FAILED"}
+    failed = runs["L1-d32-T64-s0"]
+    assert failed.data.tags["scaling.error"] == (
+        "RuntimeError: failure injected into L1-d32-T64-s0 by SCALING_INJECT_FAILURE"
+    )
+    artifacts = [a.path for a in MlflowClient(uri).list_artifacts(failed.info.run_id)]
+    assert artifacts == ["error.txt"]
+    assert "grid done: 1 FAILED, 1 FINISHED" in out
+
+
+def test_ctrl_c_stops_the_trials_leaves_nothing_running_and_says_how_to_resume(tmp_path):
+    spec = write_spec(tmp_path / "stopped.yaml", three_trials("stopped"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = start_grid(tmp_path, spec, uri, "--quiet")
+    try:
+        wait_for(
+            lambda: "FINISHED" in statuses(children(uri, "stopped")).values(),
+            240,
+            "a finished trial",
+            driver,
+        )
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        kill_group(driver)
+    assert driver.returncode == 130, out + err
+    assert f"Resume with: scaling run {spec} --tracking-uri {uri}" in err
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("stopped")
+    every_run = client.search_runs([experiment.experiment_id])
+    assert not [r for r in every_run if r.info.status == "RUNNING"]
