@@ -21,6 +21,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# `ray start` and a local `ray.init` turn token auth on and leave the token here; a client of
+# such a cluster must say so before Ray is imported, as Ray reads its auth mode at import.
+if (Path.home() / ".ray" / "auth_token").exists():
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 # Tune's own console output would fight the progress table; errors still reach the callbacks.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -192,9 +196,6 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        # A local `ray start` turns token auth on; a client must say so to use its token.
-        if (Path.home() / ".ray" / "auth_token").exists():
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(

@@ -1,0 +1,147 @@
+"""A real cluster on this machine: a Ray head and a second Ray node, an `mlflow server` on
+127.0.0.1 with a SQLite backend, and `scaling run --address` submitting a grid to them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import free_port, scaling, tiny_spec, write_spec
+from mlflow import MlflowClient
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
+            time.sleep(0.5)
+    yield uri
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """Two Ray nodes of one CPU each, started as a user would: a two-trial grid uses both."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = free_port()
+    # `ray start` turns token auth on; the joining node and the clients present the token.
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    common = ["--num-cpus", "1", "--object-store-memory", str(128 * 1024**2), "--block"]
+    nodes = [
+        subprocess.Popen(
+            [ray, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    address = f"127.0.0.1:{port}"
+    status = [ray, "status", "--address", address]
+    deadline = time.monotonic() + 120
+    while subprocess.run(status, env=env, capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the Ray head did not start"
+        time.sleep(1)
+    nodes.append(
+        subprocess.Popen(
+            [ray, "start", "--address", address, *common],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    while (
+        subprocess.run(status, env=env, capture_output=True, text=True).stdout.count(" node_") < 2
+    ):
+        assert time.monotonic() < deadline, "the second Ray node did not join"
+        time.sleep(1)
+    yield address
+    for node in reversed(nodes):
+        os.killpg(node.pid, signal.SIGKILL)  # the node and what it started; workers follow
+        node.wait(timeout=60)
+
+
+def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
+    tmp_path, mlflow_server, ray_cluster
+):
+    spec = write_spec(
+        tmp_path / "cluster.yaml",
+        tiny_spec(
+            "cluster",
+            grid={"seq_len": [32, 64], "tokens": [65536]},
+            resources={"cpus_per_trial": 1},
+        ),
+    )
+    result = scaling(
+        "run",
+        str(spec),
+        "--address",
+        ray_cluster,
+        "--tracking-uri",
+        mlflow_server,
+        "--storage",
+        str(tmp_path / "shared"),
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("cluster")
+    runs = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'trial'")
+    assert sorted(r.info.run_name for r in runs) == ["L1-d32-T32-s0", "L1-d32-T64-s0"]
+    assert {r.data.tags["scaling.status"] for r in runs} == {"FINISHED"}
+    # One trial per node: the grid used the whole cluster.
+    assert len({r.data.params["ray_node_id"] for r in runs}) == 2
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert steps == [16384, 32768, 49152, 65536]
+        # The checkpoint went through the server's artifact proxy, from the driver.
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint.pt"]
+    # Nothing of the trials was written to a store on the driver's disk.
+    assert not (tmp_path / "mlflow.db").exists()
+    payload = json.dumps({"experiment_ids": [experiment.experiment_id]}).encode()
+    request = urllib.request.Request(
+        f"{mlflow_server}/api/2.0/mlflow/runs/search",
+        data=payload,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert len(json.load(response)["runs"]) == 3  # the grid's parent and its two trials
