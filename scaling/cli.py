@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections import Counter
@@ -124,12 +125,18 @@ def cmd_run(args) -> int:
     spec, trials = spec_lib.load(args.spec)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
-    tracker = Tracker(args.tracking_uri)
-    tracker.check_reachable()
     try:
-        prepare(spec.data)  # once, here: every trial then finds the token cache built
+        cache = prepare(spec.data)  # once, here: every trial then finds the token cache built
     except spec_lib.SpecError as exc:
         raise spec_lib.SpecError(f"{args.spec}: {exc}") from None
+    available = cache.meta()["val_tokens"] - 1
+    if spec.train.eval_tokens > available:
+        raise spec_lib.SpecError(
+            f"{args.spec}: train.eval_tokens: {spec.train.eval_tokens} is more than the "
+            f"{available} validation tokens of the corpus; lower it or raise data.val_fraction"
+        )
+    tracker = Tracker(args.tracking_uri)
+    tracker.check_reachable()
     print(f"{len(trials)} trials of '{spec.experiment}', tracking in {tracker.tracking_uri}")
     grid.connect(args.address)
     grid.check_storage(args.storage)
@@ -289,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its "creating tables" chatter
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

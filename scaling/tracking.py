@@ -25,6 +25,8 @@ from scaling.errors import InputError
 from scaling.spec import Spec, TrialSpec
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow prints a "View run" link per run to stdout, which would break the progress table.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 ROLE, TRIAL_ID = "scaling.role", "scaling.trial_id"
 STATUS, ERROR = "scaling.status", "scaling.error"

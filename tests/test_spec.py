@@ -288,6 +288,26 @@ def test_a_bad_spec_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke.yaml"]  # nothing written
 
 
+def test_more_validation_tokens_than_the_corpus_holds_are_refused_before_running(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(20):
+        (corpus / f"{i}.txt").write_text("some text " * 100)
+    spec = write_spec(
+        tmp_path / "small.yaml",
+        tiny_spec(
+            data={"source": "files", "path": str(corpus / "*.txt"), "val_fraction": 0.2},
+            train={"eval_tokens": 65536},
+        ),
+    )
+    result = scaling(
+        "run", str(spec), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"{spec}: train.eval_tokens: 65536 is more than the ")
+
+
 def test_a_bad_flag_exits_2_with_one_line():
     result = scaling("plan", "x.yaml", "--bogus")
     assert result.returncode == 2
