@@ -117,6 +117,12 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if (args.address or os.environ.get("RAY_ADDRESS")) and (
+        Path.home() / ".ray" / "auth_token"
+    ).exists():
+        # `ray start` turns token auth on and leaves the token here; a client must say so
+        # before Ray is imported, as Ray reads its auth mode once, at import.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     from scaling import grid
     from scaling.data import prepare
     from scaling.progress import GridProgress

@@ -20,11 +20,8 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-# `ray start` and a local `ray.init` turn token auth on and leave the token here; a client of
-# such a cluster must say so before Ray is imported, as Ray reads its auth mode at import.
-if (Path.home() / ".ray" / "auth_token").exists():
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
 # Tune's own console output would fight the progress table; errors still reach the callbacks.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -35,7 +32,9 @@ from ray import tune
 from scaling import trial as trial_lib
 from scaling.errors import InputError
 from scaling.spec import Spec, TrialSpec
-from scaling.tracking import Tracker
+
+if TYPE_CHECKING:  # the driver's side only: workers need not import MLflow
+    from scaling.tracking import Tracker
 
 logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
