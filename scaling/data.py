@@ -219,9 +219,10 @@ def _tokenize(corpus: Corpus, out: Path, progress: bool) -> dict:
 
 class RandomWindows(Dataset):
     """Item i is micro-batch i of steps `first_step`, `first_step + 1`, ... Each optimizer
-    step's `batch_size` windows are drawn from a generator seeded by (seed, step) and cut into
-    micro-batches, so what a step sees depends neither on how it is split for memory nor on
-    where a resumed trial picks up."""
+    step's `batch_size` windows are drawn from a generator seeded by (seed, step); data-parallel
+    rank r of `world_size` takes the r-th equal share and cuts it into micro-batches. What a
+    step sees therefore depends neither on how it is split across workers or for memory, nor
+    on where a resumed trial picks up."""
 
     def __init__(
         self,
@@ -232,12 +233,16 @@ class RandomWindows(Dataset):
         steps: int,
         seed: int,
         first_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if len(tokens) <= seq_len + 1:
             raise ValueError(f"{len(tokens)} training tokens cannot fill a window of {seq_len}")
         self.tokens, self.seq_len, self.seed = tokens, seq_len, seed
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
-        self.accumulate = batch_size // micro_batch_size
+        self.share = batch_size // world_size
+        self.offset = rank * self.share
+        self.accumulate = self.share // micro_batch_size
         self.steps, self.first_step = steps, first_step
 
     def __len__(self) -> int:
@@ -247,7 +252,8 @@ class RandomWindows(Dataset):
         step, part = divmod(index, self.accumulate)
         rng = np.random.default_rng((self.seed, self.first_step + step))
         starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
-        starts = starts[part * self.micro_batch_size : (part + 1) * self.micro_batch_size]
+        first = self.offset + part * self.micro_batch_size
+        starts = starts[first : first + self.micro_batch_size]
         windows = self.tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int64)
         windows = torch.from_numpy(windows)
         return windows[:, :-1], windows[:, 1:]
@@ -255,22 +261,25 @@ class RandomWindows(Dataset):
 
 class ValidationWindows(Dataset):
     """The first `eval_tokens` predicted tokens of the validation stream, cut into contiguous
-    windows: the same tokens for every trial of a grid, whatever its seq_len."""
+    windows: the same tokens for every trial of a grid, whatever its seq_len. Data-parallel
+    rank r of `world_size` evaluates windows r, r + world_size, ...; the losses are summed."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, eval_tokens: int):
+    def __init__(
+        self, tokens: np.ndarray, seq_len: int, eval_tokens: int, rank: int = 0, world_size: int = 1
+    ):
         if len(tokens) < eval_tokens + 1:
             raise SpecError(
                 f"train.eval_tokens: {eval_tokens} is more than the {len(tokens) - 1} "
                 "validation tokens the corpus has; lower it or raise data.val_fraction"
             )
         self.tokens, self.seq_len = tokens, seq_len
-        self.count = eval_tokens // seq_len
+        self.windows = range(rank, eval_tokens // seq_len, world_size)
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.windows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        start = index * self.seq_len
+        start = self.windows[index] * self.seq_len
         window = torch.from_numpy(self.tokens[start : start + self.seq_len + 1].astype(np.int64))
         return window[:-1], window[1:]
 
@@ -300,9 +309,13 @@ class ByteDataModule(L.LightningDataModule):
     def epochs(self) -> int:
         return -(-self.steps // self.steps_per_epoch)
 
+    def _rank(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer else 0
         first_step = epoch * self.steps_per_epoch
+        rank, world_size = self._rank()
         windows = RandomWindows(
             self.cache.train(),
             self.seq_len,
@@ -311,9 +324,14 @@ class ByteDataModule(L.LightningDataModule):
             steps=min(self.steps_per_epoch, self.steps - first_step),
             seed=self.seed,
             first_step=first_step,
+            rank=rank,
+            world_size=world_size,
         )
         return DataLoader(windows, batch_size=None, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        windows = ValidationWindows(self.cache.val(), self.seq_len, self.eval_tokens)
+        rank, world_size = self._rank()
+        windows = ValidationWindows(
+            self.cache.val(), self.seq_len, self.eval_tokens, rank, world_size
+        )
         return DataLoader(windows, batch_size=self.micro_batch_size, shuffle=False)

@@ -66,15 +66,74 @@ class GridOutcome:
 
 
 def train_function(config: dict) -> None:
-    """A Tune function trainable: runs one trial, resuming from Tune's checkpoint if any."""
+    """A Tune function trainable: runs one trial in this worker process."""
     trial = TrialSpec.model_validate(config["trial"])
+    _run_and_report(trial, tune.get_checkpoint, tune.report, tune.Checkpoint)
+
+
+def train_distributed(config: dict) -> None:
+    """A Tune function trainable that runs one trial on `workers_per_trial` data-parallel
+    workers: a Ray Train TorchTrainer launched from Tune, as Ray 2.60 documents it. Train
+    restarts dead workers from their last resume point; TuneReportCallback hands the
+    workers' reports (rank 0's) on to Tune, and so to the driver's MLflow callback."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial = TrialSpec.model_validate(config["trial"])
+    gpus = trial.resources.gpus_per_trial
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(
+            num_workers=trial.resources.workers_per_trial,
+            use_gpu=gpus > 0,
+            resources_per_worker={"CPU": trial.resources.cpus_per_trial, "GPU": gpus},
+        ),
+        run_config=RunConfig(
+            name=f"{trial.name}-{tune.get_context().get_trial_id()}",
+            storage_path=config["storage"],
+            callbacks=[TuneReportCallback()],
+            failure_config=FailureConfig(max_failures=MAX_FAILURES),
+        ),
+    )
+    trainer.fit()
+
+
+def train_worker(config: dict) -> None:
+    """One data-parallel worker of `train_distributed`: Lightning with Ray's DDP strategy."""
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+    trial = TrialSpec.model_validate(config["trial"])
+    distributed = {
+        "strategy": RayDDPStrategy(),
+        "plugins": [RayLightningEnvironment()],
+        "devices": "auto",
+        "prepare": prepare_trainer,
+    }
+    _run_and_report(
+        trial, ray.train.get_checkpoint, ray.train.report, ray.train.Checkpoint, distributed
+    )
+
+
+def _run_and_report(trial, get_checkpoint, report, checkpoint_type, distributed=None) -> None:
+    """Runs `trial` with resume points, reporting through `report` (tune.report in a Tune
+    trial, ray.train.report in a Train worker), resuming from `get_checkpoint()` if any."""
     import torch
 
     torch.set_num_threads(max(1, int(trial.resources.cpus_per_trial)))
     if trial.name in os.environ.get("SCALING_INJECT_FAILURE", "").split(","):
         raise RuntimeError(f"failure injected into {trial.name} by SCALING_INJECT_FAILURE")
+
+    def report_with_resume_point(metrics: dict, resume_point: Path | None) -> None:
+        report(
+            metrics,
+            checkpoint=checkpoint_type.from_directory(resume_point) if resume_point else None,
+        )
+
     out_dir = Path(tempfile.mkdtemp(prefix=f"scaling-{trial.name}-"))
-    resume = tune.get_checkpoint()
+    resume = get_checkpoint()
     try:
         with resume.as_directory() if resume else contextlib.nullcontext() as resume_dir:
             resume_from = None
@@ -82,9 +141,14 @@ def train_function(config: dict) -> None:
                 resume_from = Path(resume_dir) / trial_lib.RESUME_FILE
                 meta = json.loads((Path(resume_dir) / trial_lib.RESUME_META).read_text())
                 # Recorded in MLflow, so a retried trial shows where it picked up.
-                tune.report({"step": meta["tokens"], "resumed_at": meta["tokens"]})
+                report({"step": meta["tokens"], "resumed_at": meta["tokens"]})
             result = trial_lib.run(
-                trial, _tune_report, out_dir, resume_points=True, resume_from=resume_from
+                trial,
+                report_with_resume_point,
+                out_dir,
+                resume_points=True,
+                resume_from=resume_from,
+                distributed=distributed,
             )
         final = {
             "step": trial.tokens,
@@ -101,15 +165,10 @@ def train_function(config: dict) -> None:
             final_dir = out_dir / "final"
             final_dir.mkdir()
             shutil.move(result.checkpoint, final_dir / result.checkpoint.name)
-            checkpoint = tune.Checkpoint.from_directory(final_dir)
-        tune.report(final, checkpoint=checkpoint)
+            checkpoint = checkpoint_type.from_directory(final_dir)
+        report(final, checkpoint=checkpoint)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-
-
-def _tune_report(metrics: dict, resume_point: Path | None) -> None:
-    checkpoint = tune.Checkpoint.from_directory(resume_point) if resume_point else None
-    tune.report(metrics, checkpoint=checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +219,12 @@ class TrackingCallback(tune.Callback):
         params = {k: result[k] for k in FINAL_PARAMS if k in result}
         with tempfile.TemporaryDirectory() as scratch:
             artifacts = []
-            if status == trial_lib.FINISHED and trial.checkpoint is not None:
-                local = trial.checkpoint.to_directory(scratch)
+            # A multi-worker trial's checkpoint stays in Train's storage; Tune gets its path.
+            checkpoint = trial.checkpoint or (
+                tune.Checkpoint(result["checkpoint_path"]) if "checkpoint_path" in result else None
+            )
+            if status == trial_lib.FINISHED and checkpoint is not None:
+                local = checkpoint.to_directory(scratch)
                 artifacts.append(Path(local) / "checkpoint.pt")
             self.tracker.end_trial(
                 run_id, status, result.get("scaling_error") or None, params, artifacts
@@ -240,11 +303,21 @@ def run_grid(
         tracker.end_grid(parent, "FINISHED")
         return outcome
     tracking = TrackingCallback(tracker, experiment_id, parent)
-    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    storage = storage if "://" in storage else str(Path(storage).resolve())
+    if spec.resources.workers_per_trial > 1:
+        # The Tune trial only waits on its TorchTrainer and the workers hold the CPUs and GPUs;
+        # Ray needs a non-empty request, so it asks for a little memory instead.
+        trainable = tune.with_resources(train_distributed, {"cpu": 0, "memory": 64 * 1024**2})
+    else:
+        resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+        trainable = tune.with_resources(train_function, resources)
     by_trial_id = {t.trial_id: t for t in todo}
     tuner = tune.Tuner(
-        tune.with_resources(train_function, resources),
-        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in todo])},
+        trainable,
+        param_space={
+            "trial": tune.grid_search([t.model_dump(mode="json") for t in todo]),
+            "storage": storage,
+        },
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent or spec.resources.max_concurrent,
             reuse_actors=True,
@@ -253,8 +326,11 @@ def run_grid(
         ),
         run_config=tune.RunConfig(
             name=f"{spec.experiment}-{parent[:8]}",
-            storage_path=storage if "://" in storage else str(Path(storage).resolve()),
-            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            storage_path=storage,
+            # A multi-worker trial is retried by Ray Train inside it, from its resume point.
+            failure_config=tune.FailureConfig(
+                max_failures=0 if spec.resources.workers_per_trial > 1 else MAX_FAILURES
+            ),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[tracking, *callbacks],
             verbose=0,

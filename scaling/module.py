@@ -49,8 +49,13 @@ class GPTModule(L.LightningModule):
         self._val_sum, self._val_count = torch.zeros((), device=self.device), 0
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_count:  # Lightning's sanity check may run no batch at all
-            self.val_loss = (self._val_sum / self._val_count).item()
+        # Each data-parallel rank saw its share of the windows: add up the sums and counts.
+        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
+        count = self.trainer.strategy.reduce(
+            torch.tensor(float(self._val_count), device=self.device), reduce_op="sum"
+        )
+        if count.item():  # Lightning's sanity check may run no batch at all
+            self.val_loss = (total / count).item()
 
     def configure_optimizers(self):
         train = self.trial.train

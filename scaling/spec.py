@@ -186,7 +186,8 @@ class GridSpec(StrictModel):
 
 class TrainSpec(StrictModel):
     tokens_per_step: PositiveInt = 16384  # constant across sequence lengths
-    micro_batch_size: PositiveInt | None = None  # sequences per forward pass; default: all
+    # Sequences per forward pass on each worker; default: the worker's whole share of the batch.
+    micro_batch_size: PositiveInt | None = None
     lr: PositiveFloat = 3e-3
     warmup_tokens: NonNegativeInt = 0
     min_lr_ratio: Fraction = 0.1
@@ -201,9 +202,18 @@ class TrainSpec(StrictModel):
 
 
 class ResourcesSpec(StrictModel):
+    """Per trial; with workers_per_trial > 1, cpus and gpus are per worker (data parallel)."""
+
     cpus_per_trial: PositiveFloat = 1
     gpus_per_trial: Annotated[float, BeforeValidator(_non_negative_float)] = 0
+    workers_per_trial: PositiveInt = 1
     max_concurrent: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _whole_gpus_for_several_workers(self) -> ResourcesSpec:
+        if self.workers_per_trial > 1 and self.gpus_per_trial not in (0, 1):
+            raise ValueError("with workers_per_trial > 1, gpus_per_trial must be 0 or 1 per worker")
+        return self
 
 
 class TrackingSpec(StrictModel):
@@ -263,11 +273,11 @@ class TrialSpec(StrictModel):
 
     @property
     def micro_batch_size(self) -> int:
-        return self.train.micro_batch_size or self.batch_size
+        return self.train.micro_batch_size or self.batch_size // self.resources.workers_per_trial
 
     @property
     def accumulate_grad_batches(self) -> int:
-        return self.batch_size // self.micro_batch_size
+        return self.batch_size // self.resources.workers_per_trial // self.micro_batch_size
 
 
 def shape_for_params(target: float, aspect_ratio: float, head_dim: int) -> GPTConfig:
@@ -320,10 +330,18 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
                 f"{train.tokens_per_step}, so the batch would not be a whole number of sequences"
             )
         batch = train.tokens_per_step // T
-        if train.micro_batch_size and batch % train.micro_batch_size:
+        workers = spec.resources.workers_per_trial
+        if batch % workers:
+            raise SpecError(
+                f"{source}: resources.workers_per_trial: {workers} workers cannot share the batch "
+                f"of {batch} sequences at seq_len {T} equally"
+            )
+        if train.micro_batch_size and (batch // workers) % train.micro_batch_size:
             raise SpecError(
                 f"{source}: train.micro_batch_size: {train.micro_batch_size} does not divide the "
-                f"batch of {batch} sequences at seq_len {T}"
+                f"batch of {batch // workers} sequences"
+                + (f" per worker ({workers} workers)" if workers > 1 else "")
+                + f" at seq_len {T}"
             )
         if train.eval_tokens % T:
             raise SpecError(

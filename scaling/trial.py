@@ -89,10 +89,13 @@ class MetricsReporter(L.Callback):
         self.last_step_at = time.time()
         last = trainer.global_step >= self.trial.steps
         if trainer.global_step % self.trial.train.log_interval_steps == 0 or last:
-            self._report_training(trainer.global_step)
+            self._report_training(trainer, trainer.global_step)
 
-    def _report_training(self, step: int) -> None:
-        loss = (self._loss_sum / self._micro_batches).item()
+    def _report_training(self, trainer: L.Trainer, step: int) -> None:
+        # The mean over data-parallel ranks: every rank then sees the same loss and stops (or
+        # goes on) together, never leaving another waiting in a collective.
+        local = self._loss_sum / self._micro_batches
+        loss = trainer.strategy.reduce(local, reduce_op="mean").item()
         tokens = self._window_steps * self.trial.train.tokens_per_step
         tokens_per_s = tokens / self._window_seconds
         train = self.trial.train
@@ -129,9 +132,10 @@ class MetricsReporter(L.Callback):
         self.last_eval_step = step
         resume_point = None
         if self.resume_dir is not None and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.resume_dir / RESUME_FILE)
-            (self.resume_dir / RESUME_META).write_text(json.dumps({"tokens": tokens}))
-            resume_point = self.resume_dir
+            trainer.save_checkpoint(self.resume_dir / RESUME_FILE)  # every rank; rank 0 writes
+            if trainer.is_global_zero:
+                (self.resume_dir / RESUME_META).write_text(json.dumps({"tokens": tokens}))
+                resume_point = self.resume_dir
         self.report({"step": tokens, "val_loss": module.val_loss}, resume_point)
 
 
@@ -184,8 +188,12 @@ def run(
     out_dir: str | Path = ".",
     resume_points: bool = False,
     resume_from: str | Path | None = None,
+    distributed: dict | None = None,
 ) -> TrialResult:
-    """Train `trial` to its token budget; the checkpoint lands in `out_dir`/checkpoint.pt."""
+    """Train `trial` to its token budget; the checkpoint lands in `out_dir`/checkpoint.pt.
+
+    `distributed` runs it as one data-parallel worker of several: Trainer options (strategy,
+    plugins, devices) and `prepare`, a function the Trainer goes through before fitting."""
     if report is None:
         report = lambda metrics, checkpoint: None  # noqa: E731
     out_dir = Path(out_dir)
@@ -196,9 +204,11 @@ def run(
     device = hardware.device_type()
     precision = hardware.resolve_precision(trial.train.precision)
     memory = PeakMemory(device)
-    reporter = MetricsReporter(trial, report, hardware.peak_flops(precision), resume_dir)
+    # MFU is against the peak of every worker's device together.
+    peak = hardware.peak_flops(precision) * trial.resources.workers_per_trial
+    reporter = MetricsReporter(trial, report, peak, resume_dir)
     try:
-        result = _fit(trial, reporter, precision, out_dir, resume_from)
+        result = _fit(trial, reporter, precision, out_dir, resume_from, distributed or {})
     except Diverged as exc:
         return TrialResult(DIVERGED, error=str(exc))
     except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -229,6 +239,7 @@ def _fit(
     precision: str,
     out_dir: Path,
     resume_from: str | Path | None,
+    distributed: dict,
 ) -> TrialResult:
     train = trial.train
     cache = prepare(trial.data, progress=False)
@@ -244,9 +255,11 @@ def _fit(
         eval_tokens=train.eval_tokens,
         seed=trial.seed,
     )
+    options = {key: value for key, value in distributed.items() if key != "prepare"}
     trainer = L.Trainer(
-        accelerator="auto",
-        devices=1,
+        **{"accelerator": "auto", "devices": 1, **options},
+        # Each rank draws its own share of every step's windows (RandomWindows).
+        use_distributed_sampler=False,
         precision=hardware.lightning_precision(precision),
         max_steps=trial.steps,
         max_epochs=data.epochs,
@@ -261,19 +274,22 @@ def _fit(
         callbacks=[reporter],
         default_root_dir=out_dir,
     )
+    if "prepare" in distributed:
+        trainer = distributed["prepare"](trainer)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=False)
     if reporter.last_eval_step != trainer.global_step:
         trainer.validate(module, datamodule=data, verbose=False)
-    checkpoint = out_dir / "checkpoint.pt"
-    torch.save(
-        {
-            "config": trial.gpt_config.to_dict(),
-            "trial": trial.model_dump(mode="json"),
-            "tokens_seen": trainer.global_step * train.tokens_per_step,
-            "state_dict": module.model.state_dict(),
-        },
-        checkpoint,
-    )
+    checkpoint = out_dir / "checkpoint.pt" if trainer.is_global_zero else None
+    if checkpoint:
+        torch.save(
+            {
+                "config": trial.gpt_config.to_dict(),
+                "trial": trial.model_dump(mode="json"),
+                "tokens_seen": trainer.global_step * train.tokens_per_step,
+                "state_dict": module.model.state_dict(),
+            },
+            checkpoint,
+        )
     return TrialResult(
         FINISHED,
         val_loss=module.val_loss,

@@ -154,7 +154,7 @@ def test_a_resumed_trial_continues_from_its_resume_point_to_the_same_result(tmp_
             shutil.copytree(checkpoint, kept)
 
     whole = trial_lib.run(trial, keep_first_resume_point, tmp_path / "a", resume_points=True)
-    assert sorted(p.name for p in kept.iterdir()) == [trial_lib.RESUME_FILE]
+    assert sorted(p.name for p in kept.iterdir()) == [trial_lib.RESUME_FILE, trial_lib.RESUME_META]
 
     reports = Reports()
     resumed = trial_lib.run(
