@@ -55,3 +55,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_grid(spec: Path, uri: str, folder: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`scaling run` of `spec` into the store at `uri`, checkpoints under `folder`/runs."""
+    return scaling(
+        "run",
+        str(spec),
+        "--tracking-uri",
+        uri,
+        "--storage",
+        str(folder / "runs"),
+        "--quiet",
+        *extra,
+        cwd=folder,
+    )
+
+
+def trial_runs(uri: str, experiment: str) -> list:
+    """The experiment's trial runs (child runs), as MLflow returns them."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], "tags.`scaling.role` = 'trial'")

@@ -5,7 +5,7 @@ tokens and MFU of both."""
 from __future__ import annotations
 
 import pytest
-from helpers import scaling, tiny_spec, write_spec
+from helpers import run_grid, tiny_spec, trial_runs, write_spec
 from mlflow import MlflowClient
 
 from scaling import trial as trial_lib
@@ -21,21 +21,11 @@ SPEC = tiny_spec(
 def test_a_two_worker_trial_matches_one_worker_and_counts_both(tmp_path):
     spec = write_spec(tmp_path / "ddp.yaml", SPEC)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = scaling(
-        "run",
-        str(spec),
-        "--tracking-uri",
-        uri,
-        "--storage",
-        str(tmp_path / "runs"),
-        "--quiet",
-        cwd=tmp_path,
-    )
+    result = run_grid(spec, uri, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("ddp")
-    (run,) = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'trial'")
+    (run,) = trial_runs(uri, "ddp")
     assert run.data.tags["scaling.status"] == "FINISHED"
     assert run.data.params["resources.workers_per_trial"] == "2"
     assert run.data.params["micro_batch_size"] == "32"  # each worker takes half the batch

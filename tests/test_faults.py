@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from helpers import SCALING, scaling, tiny_spec, write_spec
+from helpers import SCALING, run_grid, scaling, tiny_spec, trial_runs, write_spec
 from mlflow import MlflowClient
 
 TINY = {"n_layer": 1, "d_model": 32, "n_head": 2}
@@ -35,14 +35,6 @@ def start_grid(folder, spec_path, uri, *extra, env=None) -> subprocess.Popen:
         start_new_session=True,
         env={**os.environ, **(env or {})},
     )
-
-
-def children(uri: str, experiment: str) -> list:
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    return client.search_runs([found.experiment_id], "tags.`scaling.role` = 'trial'")
 
 
 def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None):
@@ -84,7 +76,7 @@ def test_a_grid_whose_driver_was_killed_resumes_without_rerunning_finished_trial
     try:
 
         def one_finished_one_running():
-            found = statuses(children(uri, "killed")).values()
+            found = statuses(trial_runs(uri, "killed")).values()
             return "FINISHED" in found and "RUNNING" in found
 
         wait_for(one_finished_one_running, 240, "a finished and a running trial", driver)
@@ -92,7 +84,7 @@ def test_a_grid_whose_driver_was_killed_resumes_without_rerunning_finished_trial
         driver.wait(timeout=30)
     finally:
         kill_group(driver)  # what the driver started (its local Ray) goes with it
-    before = statuses(children(uri, "killed"))
+    before = statuses(trial_runs(uri, "killed"))
     finished_before = {name for name, s in before.items() if s == "FINISHED"}
     assert "RUNNING" in before.values()  # the SIGKILL left a run open
 
@@ -100,7 +92,7 @@ def test_a_grid_whose_driver_was_killed_resumes_without_rerunning_finished_trial
         "run", str(spec), "--tracking-uri", uri, "--storage", str(tmp_path / "runs"), cwd=tmp_path
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    runs = children(uri, "killed")
+    runs = trial_runs(uri, "killed")
     finished = [r.info.run_name for r in runs if r.data.tags["scaling.status"] == "FINISHED"]
     assert sorted(finished) == ["L1-d32-T128-s0", "L1-d32-T32-s0", "L1-d32-T64-s0"]
     assert not [r for r in runs if r.info.status == "RUNNING"]
@@ -126,7 +118,7 @@ def test_a_killed_worker_is_retried_from_its_last_resume_point(tmp_path):
     try:
 
         def evaluated_twice():
-            runs = children(uri, "worker")
+            runs = trial_runs(uri, "worker")
             if not runs:
                 return None
             history = MlflowClient(uri).get_metric_history(runs[0].info.run_id, "val_loss")
@@ -146,7 +138,7 @@ def test_a_killed_worker_is_retried_from_its_last_resume_point(tmp_path):
         kill_group(driver)
     assert driver.returncode == 0, out + err
     client = MlflowClient(uri)
-    (final,) = children(uri, "worker")
+    (final,) = trial_runs(uri, "worker")
     assert final.info.run_id == run.info.run_id and final.data.tags["scaling.status"] == "FINISHED"
     resumed = client.get_metric_history(run.info.run_id, "resumed_at")
     assert len(resumed) == 1 and resumed[0].value >= 65536  # not from step 0
@@ -174,18 +166,9 @@ def test_diverged_and_out_of_memory_trials_are_results_and_the_grid_goes_on(tmp_
         ),
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = scaling(
-        "run",
-        str(spec),
-        "--tracking-uri",
-        uri,
-        "--storage",
-        str(tmp_path / "runs"),
-        "--quiet",
-        cwd=tmp_path,
-    )
+    result = run_grid(spec, uri, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    runs = {r.info.run_name: r for r in children(uri, "outcomes")}
+    runs = {r.info.run_name: r for r in trial_runs(uri, "outcomes")}
     assert statuses(runs.values()) == {
         "L1-d32-T64-s0": "FINISHED",
         "L1-d64-T64-s0": "DIVERGED",
@@ -222,7 +205,7 @@ def test_a_trial_that_raises_fails_after_its_retries_and_the_others_finish(tmp_p
     out, err = driver.communicate(timeout=300)
     kill_group(driver)
     assert driver.returncode == 1, out + err
-    runs = {r.info.run_name: r for r in children(uri, "raises")}
+    runs = {r.info.run_name: r for r in trial_runs(uri, "raises")}
     assert statuses(runs.values()) == {"L1-d32-T32-s0": "FINISHED", "L1-d32-T64-s0": "FAILED"}
     failed = runs["L1-d32-T64-s0"]
     assert failed.data.tags["scaling.error"] == (
@@ -239,7 +222,7 @@ def test_ctrl_c_stops_the_trials_leaves_nothing_running_and_says_how_to_resume(t
     driver = start_grid(tmp_path, spec, uri, "--quiet")
     try:
         wait_for(
-            lambda: "FINISHED" in statuses(children(uri, "stopped")).values(),
+            lambda: "FINISHED" in statuses(trial_runs(uri, "stopped")).values(),
             240,
             "a finished trial",
             driver,
