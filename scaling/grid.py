@@ -270,12 +270,14 @@ def connect(address: str | None) -> None:
         )
 
 
-def check_storage(storage: str) -> None:
+def check_storage(storage: str, hosts: set[str] | None = None) -> None:
     """Trial checkpoints must be reachable from every node: refuse a local path on a cluster
-    whose nodes are on more than one host."""
+    whose nodes are on more than one host (`hosts`: the connected cluster's, by default).
+    Nodes that share a host share its filesystem, so a local path serves them."""
     if "://" in storage:
         return
-    hosts = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
+    if hosts is None:
+        hosts = {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
     if len(hosts) > 1:
         raise InputError(
             f"--storage: '{storage}' is a local path, but the cluster spans {len(hosts)} hosts; "

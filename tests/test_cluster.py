@@ -145,3 +145,17 @@ def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert len(json.load(response)["runs"]) == 3  # the grid's parent and its two trials
+
+
+def test_a_local_storage_path_is_refused_on_a_cluster_of_several_hosts():
+    from scaling.errors import InputError
+    from scaling.grid import check_storage
+
+    with pytest.raises(
+        InputError,
+        match=r"^--storage: 'runs' is a local path, but the cluster "
+        r"spans 2 hosts; use storage every node can reach",
+    ):
+        check_storage("runs", hosts={"10.0.0.1", "10.0.0.2"})
+    check_storage("s3://bucket/runs", hosts={"10.0.0.1", "10.0.0.2"})  # reachable from all
+    check_storage("runs", hosts={"10.0.0.1"})  # one host: its disk serves every node on it
