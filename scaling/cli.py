@@ -228,6 +228,73 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    import pandas as pd
+
+    from analysis.fit import FitError, fit_chinchilla
+
+    try:
+        table = pd.read_csv(args.csv)
+    except FileNotFoundError:
+        raise UsageError(f"{args.csv}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{args.csv}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+
+    def column(flag: str, name: str, required: bool = True):
+        if name not in table.columns:
+            if not required:
+                return None
+            raise UsageError(
+                f"{args.csv}: {flag}: no column '{name}' "
+                f"(columns: {', '.join(map(str, table.columns))})"
+            )
+        values = pd.to_numeric(table[name], errors="coerce")
+        if values.isna().any():
+            row = int(values.isna().to_numpy().nonzero()[0][0])
+            raise UsageError(f"{args.csv}: {flag}: column '{name}' row {row + 1} is not a number")
+        return values.to_numpy(dtype=float)
+
+    if args.drop_highest_loss < 0:
+        raise UsageError(
+            f"--drop-highest-loss: must be a non-negative integer, got {args.drop_highest_loss}"
+        )
+    loss = column("--loss-col", args.loss_col)
+    keep = loss.argsort()[: len(loss) - args.drop_highest_loss]
+    params = column("--params-col", args.params_col)[keep]
+    tokens = column("--tokens-col", args.tokens_col, required=False)
+    if tokens is None:
+        flops = column("--flops-col", args.flops_col, required=False)
+        if flops is None:
+            raise UsageError(
+                f"{args.csv}: --tokens-col: neither a tokens column "
+                f"'{args.tokens_col}' nor a FLOPs column '{args.flops_col}' to "
+                "derive tokens from (D = C / 6N)"
+            )
+        tokens = flops[keep] / (6 * params)
+    else:
+        tokens = tokens[keep]
+    try:
+        fit = fit_chinchilla(params, tokens, loss[keep], bootstrap=args.bootstrap, seed=args.seed)
+    except FitError as exc:
+        raise UsageError(f"{args.csv}: {exc}") from None
+    print(fit)
+    document = {
+        "chinchilla": fit.to_dict(),
+        "data": {
+            "file": str(args.csv),
+            "points": fit.n_points,
+            "dropped_highest_loss": args.drop_highest_loss,
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=1))
+    tmp.replace(out)  # a reader never sees half a file
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_ui(args) -> int:
     import mlflow
 
@@ -293,6 +360,27 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("experiment")
     status.add_argument("--tracking-uri", help=uri_help)
     status.set_defaults(func=cmd_status)
+
+    fit = commands.add_parser("fit", help="fit the Chinchilla law to a CSV of runs")
+    fit.add_argument("csv")
+    fit.add_argument("--params-col", default="params", help="parameters N (default: params)")
+    fit.add_argument("--tokens-col", default="tokens", help="training tokens D (default: tokens)")
+    fit.add_argument(
+        "--flops-col",
+        default="flops",
+        help="training FLOPs C, for D = C / 6N when there is no tokens column",
+    )
+    fit.add_argument("--loss-col", default="loss", help="final loss (default: loss)")
+    fit.add_argument("--bootstrap", type=int, default=1000, help="resamples for the intervals")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument(
+        "--drop-highest-loss",
+        type=int,
+        default=0,
+        help="leave out the K highest-loss rows (the replication drops 5)",
+    )
+    fit.add_argument("--out", default="fits.json", help="where to write the fit as JSON")
+    fit.set_defaults(func=cmd_fit)
 
     ui = commands.add_parser("ui", help="serve the MLflow dashboard on 127.0.0.1")
     ui.add_argument("--tracking-uri", help=uri_help)

@@ -1,0 +1,52 @@
+"""Scaling-law forms, as values that carry their parameters and know what they predict."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChinchillaLaw:
+    """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2).
+
+    N is parameters and D training tokens; at compute C = 6·N·D the loss-optimal split is
+    N_opt = G·(C/6)^a and D_opt = (C/6)^b / G, with a = beta/(alpha+beta), b = alpha/(alpha+beta)
+    and G = (alpha·A / (beta·B))^(1/(alpha+beta)) (the paper's eq. 4)."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+
+    def loss(self, N, D):
+        N, D = np.asarray(N, float), np.asarray(D, float)
+        return self.E + self.A / N**self.alpha + self.B / D**self.beta
+
+    @property
+    def a(self) -> float:
+        """The exponent of N_opt(C): the share of extra compute that should go to parameters."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+
+    def n_opt(self, C):
+        return self.G * (np.asarray(C, float) / 6) ** self.a
+
+    def d_opt(self, C):
+        return (np.asarray(C, float) / 6) ** self.b / self.G
+
+    def loss_opt(self, C):
+        """The loss of the compute-optimal model at budget C."""
+        return self.loss(self.n_opt(C), self.d_opt(C))
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)

@@ -1,0 +1,137 @@
+"""The Chinchilla fit: the published known answer, bootstrap intervals, recovery of random
+known laws, and clear refusals where the data cannot identify the law."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import scaling
+
+from analysis.fit import FitError, fit_chinchilla, huber_objective
+from analysis.laws import ChinchillaLaw
+
+CHINCHILLA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_fig4_epoch.csv"
+
+
+def chinchilla_points():
+    """Figure 4's points less the 5 highest losses, as the replication fits them."""
+    df = pd.read_csv(CHINCHILLA).sort_values("loss").iloc[:-5]
+    N = df["Model Size"].to_numpy()
+    return N, df["Training FLOP"].to_numpy() / (6 * N), df["loss"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def chinchilla_fit():
+    return fit_chinchilla(*chinchilla_points(), bootstrap=4000, seed=0)
+
+
+def test_the_fit_recovers_the_replications_known_answer(chinchilla_fit):
+    law = chinchilla_fit.law
+    expected = {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.3473, "beta": 0.3672}
+    for name, value in expected.items():
+        assert getattr(law, name) == pytest.approx(value, rel=0.005), name
+    assert chinchilla_fit.objective == pytest.approx(1.018e-3, rel=0.005)
+    assert (chinchilla_fit.n_points, chinchilla_fit.n_starts) == (240, 4500)
+
+
+def test_bootstrap_intervals_match_the_replication(chinchilla_fit):
+    assert chinchilla_fit.resamples == 4000
+    low, high = chinchilla_fit.interval(lambda law: law.alpha)
+    assert low == pytest.approx(0.317, abs=0.01) and high == pytest.approx(0.373, abs=0.01)
+    low, high = chinchilla_fit.interval(lambda law: law.beta)
+    assert low == pytest.approx(0.331, abs=0.01) and high == pytest.approx(0.415, abs=0.01)
+    assert chinchilla_fit.law.a == pytest.approx(0.513, abs=0.005)
+    # Derived quantities get intervals too, and they bracket the point estimate.
+    low, high = chinchilla_fit.interval(lambda law: law.n_opt(1e24))
+    assert low < chinchilla_fit.law.n_opt(1e24) < high
+    block = chinchilla_fit.to_dict()
+    assert set(block) >= {"E", "A", "B", "alpha", "beta", "a", "resamples"}
+    assert block["alpha"]["ci95"][0] < block["alpha"]["value"] < block["alpha"]["ci95"][1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_known_laws_are_recovered_from_noisy_grids(seed):
+    rng = np.random.default_rng(seed)
+    truth = ChinchillaLaw(
+        E=rng.uniform(1.5, 2.5),
+        A=rng.uniform(200, 800),
+        B=rng.uniform(1000, 4000),
+        alpha=rng.uniform(0.25, 0.45),
+        beta=rng.uniform(0.25, 0.45),
+    )
+    N = np.repeat(np.logspace(7, 10, 8), 6)
+    D = np.tile(np.logspace(8, 11, 6), 8)
+    L = truth.loss(N, D) * np.exp(rng.normal(0, 0.002, N.size))  # 0.2% noise
+    fit = fit_chinchilla(N, D, L)
+    # The optimizer does at least as well as the truth itself on the noisy points ...
+    truth_x = np.array(
+        [[np.log(truth.A), np.log(truth.B), np.log(truth.E), truth.alpha, truth.beta]]
+    )
+    at_truth, _ = huber_objective(truth_x, np.log(N), np.log(D), np.log(L), np.ones((1, N.size)))
+    assert fit.objective <= at_truth[0]
+    # ... and finds the law that made them.
+    law = fit.law
+    assert abs(law.alpha - truth.alpha) < 0.03 and abs(law.beta - truth.beta) < 0.03
+    assert abs(law.E / truth.E - 1) < 0.03
+    # What users bet on: the predicted loss well beyond the grid.
+    assert abs(law.loss(1e11, 1e12) / truth.loss(1e11, 1e12) - 1) < 0.01
+
+
+def test_data_that_cannot_identify_the_law_is_refused():
+    N = np.logspace(7, 9, 6)
+    D = np.logspace(9, 11, 6)
+    L = np.linspace(3, 2, 6)
+    with pytest.raises(FitError, match="needs at least 5 points, got 4"):
+        fit_chinchilla(N[:4], D[:4], L[:4])
+    with pytest.raises(FitError, match="one model size"):
+        fit_chinchilla(np.full(6, 1e8), D, L)
+    with pytest.raises(FitError, match="one token count"):
+        fit_chinchilla(N, np.full(6, 1e10), L)
+    with pytest.raises(FitError, match="positive and finite"):
+        fit_chinchilla(N, D, np.r_[L[:-1], np.nan])
+
+
+def test_scaling_fit_prints_the_fit_with_intervals_and_writes_json(tmp_path):
+    out = tmp_path / "fits.json"
+    result = scaling(
+        "fit",
+        str(CHINCHILLA),
+        "--params-col",
+        "Model Size",
+        "--flops-col",
+        "Training FLOP",
+        "--loss-col",
+        "loss",
+        "--drop-highest-loss",
+        "5",
+        "--bootstrap",
+        "200",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "240 points, 4500 starts" in result.stdout and "alpha = 0.3473  [" in result.stdout
+    block = json.loads(out.read_text())["chinchilla"]
+    assert block["alpha"]["value"] == pytest.approx(0.3473, rel=0.005)
+    assert block["resamples"] == 200 and len(block["E"]["ci95"]) == 2
+
+
+def test_scaling_fit_refuses_bad_input_with_one_line(tmp_path):
+    result = scaling("fit", str(CHINCHILLA), "--out", str(tmp_path / "f.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{CHINCHILLA}: --params-col: no column 'params' (columns: x, y, color, Model Size, "
+        "Training FLOP, hex_color, loss)"
+    )
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("params,tokens,loss\n1e8,1e9,3.0\n1e8,2e9,2.9\n")
+    result = scaling("fit", str(tiny), "--out", str(tmp_path / "f.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{tiny}: a Chinchilla fit has 5 parameters and needs at least 5 points, got 2"
+    )
+    assert not (tmp_path / "f.json").exists()
