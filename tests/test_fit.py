@@ -135,3 +135,15 @@ def test_scaling_fit_refuses_bad_input_with_one_line(tmp_path):
         f"{tiny}: a Chinchilla fit has 5 parameters and needs at least 5 points, got 2"
     )
     assert not (tmp_path / "f.json").exists()
+
+
+def test_the_analysis_side_never_imports_torch_or_ray():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis.fit, analysis.laws; "
+        "print(sorted(m for m in ('torch', 'ray', 'lightning') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
