@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections import Counter
@@ -12,6 +11,8 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# MLflow sets its own log level when imported; its INFO lines ("creating tables") are noise here.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 from rich.console import Console
 from rich.table import Table
@@ -390,7 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its "creating tables" chatter
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
