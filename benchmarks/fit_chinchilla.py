@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.fit import fit_chinchilla
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_fig4_epoch.csv"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_fig4_epoch.csv"
 
 
 def main() -> None:

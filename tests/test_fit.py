@@ -14,7 +14,7 @@ from helpers import scaling
 from analysis.fit import FitError, fit_chinchilla, huber_objective
 from analysis.laws import ChinchillaLaw
 
-CHINCHILLA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_fig4_epoch.csv"
+CHINCHILLA = Path(__file__).resolve().parent / "data" / "chinchilla_fig4_epoch.csv"
 
 
 def chinchilla_points():
