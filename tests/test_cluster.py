@@ -60,8 +60,10 @@ def ray_cluster(tmp_path_factory):
     """Two Ray nodes of one CPU each, started as a user would: a two-trial grid uses both."""
     ray = str(Path(sys.executable).with_name("ray"))
     port = free_port()
-    # `ray start` turns token auth on; the joining node and the clients present the token.
+    # Token auth, as the README sets a cluster up: a token (made here if this machine has none
+    # yet, as a new machine does not), then every node and client presents it.
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
     common = ["--num-cpus", "1", "--object-store-memory", str(128 * 1024**2), "--block"]
     nodes = [
         subprocess.Popen(
