@@ -147,3 +147,16 @@ def test_the_analysis_side_never_imports_torch_or_ray():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_csv_of_runs_reads_with_a_column_mapping():
+    from analysis.runs import from_csv
+
+    runs = from_csv(
+        str(CHINCHILLA), {"params": "Model Size", "flops": "Training FLOP", "val_loss": "loss"}
+    )
+    assert len(runs.finished) == 245
+    row = runs.table.iloc[0]
+    assert row["tokens"] == pytest.approx(row["flops"] / (6 * row["params"]))
+    with pytest.raises(ValueError, match="no column for 'params'"):
+        from_csv(str(CHINCHILLA))

@@ -175,3 +175,30 @@ def test_the_dashboard_serves_the_runs_over_rest(grid):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_analysis_side_reads_the_grid_back_as_one_table(grid):
+    from analysis.runs import from_mlflow
+
+    runs = from_mlflow(grid["uri"], "pair")
+    table = runs.table
+    assert list(table["name"]) == ["L1-d32-T32-s0", "L1-d32-T64-s0"]
+    assert list(runs.finished["name"]) == list(table["name"]) and runs.not_finished.empty
+    planned = {p["name"]: p for p in grid["plan"]}
+    for _, row in table.iterrows():
+        for key in ("params", "tokens", "seq_len", "flops_per_token"):
+            assert row[key] == planned[row["name"]][key]
+        assert 0 < row["val_loss"] < 6 and row["tokens_per_s"] > 0 and row["wall_s"] > 0
+        curve = runs.curves[row["run_id"]]
+        assert list(curve["tokens"]) == [16384, 32768]
+        assert list(curve["flops"]) == [t * row["flops_per_token"] for t in curve["tokens"]]
+        assert curve["val_loss"].iloc[-1] == row["val_loss"]
+    # One scaling run's trials only, by its parent run.
+    client = grid["client"]
+    experiment = client.get_experiment_by_name("pair")
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`scaling.role` = 'grid'",
+        order_by=["attributes.start_time ASC"],
+    )
+    assert len(from_mlflow(grid["uri"], "pair", parents[0].info.run_id).table) == 2

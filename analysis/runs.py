@@ -1,0 +1,121 @@
+"""A grid's runs as one table, from MLflow or from a CSV, with the canonical columns.
+
+One row per trial (its latest run, when a grid was rerun), and each run's validation curve.
+Only FINISHED rows are for fitting; the others stay in the table with their status and reason
+so a report can list them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+# Params as MLflow holds them (strings), and the type each becomes.
+PARAM_COLUMNS = {
+    "n_layer": int,
+    "d_model": int,
+    "n_head": int,
+    "seq_len": int,
+    "tokens": int,
+    "seed": int,
+    "params": int,
+    "params_total": int,
+    "flops_per_token": int,
+    "flops": float,
+    "attention": str,
+    "precision": str,
+    "device": str,
+}
+# Final values (the last logged) of these metrics.
+METRIC_COLUMNS = (
+    "val_loss",
+    "train_loss",
+    "tokens_per_s",
+    "mfu",
+    "step_time_s",
+    "peak_mem_bytes",
+    "wall_s",
+)
+
+
+@dataclass
+class Runs:
+    """`table`: one row per trial; `curves`: run id -> DataFrame of tokens, flops, val_loss."""
+
+    table: pd.DataFrame
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.table[self.table["status"] == "FINISHED"]
+
+    @property
+    def not_finished(self) -> pd.DataFrame:
+        return self.table[self.table["status"] != "FINISHED"]
+
+
+def from_mlflow(
+    tracking_uri: str | None, experiment: str, parent_run_id: str | None = None
+) -> Runs:
+    """The trials of `experiment` (or of one `scaling run`, by its parent run id)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ValueError(f"experiment: no experiment '{experiment}' in {client.tracking_uri}")
+    query = "tags.`scaling.role` = 'trial'"
+    if parent_run_id:
+        query += f" and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    runs = client.search_runs(
+        [found.experiment_id], query, max_results=50000, order_by=["attributes.start_time DESC"]
+    )
+    latest = {}
+    for run in runs:  # newest first: the latest run of each trial wins
+        latest.setdefault(run.data.tags.get("scaling.trial_id"), run)
+    rows, curves = [], {}
+    for run in latest.values():
+        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        row = {
+            "run_id": run.info.run_id,
+            "name": run.info.run_name,
+            "status": tags.get("scaling.status", "UNKNOWN"),
+            "error": tags.get("scaling.error"),
+        }
+        for key, kind in PARAM_COLUMNS.items():
+            row[key] = kind(params[key]) if key in params else None
+        row.update({key: metrics.get(key) for key in METRIC_COLUMNS})
+        rows.append(row)
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        curve = pd.DataFrame(
+            {"tokens": [m.step for m in history], "val_loss": [m.value for m in history]}
+        )
+        if row["flops_per_token"]:
+            curve["flops"] = curve["tokens"] * row["flops_per_token"]
+        curves[run.info.run_id] = curve
+    table = pd.DataFrame(
+        rows, columns=["run_id", "name", "status", "error", *PARAM_COLUMNS, *METRIC_COLUMNS]
+    )
+    return Runs(table.sort_values(["params", "seq_len", "name"], ignore_index=True), curves)
+
+
+def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
+    """A CSV of final results; `columns` maps canonical names to the file's (e.g.
+    {"params": "Model Size", "flops": "Training FLOP", "val_loss": "loss"}). Missing tokens
+    are derived from FLOPs (D = C / 6N); rows count as FINISHED unless a status column says."""
+    table = pd.read_csv(path).rename(columns={v: k for k, v in (columns or {}).items()})
+    for needed in ("params", "val_loss"):
+        if needed not in table.columns:
+            raise ValueError(
+                f"{path}: no column for '{needed}' (columns: {', '.join(map(str, table.columns))})"
+            )
+    if "tokens" not in table.columns:
+        if "flops" not in table.columns:
+            raise ValueError(f"{path}: no 'tokens' column and no 'flops' to derive it from")
+        table["tokens"] = table["flops"] / (6 * table["params"])
+    if "flops" not in table.columns:
+        table["flops"] = 6 * table["params"] * table["tokens"]
+    if "status" not in table.columns:
+        table["status"] = "FINISHED"
+    return Runs(table)
