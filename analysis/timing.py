@@ -1,0 +1,148 @@
+"""How training time grows with model size and sequence length, and two claims checked on it.
+
+- Time per token against parameters: t = c·N^k, fitted in log-log space with a 95% interval
+  on k, and compared by AIC with the exponential t = c·e^(r·N).
+- Time per token against sequence length at fixed size: t = a + b·T, i.e. per sequence
+  a·T (the dense layers, linear in T) + b·T² (attention scores, quadratic), fitted by
+  non-negative least squares; the measured crossover T* = a/b sits beside the FLOP model's
+  6·d_model (where 12·L·d·T overtakes 72·L·d²).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+from analysis.fit import FitError
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """y = coefficient · x^exponent, with a 95% interval on the exponent."""
+
+    coefficient: float
+    exponent: float
+    exponent_ci95: tuple[float, float]
+    n_points: int
+    aic: float  # on log y, Gaussian errors
+
+    def __call__(self, x):
+        return self.coefficient * np.asarray(x, float) ** self.exponent
+
+
+@dataclass(frozen=True)
+class Exponential:
+    """y = coefficient · e^(rate · x)."""
+
+    coefficient: float
+    rate: float
+    aic: float
+
+
+def _aic(residuals: np.ndarray, n_parameters: int) -> float:
+    n = len(residuals)
+    return n * np.log(np.mean(residuals**2) + 1e-300) + 2 * n_parameters
+
+
+def _check(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if len(x) != len(y):
+        raise FitError(f"{what}: x and y must have the same length")
+    if len(x) < 3:
+        raise FitError(f"{what}: needs at least 3 points, got {len(x)}")
+    if len(np.unique(x)) < 2:
+        raise FitError(f"{what}: all points have the same x; nothing to fit a trend to")
+    if not (np.all(x > 0) and np.all(y > 0)):
+        raise FitError(f"{what}: values must be positive")
+    return x, y
+
+
+def fit_power_law(x, y, what: str = "power law") -> PowerLaw:
+    x, y = _check(x, y, what)
+    fit = stats.linregress(np.log(x), np.log(y))
+    margin = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+    residuals = np.log(y) - (fit.intercept + fit.slope * np.log(x))
+    return PowerLaw(
+        float(np.exp(fit.intercept)),
+        float(fit.slope),
+        (float(fit.slope - margin), float(fit.slope + margin)),
+        len(x),
+        _aic(residuals, 2),
+    )
+
+
+def fit_exponential(x, y, what: str = "exponential") -> Exponential:
+    x, y = _check(x, y, what)
+    fit = stats.linregress(x, np.log(y))
+    residuals = np.log(y) - (fit.intercept + fit.slope * x)
+    return Exponential(float(np.exp(fit.intercept)), float(fit.slope), _aic(residuals, 2))
+
+
+@dataclass(frozen=True)
+class SeqLenCost:
+    """Time per token t(T) = a + b·T at one model size: per sequence, a·T + b·T²."""
+
+    a: float
+    b: float
+    d_model: int
+
+    @property
+    def crossover(self) -> float:
+        """The length at which the quadratic part equals the linear one (inf if b = 0)."""
+        return self.a / self.b if self.b > 0 else float("inf")
+
+    @property
+    def flop_model_crossover(self) -> int:
+        return 6 * self.d_model
+
+    def doubling_ratio(self, T: float) -> float:
+        """Cost of a sequence of 2T over one of T: from 2 (all linear) towards 4 (all quadratic)."""
+        return (2 * self.a + 4 * self.b * T) / (self.a + self.b * T)
+
+    def length_where_doubling_costs(self, ratio: float) -> float:
+        """The T from which doubling T multiplies the cost by at least `ratio` (2 < ratio < 4)."""
+        if self.b <= 0:
+            return float("inf")
+        return (ratio - 2) * self.a / ((4 - ratio) * self.b)
+
+
+def fit_seq_len_cost(seq_len, time_per_token, d_model: int) -> SeqLenCost:
+    T, t = _check(seq_len, time_per_token, "time against sequence length")
+    (a, b), _ = optimize.nnls(np.column_stack([np.ones_like(T), T]), t)
+    return SeqLenCost(float(a), float(b), int(d_model))
+
+
+def claim_quadratic(cost: SeqLenCost, lengths) -> str:
+    """ "Doubling the sequence length quadruples the cost", judged on one size's fit."""
+    lengths = sorted(lengths)
+    ratios = ", ".join(f"{cost.doubling_ratio(T):.2f}x at T={T}" for T in lengths)
+    near = cost.length_where_doubling_costs(3.6)
+    where = (
+        f"it comes within 10% of 4x only from T ≈ {near:,.0f}"
+        if np.isfinite(near)
+        else "no quadratic term was measured, so it never does"
+    )
+    verdict = "true here" if cost.doubling_ratio(lengths[0]) >= 3.6 else "not true here"
+    return (
+        f"Doubling the sequence length quadruples the cost: {verdict}. Measured "
+        f"{ratios}; {where} (measured crossover T* = {cost.crossover:,.0f}, FLOP model "
+        f"6·d_model = {cost.flop_model_crossover})."
+    )
+
+
+def claim_exponential(params, time_per_token) -> str:
+    """ "Doubling the model size increases training time exponentially", judged by AIC."""
+    power = fit_power_law(params, time_per_token, "time against parameters")
+    exponential = fit_exponential(params, time_per_token, "time against parameters")
+    low, high = power.exponent_ci95
+    preferred = "power law" if power.aic <= exponential.aic else "exponential"
+    verdict = "false" if preferred == "power law" else "supported by these timings"
+    return (
+        f"Doubling the model size increases training time exponentially: {verdict}. "
+        f"Time per token grows as N^{power.exponent:.2f} (95% interval {low:.2f} to "
+        f"{high:.2f}), so doubling N multiplies it by {2**power.exponent:.2f}; the "
+        f"{preferred} fits better by AIC ({power.aic:.1f} for N^k against "
+        f"{exponential.aic:.1f} for e^(rN))."
+    )
