@@ -348,10 +348,7 @@ def run_grid(
                 tracker.kill_trial(run_id, "the grid stopped before this trial finished")
                 outcome.interrupted = True
         outcome.statuses.update(tracking.statuses)
-        unstarted = [
-            t for t in todo if t.name not in outcome.statuses and t.trial_id not in tracking.run_ids
-        ]
-        outcome.interrupted |= bool(unstarted)
+        outcome.interrupted |= any(t.trial_id not in tracking.run_ids for t in todo)
         tracker.end_grid(
             parent, "KILLED" if outcome.interrupted else "FINISHED" if outcome.ok else "FAILED"
         )

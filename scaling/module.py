@@ -72,7 +72,7 @@ class GPTModule(L.LightningModule):
             fused=self.device.type == "cuda",
         )
         total = self.trial.steps
-        warmup = min(total, train.warmup_tokens // train.tokens_per_step)
+        warmup = self.trial.warmup_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, warmup, total, train.min_lr_ratio)
         )

@@ -268,6 +268,10 @@ class TrialSpec(StrictModel):
         return self.tokens // self.train.tokens_per_step
 
     @property
+    def warmup_steps(self) -> int:
+        return min(self.steps, self.train.warmup_tokens // self.train.tokens_per_step)
+
+    @property
     def batch_size(self) -> int:
         return self.train.tokens_per_step // self.seq_len
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,8 +98,9 @@ class MetricsReporter(L.Callback):
         tokens = self._window_steps * self.trial.train.tokens_per_step
         tokens_per_s = tokens / self._window_seconds
         train = self.trial.train
-        warmup = min(self.trial.steps, train.warmup_tokens // train.tokens_per_step)
-        lr = train.lr * lr_factor(step - 1, warmup, self.trial.steps, train.min_lr_ratio)
+        lr = train.lr * lr_factor(
+            step - 1, self.trial.warmup_steps, self.trial.steps, train.min_lr_ratio
+        )
         self._loss_sum, self._micro_batches = torch.zeros(()), 0
         self._window_seconds, self._window_steps = 0.0, 0
         if not torch.isfinite(torch.tensor(loss)):
@@ -296,13 +296,3 @@ def _fit(
         params={"precision": precision, "device": hardware.device_type()},
         checkpoint=checkpoint,
     )
-
-
-def format_exception(exc: BaseException) -> str:
-    """One line for the `scaling.error` tag; the traceback goes to the log."""
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
-
-
-def format_traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))

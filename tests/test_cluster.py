@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port, scaling, tiny_spec, write_spec
+from helpers import free_port, run_grid, tiny_spec, write_spec
 from mlflow import MlflowClient
 
 
@@ -111,18 +111,7 @@ def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
             resources={"cpus_per_trial": 1},
         ),
     )
-    result = scaling(
-        "run",
-        str(spec),
-        "--address",
-        ray_cluster,
-        "--tracking-uri",
-        mlflow_server,
-        "--storage",
-        str(tmp_path / "shared"),
-        "--quiet",
-        cwd=tmp_path,
-    )
+    result = run_grid(spec, mlflow_server, tmp_path, "--address", ray_cluster)
     assert result.returncode == 0, result.stdout + result.stderr
 
     client = MlflowClient(mlflow_server)
