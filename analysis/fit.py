@@ -16,9 +16,10 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats
 from scipy.optimize import minimize
 
-from analysis.laws import ChinchillaLaw
+from analysis.laws import ChinchillaLaw, Exponential, PowerLaw, SaturatingPowerLaw
 
 HUBER_DELTA = 1e-3
 # Chinchilla's start grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1},
@@ -245,4 +246,109 @@ def fit_chinchilla(params, tokens, loss, bootstrap: int = 0, seed: int = 0) -> C
         draws, _ = minimize_rows(on_resample, np.tile(best, (bootstrap, 1)))
         result.resamples = bootstrap
         result.samples = [_law(x) for x in draws]
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Two- and three-parameter laws: power laws (straight lines in log-log), exponentials, and
+# E + A/N^alpha.
+
+
+def _aic(residuals: np.ndarray, n_parameters: int) -> float:
+    n = len(residuals)
+    return n * np.log(np.mean(residuals**2) + 1e-300) + 2 * n_parameters
+
+
+def check_xy(x, y, what: str, min_points: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if len(x) != len(y):
+        raise FitError(f"{what}: x and y must have the same length")
+    if len(x) < min_points:
+        raise FitError(f"{what}: needs at least {min_points} points, got {len(x)}")
+    if len(np.unique(x)) < 2:
+        raise FitError(f"{what}: all points have the same x; nothing to fit a trend to")
+    if not (np.all(x > 0) and np.all(y > 0) and np.all(np.isfinite(y))):
+        raise FitError(f"{what}: values must be positive and finite")
+    return x, y
+
+
+def fit_power_law(x, y, what: str = "power law", min_points: int = 3) -> PowerLaw:
+    """Least squares in log-log; the exponent's 95% interval from the t distribution (none
+    when two points leave no degrees of freedom)."""
+    x, y = check_xy(x, y, what, min_points)
+    fit = stats.linregress(np.log(x), np.log(y))
+    interval = None
+    if len(x) > 2:
+        margin = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+        interval = (float(fit.slope - margin), float(fit.slope + margin))
+    residuals = np.log(y) - (fit.intercept + fit.slope * np.log(x))
+    return PowerLaw(
+        float(np.exp(fit.intercept)), float(fit.slope), interval, len(x), _aic(residuals, 2)
+    )
+
+
+def fit_exponential(x, y, what: str = "exponential") -> Exponential:
+    x, y = check_xy(x, y, what)
+    fit = stats.linregress(x, np.log(y))
+    residuals = np.log(y) - (fit.intercept + fit.slope * x)
+    return Exponential(float(np.exp(fit.intercept)), float(fit.slope), _aic(residuals, 2))
+
+
+@dataclass
+class SaturatingFit:
+    """E + A/N^alpha fitted to (N, L), with bootstrap draws for intervals."""
+
+    law: SaturatingPowerLaw
+    n_points: int
+    samples: list[SaturatingPowerLaw] = field(default_factory=list, repr=False)
+
+    def interval(self, quantity, level: float = 0.95) -> tuple[float, float] | None:
+        if not self.samples:
+            return None
+        values = np.array([quantity(law) for law in self.samples], dtype=float)
+        tail = (1 - level) / 2 * 100
+        low, high = np.percentile(values, [tail, 100 - tail])
+        return float(low), float(high)
+
+
+def fit_saturating(x, loss, bootstrap: int = 0, seed: int = 0) -> SaturatingFit:
+    """L = E + A/x^alpha, by the Chinchilla recipe cut to one variable: Huber on log loss,
+    L-BFGS from a grid of starts (E below the lowest loss, any A, alpha in 0..2)."""
+    x, loss = check_xy(x, loss, "loss against parameters", min_points=4)
+    if len(np.unique(x)) < 3:
+        raise FitError(
+            "loss against parameters: E + A/N^alpha has 3 parameters and needs at least "
+            f"3 model sizes, got {len(np.unique(x))}"
+        )
+    log_x, log_l = np.log(x), np.log(loss)
+
+    def objective(theta, weights):
+        e, a, alpha = theta
+        t1 = a - alpha * log_x
+        m = np.maximum(t1, e)
+        r = m + np.log(np.exp(t1 - m) + np.exp(e - m)) - log_l
+        small = np.abs(r) <= HUBER_DELTA
+        huber = np.where(small, 0.5 * r * r, HUBER_DELTA * (np.abs(r) - 0.5 * HUBER_DELTA))
+        return float((weights * huber).sum())
+
+    def best_fit(weights, starts):
+        results = [minimize(objective, s, args=(weights,), method="L-BFGS-B") for s in starts]
+        return min(results, key=lambda r: r.fun).x
+
+    starts = [
+        (e, a, alpha)
+        for e in np.log(loss.min()) + np.log([0.3, 0.6, 0.9])
+        for a in (0.0, 5.0, 10.0)
+        for alpha in (0.1, 0.5, 1.0)
+    ]
+    best = best_fit(np.ones(len(x)), starts)
+
+    def law(theta) -> SaturatingPowerLaw:
+        return SaturatingPowerLaw(float(np.exp(theta[0])), float(np.exp(theta[1])), float(theta[2]))
+
+    result = SaturatingFit(law(best), len(x))
+    rng = np.random.default_rng(seed)
+    for _ in range(bootstrap):
+        weights = rng.multinomial(len(x), np.full(len(x), 1 / len(x))).astype(float)
+        result.samples.append(law(best_fit(weights, [best])))
     return result

@@ -48,5 +48,53 @@ class ChinchillaLaw:
         """The loss of the compute-optimal model at budget C."""
         return self.loss(self.n_opt(C), self.d_opt(C))
 
+    def at_tokens(self, D: float) -> SaturatingPowerLaw:
+        """Loss against parameters at D training tokens: (E + B/D^beta) + A/N^alpha."""
+        return SaturatingPowerLaw(self.E + self.B / D**self.beta, self.A, self.alpha)
+
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """y = coefficient · x^exponent, with a 95% interval on the exponent (None from 2 points)."""
+
+    coefficient: float
+    exponent: float
+    exponent_ci95: tuple[float, float] | None
+    n_points: int
+    aic: float  # on log y, Gaussian errors
+
+    def __call__(self, x):
+        return self.coefficient * np.asarray(x, float) ** self.exponent
+
+    def to_dict(self) -> dict:
+        return {
+            "coefficient": self.coefficient,
+            "exponent": self.exponent,
+            "exponent_ci95": list(self.exponent_ci95) if self.exponent_ci95 else None,
+            "n_points": self.n_points,
+        }
+
+
+@dataclass(frozen=True)
+class Exponential:
+    """y = coefficient · e^(rate · x)."""
+
+    coefficient: float
+    rate: float
+    aic: float
+
+
+@dataclass(frozen=True)
+class SaturatingPowerLaw:
+    """L(N) = E + A / N^alpha: loss against one variable at the other held fixed (Kaplan's
+    L(N) at fixed tokens); also a slice of a Chinchilla law at fixed D."""
+
+    E: float
+    A: float
+    alpha: float
+
+    def __call__(self, x):
+        return self.E + self.A / np.asarray(x, float) ** self.alpha

@@ -13,71 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
-from analysis.fit import FitError
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """y = coefficient · x^exponent, with a 95% interval on the exponent."""
-
-    coefficient: float
-    exponent: float
-    exponent_ci95: tuple[float, float]
-    n_points: int
-    aic: float  # on log y, Gaussian errors
-
-    def __call__(self, x):
-        return self.coefficient * np.asarray(x, float) ** self.exponent
-
-
-@dataclass(frozen=True)
-class Exponential:
-    """y = coefficient · e^(rate · x)."""
-
-    coefficient: float
-    rate: float
-    aic: float
-
-
-def _aic(residuals: np.ndarray, n_parameters: int) -> float:
-    n = len(residuals)
-    return n * np.log(np.mean(residuals**2) + 1e-300) + 2 * n_parameters
-
-
-def _check(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
-    if len(x) != len(y):
-        raise FitError(f"{what}: x and y must have the same length")
-    if len(x) < 3:
-        raise FitError(f"{what}: needs at least 3 points, got {len(x)}")
-    if len(np.unique(x)) < 2:
-        raise FitError(f"{what}: all points have the same x; nothing to fit a trend to")
-    if not (np.all(x > 0) and np.all(y > 0)):
-        raise FitError(f"{what}: values must be positive")
-    return x, y
-
-
-def fit_power_law(x, y, what: str = "power law") -> PowerLaw:
-    x, y = _check(x, y, what)
-    fit = stats.linregress(np.log(x), np.log(y))
-    margin = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
-    residuals = np.log(y) - (fit.intercept + fit.slope * np.log(x))
-    return PowerLaw(
-        float(np.exp(fit.intercept)),
-        float(fit.slope),
-        (float(fit.slope - margin), float(fit.slope + margin)),
-        len(x),
-        _aic(residuals, 2),
-    )
-
-
-def fit_exponential(x, y, what: str = "exponential") -> Exponential:
-    x, y = _check(x, y, what)
-    fit = stats.linregress(x, np.log(y))
-    residuals = np.log(y) - (fit.intercept + fit.slope * x)
-    return Exponential(float(np.exp(fit.intercept)), float(fit.slope), _aic(residuals, 2))
+from analysis.fit import check_xy, fit_exponential, fit_power_law
 
 
 @dataclass(frozen=True)
@@ -109,7 +47,7 @@ class SeqLenCost:
 
 
 def fit_seq_len_cost(seq_len, time_per_token, d_model: int) -> SeqLenCost:
-    T, t = _check(seq_len, time_per_token, "time against sequence length")
+    T, t = check_xy(seq_len, time_per_token, "time against sequence length")
     (a, b), _ = optimize.nnls(np.column_stack([np.ones_like(T), T]), t)
     return SeqLenCost(float(a), float(b), int(d_model))
 

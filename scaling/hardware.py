@@ -15,14 +15,7 @@ from pathlib import Path
 
 import torch
 
-# Dense (no sparsity) peak FLOP/s from the vendors' datasheets, by precision.
-GPU_PEAK_FLOPS = {
-    "H200": {"bf16": 989e12, "fp32": 67e12},
-    "H100": {"bf16": 989e12, "fp32": 67e12},  # SXM; the PCIe card is lower (756e12)
-    "A100": {"bf16": 312e12, "fp32": 19.5e12},
-    "L40S": {"bf16": 362e12, "fp32": 91.6e12},
-    "A10": {"bf16": 125e12, "fp32": 31.2e12},
-}
+from analysis.gpus import GPU_PEAK_FLOPS
 
 
 def cache_dir() -> Path:

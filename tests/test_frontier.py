@@ -1,0 +1,128 @@
+"""Approaches 1 and 2, the held-out check, and L(N) at fixed tokens, on data drawn from known
+laws, with the refusals where the data cannot say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.fit import FitError, fit_saturating
+from analysis.frontier import approach_1, approach_2, held_out_prediction, isoflop_budgets
+from analysis.laws import ChinchillaLaw
+
+# Chinchilla's own fit (Besiroglu et al. 2024): a = beta/(alpha+beta) = 0.514.
+LAW = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)
+
+
+def isoflop_grid(budgets, sizes_per_budget=7, spread=8.0, noise=0.002, seed=0):
+    """Per budget, sizes log-spaced around the true N_opt, trained on D = C / 6N."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in budgets:
+        for N in LAW.n_opt(C) * np.logspace(-1, 1, sizes_per_budget) ** np.log10(spread):
+            D = C / (6 * N)
+            rows.append((N, D, C, LAW.loss(N, D) * np.exp(rng.normal(0, noise))))
+    return pd.DataFrame(rows, columns=["params", "tokens", "flops", "loss"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_approach_2_recovers_the_allocation_exponent(seed):
+    grid = isoflop_grid(np.logspace(18, 22, 5), seed=seed)
+    result = approach_2(grid["params"], grid["tokens"], grid["flops"], grid["loss"])
+    assert result.n_opt.exponent == pytest.approx(LAW.a, abs=0.03)
+    assert result.d_opt.exponent == pytest.approx(LAW.b, abs=0.03)
+    low, high = result.n_opt.exponent_ci95
+    assert low < result.n_opt.exponent < high
+    assert result.refused == [] and len(result.parabolas) == 5
+
+
+def test_approach_2_refuses_a_budget_without_an_interior_minimum():
+    grid = isoflop_grid([1e19, 1e20, 1e21])
+    # At 1e21 keep only sizes far below the optimum: loss falls all the way to the largest.
+    small = (grid["flops"] == 1e21) & (grid["params"] > 0.5 * LAW.n_opt(1e21))
+    result = approach_2(*(grid[~small][c] for c in ("params", "tokens", "flops", "loss")))
+    assert len(result.parabolas) == 2
+    assert result.refused == [
+        "budget 1e+21 FLOPs: no interior minimum (lowest loss at N = "
+        f"{grid[(grid['flops'] == 1e21) & ~small]['params'].max():.3g}, an end of the sizes "
+        "tried), so N_opt lies outside the grid"
+    ]
+    with pytest.raises(FitError, match="needs 2 budgets with an interior minimum"):
+        one = grid[grid["flops"] == 1e19]
+        approach_2(one["params"], one["tokens"], one["flops"], one["loss"])
+    with pytest.raises(FitError, match="2 model size\\(s\\); a parabola needs 3"):
+        two = grid.groupby("flops").head(2)
+        approach_2(two["params"], two["tokens"], two["flops"], two["loss"])
+
+
+def test_points_within_25_percent_share_a_budget():
+    labels = isoflop_budgets([1e18, 1.1e18, 0.95e18, 3e18, 3.3e18, 1e19])
+    assert len(set(labels[:3])) == 1 and len(set(labels[3:5])) == 1
+    assert len(set(labels)) == 3
+
+
+def test_approach_1_follows_the_envelope_of_the_curves():
+    # Each size trained far past its optimum; every evaluation is a point on the law.
+    sizes = np.logspace(7, 10, 13)
+    runs, curves = [], {}
+    for i, N in enumerate(sizes):
+        D = np.logspace(8, 12, 80)
+        run_id = f"run{i}"
+        runs.append({"run_id": run_id, "name": f"N{N:.2g}", "params": N, "flops_per_token": 6 * N})
+        curves[run_id] = pd.DataFrame({"tokens": D, "flops": 6 * N * D, "val_loss": LAW.loss(N, D)})
+    result = approach_1(curves, pd.DataFrame(runs))
+    # Within the range where the envelope has sizes on both sides of the optimum.
+    assert result.n_opt.exponent == pytest.approx(LAW.a, abs=0.05)
+    frontier = result.points
+    assert (np.diff(frontier["loss"]) <= 1e-12).all()  # more compute never loses
+    assert frontier["params"].nunique() > 5
+
+
+def test_approach_1_refuses_when_one_run_is_lowest_everywhere():
+    runs = pd.DataFrame(
+        [
+            {"run_id": "small", "name": "L2-d64", "params": 1e5, "flops_per_token": 6e5},
+            {"run_id": "big", "name": "L4-d128", "params": 1e6, "flops_per_token": 6e6},
+        ]
+    )
+    curves = {
+        "small": pd.DataFrame({"tokens": [1e5, 1e7], "flops": [6e10, 6e12], "val_loss": [3, 1.8]}),
+        "big": pd.DataFrame({"tokens": [1e5, 1e6], "flops": [6e11, 6e12], "val_loss": [3, 2.5]}),
+    }
+    with pytest.raises(FitError, match=r"one run \(L2-d64\) is lowest at every compute"):
+        approach_1(curves, runs)
+
+
+def test_the_held_out_size_is_predicted_from_the_smaller_ones():
+    rng = np.random.default_rng(0)
+    N = np.repeat(np.logspace(7, 9, 5), 4)
+    D = np.tile(np.logspace(9, 11, 4), 5)
+    L = LAW.loss(N, D) * np.exp(rng.normal(0, 0.002, N.size))
+    held = held_out_prediction(N, D, L, bootstrap=100)
+    assert held.params == N.max() and len(held.points) == 4
+    assert held.mean_abs_error < 0.01
+    # The interval is the fit's uncertainty (not the held-out points' own noise).
+    points = held.points
+    assert ((points["low"] <= points["predicted"]) & (points["predicted"] <= points["high"])).all()
+    with pytest.raises(FitError, match="fewer than 2 sizes remain"):
+        held_out_prediction(N[N <= N[4]], D[N <= N[4]], L[N <= N[4]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_loss_against_params_at_fixed_tokens_recovers_E_A_alpha(seed):
+    rng = np.random.default_rng(seed)
+    truth = LAW.at_tokens(1e10)
+    N = np.logspace(6, 10, 9)
+    fit = fit_saturating(N, truth(N) * np.exp(rng.normal(0, 0.002, N.size)), bootstrap=50)
+    assert fit.law.alpha == pytest.approx(truth.alpha, abs=0.05)
+    assert fit.law.E == pytest.approx(truth.E, rel=0.03)
+    low, high = fit.interval(lambda law: law.alpha)
+    assert low <= fit.law.alpha <= high
+
+
+def test_loss_against_params_needs_three_sizes_and_four_points():
+    with pytest.raises(FitError, match="needs at least 4 points, got 3"):
+        fit_saturating([1e6, 1e7, 1e8], [3.0, 2.8, 2.7])
+    with pytest.raises(FitError, match="needs at least 3 model sizes, got 2"):
+        fit_saturating([1e6, 1e6, 1e7, 1e7], [3.0, 3.1, 2.8, 2.9])
