@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 # torch first and pinned: the CPU build of 2.13.0 is what `pip install torch==2.13.0` finds
 # here; letting lightning pull a plain `torch` would fetch a multi-GB CUDA build instead.
@@ -20,7 +20,9 @@ demo: $(STAMP)
 	$(BIN)/scaling plan experiments/smoke.yaml
 	$(BIN)/scaling run experiments/smoke.yaml
 	$(BIN)/scaling status smoke
+	$(BIN)/scaling report smoke --out report
 	@echo
+	@echo "Report:       $(CURDIR)/report/report.html"
 	@echo "MLflow store: $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
 	@echo "Dashboard:    $(BIN)/scaling ui   (then open http://127.0.0.1:5000)"
 
@@ -28,11 +30,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check scaling analysis tests benchmarks
 	$(BIN)/ruff format --check scaling analysis tests benchmarks
 
-test: lint
+# The report's browser test opens it in Debian's Chromium: installed here when missing.
+browser:
+	@command -v chromium >/dev/null || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
+
+test: lint browser
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) scaling_runs mlruns mlartifacts mlflow.db
+	rm -rf $(VENV) scaling_runs mlruns mlartifacts mlflow.db report

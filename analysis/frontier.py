@@ -21,6 +21,7 @@ from analysis.fit import FitError, fit_chinchilla, fit_power_law
 from analysis.laws import PowerLaw
 
 ISOFLOP_TOLERANCE = 1.25  # runs whose FLOPs are within this factor share a budget
+ENVELOPE_REACH = 1.02
 
 
 @dataclass
@@ -62,7 +63,9 @@ def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame, n_points
         best = None
         for run_id, curve in usable.items():
             flops = curve["flops"].to_numpy(float)
-            if not flops[0] <= C <= flops[-1] * (1 + 1e-9):
+            # A run counts up to its end, and 2% past it: runs of one IsoFLOP budget end a
+            # rounding apart, and the one that ends last should not win the end by default.
+            if not flops[0] <= C <= flops[-1] * ENVELOPE_REACH:
                 continue
             loss = float(np.interp(np.log(C), np.log(flops), curve["val_loss"].to_numpy(float)))
             if best is None or loss < best[1]:

@@ -86,6 +86,13 @@ def from_mlflow(
         for key, kind in PARAM_COLUMNS.items():
             row[key] = kind(params[key]) if key in params else None
         row.update({key: metrics.get(key) for key in METRIC_COLUMNS})
+        # Seconds per training token: the steady mean step time is steadier than the last
+        # window's tokens/s.
+        per_step = params.get("train.tokens_per_step")
+        if row["step_time_s"] and per_step:
+            row["time_per_token"] = row["step_time_s"] / int(per_step)
+        elif row["tokens_per_s"]:
+            row["time_per_token"] = 1 / row["tokens_per_s"]
         rows.append(row)
         history = client.get_metric_history(run.info.run_id, "val_loss")
         curve = pd.DataFrame(
@@ -95,7 +102,16 @@ def from_mlflow(
             curve["flops"] = curve["tokens"] * row["flops_per_token"]
         curves[run.info.run_id] = curve
     table = pd.DataFrame(
-        rows, columns=["run_id", "name", "status", "error", *PARAM_COLUMNS, *METRIC_COLUMNS]
+        rows,
+        columns=[
+            "run_id",
+            "name",
+            "status",
+            "error",
+            *PARAM_COLUMNS,
+            *METRIC_COLUMNS,
+            "time_per_token",
+        ],
     )
     return Runs(table.sort_values(["params", "seq_len", "name"], ignore_index=True), curves)
 

@@ -47,7 +47,8 @@ class SeqLenCost:
 
 
 def fit_seq_len_cost(seq_len, time_per_token, d_model: int) -> SeqLenCost:
-    T, t = check_xy(seq_len, time_per_token, "time against sequence length")
+    # Two lengths determine a and b exactly; more also average out timing noise.
+    T, t = check_xy(seq_len, time_per_token, "time against sequence length", min_points=2)
     (a, b), _ = optimize.nnls(np.column_stack([np.ones_like(T), T]), t)
     return SeqLenCost(float(a), float(b), int(d_model))
 

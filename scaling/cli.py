@@ -296,6 +296,78 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _budgets(text: str) -> list[float]:
+    try:
+        budgets = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--budgets: must be numbers separated by commas, got '{text}'") from None
+    if not budgets or any(not b > 0 for b in budgets):
+        raise UsageError(f"--budgets: must be positive FLOP counts, got '{text}'")
+    return budgets
+
+
+def cmd_report(args) -> int:
+    from analysis.fit import FitError
+    from analysis.gpus import GPU_PEAK_FLOPS
+    from analysis.report import analyse, write_report
+    from analysis.runs import from_mlflow
+    from scaling.tracking import ROLE, Tracker
+
+    budgets = _budgets(args.budgets)
+    if args.gpu not in GPU_PEAK_FLOPS:
+        raise UsageError(f"--gpu: unknown GPU '{args.gpu}', known: {', '.join(GPU_PEAK_FLOPS)}")
+    if args.mfu is not None and not 0 < args.mfu <= 1:
+        raise UsageError(f"--mfu: must be a fraction in (0, 1], got {args.mfu}")
+    tracker = Tracker(args.tracking_uri)
+    tracker.check_reachable()
+    experiment_id = tracker.experiment_id(args.experiment, create=False)
+    if experiment_id is None:
+        raise UsageError(f"experiment: no experiment '{args.experiment}' in {tracker.tracking_uri}")
+    runs = from_mlflow(tracker.tracking_uri, args.experiment)
+    try:
+        analysis = analyse(
+            runs,
+            args.experiment,
+            source=f"MLflow {tracker.tracking_uri}",
+            budgets=budgets,
+            gpu=args.gpu,
+            mfu=args.mfu,
+            bootstrap=args.bootstrap,
+        )
+    except FitError as exc:
+        raise UsageError(f"{args.experiment}: {exc}") from None
+    out = write_report(analysis, args.out)
+    # The dashboard links to the report: it goes with the grid's latest parent run.
+    grids = tracker.client.search_runs(
+        [experiment_id],
+        f"tags.`{ROLE}` = 'grid'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if grids:
+        tracker.client.log_artifacts(grids[0].info.run_id, str(out), artifact_path="report")
+    print(_report_summary(analysis))
+    print(f"wrote {out / 'report.html'}")
+    return 0
+
+
+def _report_summary(analysis) -> str:
+    fit = analysis.chinchilla
+    if isinstance(fit, str):
+        return f"Chinchilla fit refused: {fit}"
+    lines = [f"T={analysis.seq_len}: " + str(fit).splitlines()[0]]
+    for name in ("alpha", "beta", "a"):
+        low, high = fit.interval(lambda law, n=name: getattr(law, n)) or (float("nan"),) * 2
+        lines.append(f"  {name:>5} = {getattr(fit.law, name):.4g}  [{low:.4g}, {high:.4g}]")
+    held = analysis.held_out
+    lines.append(
+        f"  held-out error: {held}"
+        if isinstance(held, str)
+        else f"  held-out largest size: mean absolute error {held.mean_abs_error:.2%}"
+    )
+    return "\n".join(lines)
+
+
 def cmd_ui(args) -> int:
     import mlflow
 
@@ -382,6 +454,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--out", default="fits.json", help="where to write the fit as JSON")
     fit.set_defaults(func=cmd_fit)
+
+    report = commands.add_parser("report", help="fit a grid's runs and write the scaling report")
+    report.add_argument("experiment")
+    report.add_argument("--tracking-uri", help=uri_help)
+    report.add_argument("--out", default="report", help="the report's folder (default: report)")
+    report.add_argument(
+        "--budgets",
+        default="1e18,1e20,1e22",
+        help="FLOP budgets to predict N_opt, D_opt, loss and GPU-hours for",
+    )
+    report.add_argument("--gpu", default="H100", help="the GPU the GPU-hours are for")
+    report.add_argument("--mfu", type=float, help="MFU for GPU-hours (default: the grid's own)")
+    report.add_argument("--bootstrap", type=int, default=1000, help="resamples for the intervals")
+    report.set_defaults(func=cmd_report)
 
     ui = commands.add_parser("ui", help="serve the MLflow dashboard on 127.0.0.1")
     ui.add_argument("--tracking-uri", help=uri_help)

@@ -202,3 +202,21 @@ def test_the_analysis_side_reads_the_grid_back_as_one_table(grid):
         order_by=["attributes.start_time ASC"],
     )
     assert len(from_mlflow(grid["uri"], "pair", parents[0].info.run_id).table) == 2
+
+
+def test_a_report_of_a_grid_too_small_to_fit_says_why(grid):
+    """The report of real trials: two runs cannot identify a loss law, and the report says so
+    instead of failing; the one size's time against length is still split."""
+    out = grid["folder"] / "report"
+    result = scaling("report", "pair", "--tracking-uri", grid["uri"], "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    fits = json.loads((out / "fits.json").read_text())
+    assert fits["seq_len"] == 64 and fits["runs"]["fitted"] == 1
+    assert fits["chinchilla"] == {
+        "refused": "a Chinchilla fit has 5 parameters and needs at least 5 points, got 1"
+    }
+    assert fits["predictions"]["refused"].startswith("no predictions: the Chinchilla fit")
+    split = fits["time"]["seq_len_split"]["L1-d32"]
+    assert split["flop_model_crossover"] == 192 and split["a_s_per_token"] > 0
+    assert (out / "report.html").stat().st_size > 10_000
+    assert "Refused: a Chinchilla fit has 5 parameters" in (out / "report.md").read_text()

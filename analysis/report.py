@@ -1,0 +1,788 @@
+"""The scaling report: every fit of a grid, its plots, and what they predict for bigger runs.
+
+`analyse(runs)` does the fitting and returns an `Analysis` (each fit, or the reason the data
+could not support it); `write_report(analysis, out_dir)` writes report.html (self-contained),
+report.md, fits.json and plots/*.png, building the directory aside and moving it into place so
+a reader never finds half a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+
+from analysis import frontier, timing
+from analysis.fit import (
+    ChinchillaFit,
+    FitError,
+    SaturatingFit,
+    fit_chinchilla,
+    fit_power_law,
+    fit_saturating,
+)
+from analysis.gpus import GPU_PEAK_FLOPS
+from analysis.laws import PowerLaw
+from analysis.runs import Runs
+
+DEFAULT_BUDGETS = (1e18, 1e20, 1e22)
+DEFAULT_GPU = "H100"
+
+
+def size_name(row) -> str:
+    return f"L{int(row['n_layer'])}-d{int(row['d_model'])}" if pd.notna(row["n_layer"]) else "?"
+
+
+@dataclass
+class Analysis:
+    """Every fit of one report. A field holding a `str` holds the reason that fit was refused."""
+
+    experiment: str
+    source: str
+    runs: Runs
+    seq_len: int | None  # the sequence length the loss fits use
+    points: pd.DataFrame  # the finished runs at that length
+    chinchilla: ChinchillaFit | str
+    held_out: frontier.HeldOut | str
+    approach_1: frontier.ComputeOptimal | str
+    approach_2: frontier.ComputeOptimal | str
+    fixed_tokens: SaturatingFit | str  # direct E + A/N^alpha where one token count has 3+ sizes
+    fixed_tokens_D: float | None
+    time_vs_params: dict[int, PowerLaw | str]  # by sequence length
+    seq_len_costs: dict[str, timing.SeqLenCost | str]  # by size name
+    claims: dict[str, str]
+    predictions: pd.DataFrame | str
+    gpu: str
+    mfu: float | None
+    mfu_source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _attempt(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except FitError as exc:
+        return str(exc)
+
+
+def analyse(
+    runs: Runs,
+    experiment: str,
+    source: str = "",
+    budgets=DEFAULT_BUDGETS,
+    gpu: str = DEFAULT_GPU,
+    mfu: float | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> Analysis:
+    """Fit everything the grid supports; refusals are kept as messages, not raised."""
+    finished = runs.finished.dropna(subset=["val_loss", "params", "tokens"]).copy()
+    finished["size"] = finished.apply(size_name, axis=1)
+    if finished.empty:
+        raise FitError(f"experiment '{experiment}' has no FINISHED trial to fit")
+    # Loss depends on context length, so the loss laws use one length: the one with the most
+    # finished runs, the longest of those on a tie (the context users usually plan for).
+    counts = finished.groupby("seq_len").size()
+    seq_len = int(max(counts.index, key=lambda T: (counts[T], T)))
+    points = finished[finished["seq_len"] == seq_len]
+    N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", "val_loss"))
+
+    chinchilla = _attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
+    held_out = _attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200))
+    approach_1 = _attempt(
+        frontier.approach_1, {r: runs.curves[r] for r in points["run_id"]}, points
+    )
+    approach_2 = _attempt(frontier.approach_2, N, D, points["flops"], L)
+    by_tokens = points.groupby("tokens")
+    D_fixed = max(by_tokens.groups, key=lambda d: (by_tokens.get_group(d)["params"].nunique(), d))
+    fixed = by_tokens.get_group(D_fixed)
+    fixed_tokens = _attempt(
+        fit_saturating, fixed["params"], fixed["val_loss"], bootstrap=min(bootstrap, 200)
+    )
+
+    timed = finished.dropna(subset=["time_per_token"])
+    time_vs_params = {
+        int(T): _attempt(
+            fit_power_law, group["params"], group["time_per_token"], f"time per token at T={T}"
+        )
+        for T, group in timed.groupby("seq_len")
+    }
+    seq_len_costs = {}
+    for size, group in timed.groupby("size", sort=False):
+        seq_len_costs[size] = _attempt(
+            timing.fit_seq_len_cost,
+            group["seq_len"],
+            group["time_per_token"],
+            d_model=int(group["d_model"].iloc[0]),
+        )
+    claims = _claims(timed, seq_len, seq_len_costs)
+
+    if mfu is None and "mfu" in points and points["mfu"].notna().any():
+        largest = points[points["params"] == points["params"].max()]
+        mfu = float(largest["mfu"].median())
+        device = largest["device"].dropna()
+        mfu_source = (
+            f"the median MFU of the grid's largest size ({largest['size'].iloc[0]}, "
+            f"T={seq_len}) on {device.iloc[0] if len(device) else 'its device'}"
+        )
+    else:
+        mfu_source = "given with --mfu" if mfu is not None else "no MFU was measured"
+    predictions = (
+        _predictions(chinchilla, budgets, gpu, mfu)
+        if isinstance(chinchilla, ChinchillaFit)
+        else f"no predictions: the Chinchilla fit was refused ({chinchilla})"
+    )
+    return Analysis(
+        experiment,
+        source,
+        runs,
+        seq_len,
+        points,
+        chinchilla,
+        held_out,
+        approach_1,
+        approach_2,
+        fixed_tokens,
+        float(D_fixed),
+        time_vs_params,
+        seq_len_costs,
+        claims,
+        predictions,
+        gpu,
+        mfu,
+        mfu_source,
+    )
+
+
+def _claims(timed: pd.DataFrame, seq_len: int, costs: dict) -> dict[str, str]:
+    at_length = timed[timed["seq_len"] == seq_len]
+    exponential = _attempt(
+        timing.claim_exponential, at_length["params"], at_length["time_per_token"]
+    )
+    quadratic = []
+    for size, cost in reversed(list(costs.items())):  # the largest size first
+        lengths = sorted(timed.loc[timed["size"] == size, "seq_len"].unique())
+        text = (
+            timing.claim_quadratic(cost, lengths[:-1] or lengths)
+            if not isinstance(cost, str)
+            else cost
+        )
+        quadratic.append(f"{size}: {text}")
+    return {
+        "quadratic": "\n".join(quadratic) or "no size was timed at two or more lengths",
+        "exponential": exponential,
+    }
+
+
+def _predictions(fit: ChinchillaFit, budgets, gpu: str, mfu: float | None) -> pd.DataFrame:
+    peak = GPU_PEAK_FLOPS[gpu]["bf16"]
+    rows = []
+    for C in budgets:
+        row = {"flops": float(C)}
+        for name, quantity in (
+            ("n_opt", lambda law, C=C: law.n_opt(C)),
+            ("d_opt", lambda law, C=C: law.d_opt(C)),
+            ("loss", lambda law, C=C: law.loss_opt(C)),
+        ):
+            row[name] = float(quantity(fit.law))
+            row[f"{name}_ci95"] = fit.interval(quantity)
+        row["gpu_hours"] = C / (peak * mfu) / 3600 if mfu else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# fits.json
+
+
+def _value(value, interval=None) -> dict:
+    return {"value": float(value), "ci95": list(interval) if interval else None}
+
+
+def fits_document(a: Analysis) -> dict:
+    def block(result, to_dict):
+        return {"refused": result} if isinstance(result, str) else to_dict(result)
+
+    document = {
+        "experiment": a.experiment,
+        "source": a.source,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seq_len": a.seq_len,
+        "runs": {
+            "finished": len(a.runs.finished),
+            "fitted": len(a.points),
+            "not_finished": [
+                {"name": r["name"], "status": r["status"], "error": r["error"]}
+                for _, r in a.runs.not_finished.iterrows()
+            ],
+        },
+        "chinchilla": block(a.chinchilla, lambda f: {**f.to_dict(), "seq_len": a.seq_len}),
+        "held_out": block(a.held_out, frontier.HeldOut.to_dict),
+        "approach_1": block(a.approach_1, frontier.ComputeOptimal.to_dict),
+        "approach_2": block(a.approach_2, frontier.ComputeOptimal.to_dict),
+        "loss_vs_params": block(
+            a.fixed_tokens,
+            lambda f: {
+                "tokens": a.fixed_tokens_D,
+                **{
+                    name: _value(getattr(f.law, name), f.interval(lambda s, n=name: getattr(s, n)))
+                    for name in ("E", "A", "alpha")
+                },
+            },
+        ),
+        "time": {
+            "per_token_vs_params": {
+                str(T): block(law, PowerLaw.to_dict) for T, law in a.time_vs_params.items()
+            },
+            "seq_len_split": {
+                size: block(
+                    cost,
+                    lambda c: {
+                        "a_s_per_token": c.a,
+                        "b_s_per_token_per_position": c.b,
+                        "crossover": c.crossover,
+                        "flop_model_crossover": c.flop_model_crossover,
+                    },
+                )
+                for size, cost in a.seq_len_costs.items()
+            },
+        },
+        "claims": a.claims,
+    }
+    if isinstance(a.predictions, str):
+        document["predictions"] = {"refused": a.predictions}
+    else:
+        document["predictions"] = {
+            "gpu": a.gpu,
+            "peak_flops": GPU_PEAK_FLOPS[a.gpu]["bf16"],
+            "mfu": a.mfu,
+            "mfu_source": a.mfu_source,
+            "convention": "C = 6·N·D; N_opt, D_opt and loss from the Chinchilla fit",
+            "rows": [
+                {
+                    "flops": r["flops"],
+                    "n_opt": _value(r["n_opt"], r["n_opt_ci95"]),
+                    "d_opt": _value(r["d_opt"], r["d_opt_ci95"]),
+                    "loss": _value(r["loss"], r["loss_ci95"]),
+                    "gpu_hours": r["gpu_hours"],
+                }
+                for _, r in a.predictions.iterrows()
+            ],
+        }
+    return json.loads(json.dumps(document, default=_jsonable))
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float | int) or value is None:
+        return value
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots: each returns its caption, and says something a reader can check against the tables.
+
+
+def _size_colours(sizes) -> dict[str, tuple]:
+    cmap = plt.get_cmap("viridis")
+    return {s: cmap(i / max(1, len(sizes) - 1) * 0.9) for i, s in enumerate(sizes)}
+
+
+def _sizes_in_order(frame: pd.DataFrame) -> list[str]:
+    return list(frame.sort_values("params")["size"].drop_duplicates())
+
+
+def plot_loss_vs_compute(a: Analysis, path: Path) -> str:
+    colours = _size_colours(_sizes_in_order(a.points))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for _, run in a.points.iterrows():
+        curve = a.runs.curves.get(run["run_id"])
+        if curve is not None and "flops" in curve:
+            ax.plot(curve["flops"], curve["val_loss"], color=colours[run["size"]], alpha=0.5, lw=1)
+    for size, group in a.points.groupby("size"):
+        ax.scatter(group["flops"], group["val_loss"], color=colours[size], label=size, zorder=3)
+    if not isinstance(a.approach_1, str):
+        env = a.approach_1.points
+        ax.plot(env["flops"], env["loss"], color="black", lw=2.5, label="lower envelope")
+    if not isinstance(a.chinchilla, str):
+        C = np.logspace(
+            np.log10(a.points["flops"].min() / 3), np.log10(a.points["flops"].max() * 30)
+        )
+        fit = a.chinchilla
+        ax.plot(C, fit.law.loss_opt(C), "--", color="crimson", label="Chinchilla L_opt(C = 6ND)")
+        if fit.samples:
+            band = np.array([s.loss_opt(C) for s in fit.samples])
+            low, high = np.percentile(band, [2.5, 97.5], axis=0)
+            ax.fill_between(C, low, high, color="crimson", alpha=0.15, label="95% interval")
+    ax.set(xscale="log", xlabel="training FLOPs", ylabel="validation loss (nats/byte)")
+    ax.set_title(f"Loss against compute, T={a.seq_len}")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return (
+        "Validation curves of every finished run (thin), final losses (dots), their lower "
+        "envelope (approach 1, black) and the Chinchilla fit's compute-optimal loss with its "
+        "95% bootstrap band. The grid's FLOPs also count the output head and attention; the "
+        "fit's frontier uses C = 6ND, so at these small sizes it sits left of the points."
+    )
+
+
+def plot_loss_vs_params(a: Analysis, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    tokens = a.points["tokens"]
+    norm = LogNorm(tokens.min(), max(tokens.max(), tokens.min() * 1.01))
+    cmap = plt.get_cmap("plasma")
+    sc = ax.scatter(
+        a.points["params"], a.points["val_loss"], c=tokens, cmap=cmap, norm=norm, zorder=3
+    )
+    fig.colorbar(sc, ax=ax, label="training tokens")
+    n_max = a.points["params"].max()
+    N = np.logspace(np.log10(a.points["params"].min() / 2), np.log10(n_max * 30))
+    if not isinstance(a.chinchilla, str):
+        fit = a.chinchilla
+        for D in sorted({tokens.min(), float(np.exp(np.log(tokens).mean())), tokens.max()}):
+            ax.plot(N, fit.law.at_tokens(D)(N), color=cmap(norm(D)), lw=1.5)
+            if fit.samples:
+                band = np.array([s.at_tokens(D)(N) for s in fit.samples])
+                low, high = np.percentile(band, [2.5, 97.5], axis=0)
+                ax.fill_between(N, low, high, color=cmap(norm(D)), alpha=0.12)
+    ax.axvspan(n_max, N[-1], color="grey", alpha=0.1, label="extrapolation")
+    ax.set(xscale="log", xlabel="parameters N (non-embedding)", ylabel="validation loss")
+    ax.set_title(f"Loss against parameters at fixed tokens, T={a.seq_len}")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return (
+        "Final losses coloured by training tokens, and the Chinchilla fit at the smallest, "
+        "middle and largest token counts of the grid, E + B/D^beta + A/N^alpha, with 95% "
+        "bootstrap bands; the grey region is beyond the largest size trained."
+    )
+
+
+def plot_isoflop(a: Analysis, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = a.points.assign(budget=frontier.isoflop_budgets(a.points["flops"]))
+    parabolas = (
+        {round(p["flops"]): p for p in a.approach_2.parabolas}
+        if not isinstance(a.approach_2, str)
+        else {}
+    )
+    cmap = plt.get_cmap("cividis")
+    budgets = sorted(pts["budget"].unique())
+    for i, (budget, group) in enumerate(pts.groupby("budget")):
+        colour = cmap(i / max(1, len(budgets) - 1) * 0.9)
+        group = group.sort_values("params")
+        parabola = parabolas.get(round(budget))
+        label = f"C = {budget:.2g}" + ("" if parabola else ": no parabola (see below)")
+        ax.plot(
+            group["params"],
+            group["val_loss"],
+            "o-" if not parabola else "o",
+            color=colour,
+            lw=0.5,
+            label=label,
+        )
+        if parabola:
+            logn = np.linspace(np.log(group["params"].min()), np.log(group["params"].max()))
+            ax.plot(np.exp(logn), np.polyval(parabola["coefficients"], logn), color=colour)
+            best = np.polyval(parabola["coefficients"], np.log(parabola["n_opt"]))
+            ax.plot(parabola["n_opt"], best, "*", ms=14, color=colour, mec="black")
+    ax.set(xscale="log", xlabel="parameters N", ylabel="final validation loss")
+    ax.set_title(f"IsoFLOP profiles (approach 2), T={a.seq_len}")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    refused = (
+        a.approach_2
+        if isinstance(a.approach_2, str)
+        else "; ".join(a.approach_2.refused) or "every budget has an interior minimum"
+    )
+    return (
+        "Final loss against model size at each FLOP budget, a parabola in log N where a "
+        f"budget has 3 or more sizes, and its minimum (star) = N_opt. {refused}."
+    )
+
+
+def plot_training_curves(a: Analysis, path: Path) -> str:
+    finished = a.runs.finished.dropna(subset=["params"]).copy()
+    finished["size"] = finished.apply(size_name, axis=1)
+    lengths = sorted(finished["seq_len"].unique())
+    colours = _size_colours(_sizes_in_order(finished))
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4.5 * len(lengths), 4), squeeze=False)
+    for ax, T in zip(axes[0], lengths):
+        for _, run in finished[finished["seq_len"] == T].sort_values("params").iterrows():
+            curve = a.runs.curves.get(run["run_id"])
+            if curve is not None and len(curve):
+                ax.plot(curve["tokens"], curve["val_loss"], color=colours[run["size"]], lw=1.2)
+        for size, colour in colours.items():
+            ax.plot([], [], color=colour, label=size)
+        ax.set(xscale="log", xlabel="training tokens", ylabel="validation loss", title=f"T={T}")
+        ax.legend(fontsize=8)
+    _save(fig, path)
+    return "Validation loss during training, by model size (colour), one panel per sequence length."
+
+
+def plot_time_per_token(a: Analysis, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    timed = a.runs.finished.dropna(subset=["time_per_token", "params"])
+    for T, group in timed.groupby("seq_len"):
+        (dots,) = ax.plot(group["params"], group["time_per_token"] * 1e6, "o")
+        law = a.time_vs_params.get(int(T))
+        if not isinstance(law, PowerLaw):
+            continue
+        N = np.logspace(np.log10(group["params"].min()), np.log10(group["params"].max()))
+        ci = law.exponent_ci95
+        label = f"T={T}: t ∝ N^{law.exponent:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        ax.plot(N, law(N) * 1e6, color=dots.get_color(), label=label)
+    ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="time per token (µs)")
+    ax.set_title("Training time per token against model size")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return (
+        "Measured time per training token (log-log) with the fitted power law t ∝ N^k per length."
+    )
+
+
+def plot_seq_len_split(a: Analysis, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    timed = a.runs.finished.dropna(subset=["time_per_token", "params"]).copy()
+    timed["size"] = timed.apply(size_name, axis=1)
+    colours = _size_colours(_sizes_in_order(timed))
+    T = np.linspace(0, timed["seq_len"].max() * 1.1, 100)
+    for size, group in timed.groupby("size"):
+        colour = colours[size]
+        ax.plot(group["seq_len"], group["time_per_token"] * 1e6, "o", color=colour)
+        cost = a.seq_len_costs.get(size)
+        if isinstance(cost, timing.SeqLenCost):
+            ax.plot(T, (cost.a + cost.b * T) * 1e6, color=colour, label=f"{size}: a + b·T")
+            ax.plot(T, np.full_like(T, cost.a * 1e6), ":", color=colour, lw=1)
+    ax.plot([], [], ":", color="grey", label="dense part a (no attention)")
+    ax.set(xlabel="sequence length T", ylabel="time per token (µs)", ylim=(0, None))
+    ax.set_title("Time per token against sequence length: dense a + attention b·T")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return (
+        "Time per token against sequence length per size: per sequence the cost is a·T + b·T², "
+        "so per token a (dense layers, dotted) plus b·T (attention). The dotted line is what "
+        "a sequence would cost per token without attention."
+    )
+
+
+def plot_mfu_heatmap(a: Analysis, path: Path) -> str:
+    timed = a.runs.finished.dropna(subset=["mfu", "params"]).copy()
+    timed["size"] = timed.apply(size_name, axis=1)
+    sizes = _sizes_in_order(timed)
+    table = timed.pivot_table(index="size", columns="seq_len", values="mfu", aggfunc="median")
+    table = table.reindex(sizes) * 100
+    fig, ax = plt.subplots(figsize=(1.6 * len(table.columns) + 3, 0.6 * len(sizes) + 2))
+    image = ax.imshow(table.to_numpy(), cmap="magma", aspect="auto")
+    for (i, j), value in np.ndenumerate(table.to_numpy()):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.1f}%", ha="center", va="center", color="cyan", fontsize=10)
+    ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns])
+    ax.set_yticks(range(len(sizes)), sizes)
+    ax.set(xlabel="sequence length", title="MFU (median over the runs of each cell)")
+    fig.colorbar(image, ax=ax, label="MFU (%)")
+    _save(fig, path)
+    return "Model FLOPs utilisation by size and sequence length (achieved / peak FLOP/s)."
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PLOTS = {
+    "loss_vs_compute.png": plot_loss_vs_compute,
+    "loss_vs_params.png": plot_loss_vs_params,
+    "isoflop.png": plot_isoflop,
+    "training_curves.png": plot_training_curves,
+    "time_per_token.png": plot_time_per_token,
+    "seq_len_split.png": plot_seq_len_split,
+    "mfu_heatmap.png": plot_mfu_heatmap,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The document: a list of blocks rendered twice, as Markdown and as HTML.
+
+
+def _fmt(value: float, interval=None, digits: int = 4) -> str:
+    text = f"{value:.{digits}g}"
+    return text + (f" [{interval[0]:.{digits}g}, {interval[1]:.{digits}g}]" if interval else "")
+
+
+def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
+    b: list[tuple] = [("h1", f"Scaling report: {a.experiment}")]
+    b.append(
+        (
+            "p",
+            f"{len(a.runs.finished)} finished runs of {len(a.runs.table)} ({a.source}). Loss "
+            f"laws are fitted on the {len(a.points)} finished runs at sequence length "
+            f"{a.seq_len}; intervals are 95% bootstrap intervals.",
+        )
+    )
+    b.append(("h2", "Loss against parameters and data (Chinchilla approach 3)"))
+    if isinstance(a.chinchilla, str):
+        b.append(("p", f"Refused: {a.chinchilla}"))
+    else:
+        fit = a.chinchilla
+        rows = [
+            [name, _fmt(getattr(fit.law, name), fit.interval(lambda s, n=name: getattr(s, n)))]
+            for name in ("E", "A", "B", "alpha", "beta", "a", "b")
+        ]
+        b.append(("p", "L(N, D) = E + A / N^alpha + B / D^beta"))
+        b.append(("table", ["parameter", "value [95% interval]"], rows))
+        b.append(
+            (
+                "p",
+                f"{fit.n_points} points, {fit.n_starts} L-BFGS starts, {fit.resamples} bootstrap "
+                f"resamples; summed Huber objective {fit.objective:.4g}. a = beta/(alpha+beta) "
+                "is the share of extra compute that should go to parameters.",
+            )
+        )
+    b.append(("h2", "Held-out prediction"))
+    if isinstance(a.held_out, str):
+        b.append(("p", f"Refused: {a.held_out}"))
+    else:
+        h = a.held_out
+        b.append(
+            (
+                "p",
+                f"Refitted without the largest size (N = {h.params:.3g}), the law predicts its "
+                f"final loss with a mean absolute error of {h.mean_abs_error:.2%}.",
+            )
+        )
+        rows = [
+            [
+                f"{r['tokens']:.3g}",
+                f"{r['actual']:.4f}",
+                _fmt(r["predicted"], (r["low"], r["high"])),
+                f"{r['error']:+.2%}",
+            ]
+            for _, r in h.points.iterrows()
+        ]
+        b.append(("table", ["tokens", "measured", "predicted [95%]", "error"], rows))
+    b.append(("h2", "Compute-optimal allocation"))
+    rows = []
+    for name, result in (
+        ("approach 1 (envelope)", a.approach_1),
+        ("approach 2 (IsoFLOP)", a.approach_2),
+    ):
+        if isinstance(result, str):
+            rows.append([name, "refused", result])
+        else:
+            ci = result.n_opt.exponent_ci95
+            rows.append(
+                [
+                    name,
+                    _fmt(result.n_opt.exponent, ci, 3) + ("" if ci else " (2 points, no interval)"),
+                    _fmt(result.d_opt.exponent, result.d_opt.exponent_ci95, 3),
+                ]
+            )
+    if not isinstance(a.chinchilla, str):
+        fit = a.chinchilla
+        rows.append(
+            [
+                "approach 3 (fit)",
+                _fmt(fit.law.a, fit.interval(lambda s: s.a), 3),
+                _fmt(fit.law.b, fit.interval(lambda s: s.b), 3),
+            ]
+        )
+    b.append(("table", ["method", "N_opt ∝ C^a", "D_opt ∝ C^b"], rows))
+    if not isinstance(a.approach_2, str) and a.approach_2.refused:
+        b.append(("p", "Approach 2 left out: " + "; ".join(a.approach_2.refused) + "."))
+    b.append(("img", "loss_vs_compute.png", captions["loss_vs_compute.png"]))
+    b.append(("img", "isoflop.png", captions["isoflop.png"]))
+    b.append(("h2", "Loss against parameters at fixed tokens"))
+    if isinstance(a.fixed_tokens, str):
+        b.append(
+            (
+                "p",
+                f"Direct fit of E + A/N^alpha refused ({a.fixed_tokens}); the plot shows the "
+                "Chinchilla fit's slices at fixed D instead.",
+            )
+        )
+    else:
+        f = a.fixed_tokens
+        b.append(
+            (
+                "p",
+                f"At D = {a.fixed_tokens_D:.3g} tokens: L(N) = E + A/N^alpha with E = "
+                f"{_fmt(f.law.E, f.interval(lambda s: s.E))}, alpha = "
+                f"{_fmt(f.law.alpha, f.interval(lambda s: s.alpha))}.",
+            )
+        )
+    b.append(("img", "loss_vs_params.png", captions["loss_vs_params.png"]))
+    b.append(("img", "training_curves.png", captions["training_curves.png"]))
+    b.append(("h2", "Predictions"))
+    if isinstance(a.predictions, str):
+        b.append(("p", a.predictions))
+    else:
+        peak = GPU_PEAK_FLOPS[a.gpu]["bf16"]
+        rows = [
+            [
+                f"{r['flops']:.0e}",
+                _fmt(r["n_opt"], r["n_opt_ci95"], 3),
+                _fmt(r["d_opt"], r["d_opt_ci95"], 3),
+                _fmt(r["loss"], r["loss_ci95"], 4),
+                f"{r['gpu_hours']:,.3g}" if r["gpu_hours"] else "n/a",
+            ]
+            for _, r in a.predictions.iterrows()
+        ]
+        b.append(("table", ["FLOPs", "N_opt", "D_opt", "loss", f"{a.gpu}-hours"], rows))
+        mfu = f"{a.mfu:.1%}" if a.mfu else "n/a"
+        b.append(
+            (
+                "p",
+                f"C = 6·N·D. GPU-hours = C / ({a.gpu} dense bf16 peak {peak:.3g} FLOP/s × MFU "
+                f"{mfu}), the MFU being {a.mfu_source}. Predictions this far beyond the grid "
+                "carry the law's form as an assumption; the intervals cover the fit's "
+                "uncertainty only.",
+            )
+        )
+    b.append(("h2", "Time"))
+    rows = []
+    for T, law in a.time_vs_params.items():
+        rows.append(
+            [f"T={T}", law if isinstance(law, str) else _fmt(law.exponent, law.exponent_ci95, 3)]
+        )
+    b.append(("table", ["sequence length", "k in t ∝ N^k [95%]"], rows))
+    rows = []
+    for size, cost in a.seq_len_costs.items():
+        if isinstance(cost, str):
+            rows.append([size, "refused", cost, ""])
+        else:
+            rows.append(
+                [
+                    size,
+                    f"{cost.a * 1e6:.3g} µs + {cost.b * 1e9:.3g} ns·T",
+                    f"{cost.crossover:,.0f}",
+                    f"{cost.flop_model_crossover:,}",
+                ]
+            )
+    b.append(("table", ["size", "time per token", "measured T*", "FLOP model 6·d_model"], rows))
+    b.append(("img", "time_per_token.png", captions["time_per_token.png"]))
+    b.append(("img", "seq_len_split.png", captions["seq_len_split.png"]))
+    b.append(("img", "mfu_heatmap.png", captions["mfu_heatmap.png"]))
+    b.append(("h2", "Two claims, checked on this grid"))
+    for line in a.claims["quadratic"].splitlines():
+        b.append(("p", line))
+    b.append(("p", a.claims["exponential"]))
+    b.append(("h2", "Runs not fitted"))
+    missing = a.runs.not_finished
+    if missing.empty:
+        b.append(("p", "Every trial finished."))
+    else:
+        rows = [
+            [
+                r["name"],
+                r["status"],
+                str(r["error"] or "").splitlines()[0][:160] if r["error"] else "",
+            ]
+            for _, r in missing.iterrows()
+        ]
+        b.append(("table", ["run", "status", "reason"], rows))
+    return b
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *rest in blocks:
+        if kind == "h1":
+            out.append(f"# {rest[0]}")
+        elif kind == "h2":
+            out.append(f"## {rest[0]}")
+        elif kind == "p":
+            out.append(rest[0])
+        elif kind == "table":
+            headers, rows = rest
+            out.append("| " + " | ".join(headers) + " |")
+            out.append("|" + "---|" * len(headers))
+            out.extend(
+                "| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows
+            )
+        elif kind == "img":
+            name, caption = rest
+            out.append(f"![{name}](plots/{name})\n\n*{caption}*")
+        out.append("")
+    return "\n".join(out)
+
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;"
+    "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+    "padding:4px 10px;text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+    "figcaption{color:#555;font-size:90%;margin-bottom:1.5em}"
+)
+
+
+def render_html(blocks: list[tuple], plots_dir: Path, title: str) -> str:
+    """One file: every image is embedded as a data URI and nothing is fetched."""
+    out = [
+        "<!doctype html>",
+        f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
+        f"<style>{STYLE}</style></head><body>",
+    ]
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2"):
+            out.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{html.escape(rest[0])}</p>")
+        elif kind == "table":
+            headers, rows = rest
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers))
+            for row in rows:
+                out.append(
+                    "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                )
+            out.append("</table>")
+        elif kind == "img":
+            name, caption = rest
+            data = base64.b64encode((plots_dir / name).read_bytes()).decode()
+            out.append(
+                f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(a: Analysis, out_dir: str | Path) -> Path:
+    """Write the report into `out_dir` (replacing an older one only once the new is whole)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        plots = staging / "plots"
+        plots.mkdir()
+        captions = {name: plot(a, plots / name) for name, plot in PLOTS.items()}
+        blocks = _blocks(a, captions)
+        (staging / "report.md").write_text(render_markdown(blocks))
+        (staging / "report.html").write_text(
+            render_html(blocks, plots, f"Scaling report: {a.experiment}")
+        )
+        (staging / "fits.json").write_text(json.dumps(fits_document(a), indent=1))
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}-old-{time.time_ns()}")
+            out_dir.rename(old)
+            staging.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir
