@@ -148,13 +148,40 @@ class ChinchillaFit:
     samples: list[ChinchillaLaw] = field(default_factory=list, repr=False)
 
     def interval(self, quantity, level: float = 0.95) -> tuple[float, float] | None:
-        """The bootstrap interval of any function of a law, e.g. `lambda law: law.n_opt(1e21)`."""
+        """The bootstrap interval of any function of a law, e.g. `lambda law: law.n_opt(1e21)`.
+        Resamples where the quantity is undefined (a law with no optimum) are left out."""
         if not self.samples:
             return None
-        values = np.array([quantity(law) for law in self.samples], dtype=float)
+        with np.errstate(all="ignore"):
+            values = np.array([quantity(law) for law in self.samples], dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values) < len(self.samples) / 2:
+            return None
         tail = (1 - level) / 2 * 100
         low, high = np.percentile(values, [tail, 100 - tail])
         return float(low), float(high)
+
+    def warnings(self) -> list[str]:
+        """Where the data leave the law loosely pinned, in words a reader can act on."""
+        found = []
+        min_loss = self.law.loss_opt(1e300)  # the law's floor, E
+        if min_loss < 1e-3:
+            found.append(
+                "E went to 0: these points do not show the loss flattening, so the irreducible "
+                "loss is not identified and predicted losses far beyond the grid lean on that"
+            )
+        for name in PARAMETERS:
+            interval = self.interval(lambda law, name=name: getattr(law, name))
+            if not interval:
+                continue
+            low, high = interval
+            loose = high - low > 1 if name in ("alpha", "beta") else high > 100 * max(low, 1e-12)
+            if loose:
+                found.append(
+                    f"{name}'s 95% interval runs from {low:.3g} to {high:.3g}: the data "
+                    "barely constrain it"
+                )
+        return found
 
     def to_dict(self) -> dict:
         block = {}
@@ -172,6 +199,7 @@ class ChinchillaFit:
             "n_starts": self.n_starts,
             "resamples": self.resamples,
             "huber_delta": HUBER_DELTA,
+            "warnings": self.warnings(),
         }
 
     def __str__(self) -> str:

@@ -89,10 +89,9 @@ def approach_1(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> ComputeOp
     envelope = lower_envelope(curves, runs)
     sizes = envelope["params"].unique()
     if len(sizes) < 2:
-        only = envelope["name"].iloc[0]
         raise FitError(
-            f"approach 1: one run ({only}) is lowest at every compute, so the grid does not "
-            "show N_opt moving with compute; add smaller sizes or more compute"
+            f"approach 1: one model size (N = {sizes[0]:.3g}, run {envelope['name'].iloc[0]}) "
+            "is lowest at every compute, so the grid does not show N_opt moving with compute"
         )
     return ComputeOptimal(
         "1",
@@ -161,8 +160,7 @@ def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
             {"flops": float(budget), "coefficients": [curvature, slope, intercept], "n_opt": n_opt}
         )
     if len(optima) < 2:
-        reasons = "; ".join(refused) or "fewer than 2 FLOP budgets"
-        raise FitError(f"approach 2 needs 2 budgets with an interior minimum: {reasons}")
+        raise FitError(_approach_2_refusal(refused, len(optima)))
     optima = pd.DataFrame(optima)
     return ComputeOptimal(
         "2",
@@ -172,6 +170,21 @@ def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
         refused,
         parabolas,
     )
+
+
+def _approach_2_refusal(refused: list[str], usable: int) -> str:
+    """One readable reason: budgets short of sizes are counted, the others quoted."""
+    few = [r for r in refused if "a parabola needs 3" in r]
+    other = [r for r in refused if r not in few]
+    parts = [f"{usable} budget(s) usable"]
+    if few:
+        parts.append(
+            f"{len(few)} of {len(refused) + usable} have fewer than 3 model sizes (runs within "
+            f"{ISOFLOP_TOLERANCE:g}x of each other's FLOPs share a budget; an IsoFLOP grid, "
+            "grid.compute, gives every size the same budgets)"
+        )
+    parts.extend(other)
+    return "approach 2 needs 2 budgets with an interior minimum: " + "; ".join(parts)
 
 
 @dataclass

@@ -36,7 +36,11 @@ class ChinchillaLaw:
 
     @property
     def G(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+        # numpy powers: a bootstrap resample can fit a negative exponent, and a negative
+        # base must give nan (a law with no optimum), not a complex number.
+        ratio = np.float64(self.alpha * self.A) / (self.beta * self.B)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(ratio ** (1 / (self.alpha + self.beta)))
 
     def n_opt(self, C):
         return self.G * (np.asarray(C, float) / 6) ** self.a

@@ -320,13 +320,16 @@ def plot_loss_vs_compute(a: Analysis, path: Path) -> str:
         ax.plot(env["flops"], env["loss"], color="black", lw=2.5, label="lower envelope")
     if not isinstance(a.chinchilla, str):
         C = np.logspace(
-            np.log10(a.points["flops"].min() / 3), np.log10(a.points["flops"].max() * 30)
+            np.log10(a.points["flops"].min() / 3), np.log10(a.points["flops"].max() * 30), 60
         )
         fit = a.chinchilla
-        ax.plot(C, fit.law.loss_opt(C), "--", color="crimson", label="Chinchilla L_opt(C = 6ND)")
+        frontier_of = _frontier_in_grid_flops(a.points)
+        ax.plot(
+            C, frontier_of(fit.law, C), "--", color="crimson", label="Chinchilla fit: best loss"
+        )
         if fit.samples:
-            band = np.array([s.loss_opt(C) for s in fit.samples])
-            low, high = np.percentile(band, [2.5, 97.5], axis=0)
+            band = np.array([frontier_of(law, C) for law in fit.samples[:300]])
+            low, high = np.nanpercentile(band, [2.5, 97.5], axis=0)
             ax.fill_between(C, low, high, color="crimson", alpha=0.15, label="95% interval")
     ax.set(xscale="log", xlabel="training FLOPs", ylabel="validation loss (nats/byte)")
     ax.set_title(f"Loss against compute, T={a.seq_len}")
@@ -334,10 +337,25 @@ def plot_loss_vs_compute(a: Analysis, path: Path) -> str:
     _save(fig, path)
     return (
         "Validation curves of every finished run (thin), final losses (dots), their lower "
-        "envelope (approach 1, black) and the Chinchilla fit's compute-optimal loss with its "
-        "95% bootstrap band. The grid's FLOPs also count the output head and attention; the "
-        "fit's frontier uses C = 6ND, so at these small sizes it sits left of the points."
+        "envelope (approach 1, black) and the Chinchilla fit's lowest loss at each compute with "
+        "its 95% bootstrap band, over sizes from 1/100 to 100 times the grid's. FLOPs are the "
+        "grid's own (output head and attention counted): the frontier takes each size's FLOPs "
+        "per token from a power law fitted to the grid's sizes."
     )
+
+
+def _frontier_in_grid_flops(points: pd.DataFrame):
+    """min over N of L(N, C / flops_per_token(N)): the compute-optimal loss under the grid's
+    FLOP count, with flops_per_token(N) a power law through the grid's sizes."""
+    per_token = fit_power_law(points["params"], points["flops_per_token"], "FLOPs per token")
+    N = np.logspace(np.log10(points["params"].min() / 100), np.log10(points["params"].max() * 100))
+
+    def frontier(law, C):
+        D = np.asarray(C, float)[:, None] / per_token(N)[None, :]
+        with np.errstate(all="ignore"):
+            return np.nanmin(law.loss(N[None, :], D), axis=1)
+
+    return frontier
 
 
 def plot_loss_vs_params(a: Analysis, path: Path) -> str:
@@ -373,45 +391,46 @@ def plot_loss_vs_params(a: Analysis, path: Path) -> str:
 
 def plot_isoflop(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    pts = a.points.assign(budget=frontier.isoflop_budgets(a.points["flops"]))
-    parabolas = (
-        {round(p["flops"]): p for p in a.approach_2.parabolas}
-        if not isinstance(a.approach_2, str)
-        else {}
-    )
+    flops = a.points["flops"]
+    norm = LogNorm(flops.min(), max(flops.max(), flops.min() * 1.01))
     cmap = plt.get_cmap("cividis")
-    budgets = sorted(pts["budget"].unique())
-    for i, (budget, group) in enumerate(pts.groupby("budget")):
-        colour = cmap(i / max(1, len(budgets) - 1) * 0.9)
-        group = group.sort_values("params")
-        parabola = parabolas.get(round(budget))
-        label = f"C = {budget:.2g}" + ("" if parabola else ": no parabola (see below)")
-        ax.plot(
-            group["params"],
-            group["val_loss"],
-            "o-" if not parabola else "o",
-            color=colour,
-            lw=0.5,
-            label=label,
+    dots = ax.scatter(
+        a.points["params"], a.points["val_loss"], c=flops, cmap=cmap, norm=norm, zorder=3
+    )
+    fig.colorbar(dots, ax=ax, label="training FLOPs")
+    parabolas = [] if isinstance(a.approach_2, str) else a.approach_2.parabolas
+    budgets = frontier.isoflop_budgets(flops)
+    for parabola in parabolas:
+        group = a.points[np.isclose(budgets, parabola["flops"])]
+        logn = np.linspace(np.log(group["params"].min()), np.log(group["params"].max()))
+        colour = cmap(norm(parabola["flops"]))
+        ax.plot(np.exp(logn), np.polyval(parabola["coefficients"], logn), color=colour)
+        best = np.polyval(parabola["coefficients"], np.log(parabola["n_opt"]))
+        ax.plot(parabola["n_opt"], best, "*", ms=14, color=colour, mec="black")
+    shown = "approach 2's parabolas in log N (solid) and their minima (stars)"
+    if not parabolas and not isinstance(a.chinchilla, str):
+        # No IsoFLOP budgets in the grid: show what the fitted law says the profiles look like.
+        per_token = fit_power_law(a.points["params"], a.points["flops_per_token"], "FLOPs/token")
+        N = np.logspace(
+            np.log10(a.points["params"].min() / 10), np.log10(a.points["params"].max() * 10)
         )
-        if parabola:
-            logn = np.linspace(np.log(group["params"].min()), np.log(group["params"].max()))
-            ax.plot(np.exp(logn), np.polyval(parabola["coefficients"], logn), color=colour)
-            best = np.polyval(parabola["coefficients"], np.log(parabola["n_opt"]))
-            ax.plot(parabola["n_opt"], best, "*", ms=14, color=colour, mec="black")
+        for C in np.geomspace(flops.min(), flops.max(), 3):
+            loss = a.chinchilla.law.loss(N, C / per_token(N))
+            colour = cmap(norm(C))
+            ax.plot(N, loss, "--", color=colour, label=f"fit at C = {C:.2g}")
+            k = int(np.nanargmin(loss))
+            if 0 < k < len(N) - 1:  # a minimum at the edge of the sizes drawn is no minimum
+                ax.plot(N[k], loss[k], "*", ms=14, color=colour, mec="black")
+        ax.legend(fontsize=8)
+        shown = (
+            "the grid has no FLOP budget with 3 sizes, so the dashed lines are the Chinchilla "
+            "fit's profiles at three budgets across the grid, with their minima (stars) where "
+            "they fall inside the sizes drawn"
+        )
     ax.set(xscale="log", xlabel="parameters N", ylabel="final validation loss")
-    ax.set_title(f"IsoFLOP profiles (approach 2), T={a.seq_len}")
-    ax.legend(fontsize=8)
+    ax.set_title(f"IsoFLOP profiles, T={a.seq_len}")
     _save(fig, path)
-    refused = (
-        a.approach_2
-        if isinstance(a.approach_2, str)
-        else "; ".join(a.approach_2.refused) or "every budget has an interior minimum"
-    )
-    return (
-        "Final loss against model size at each FLOP budget, a parabola in log N where a "
-        f"budget has 3 or more sizes, and its minimum (star) = N_opt. {refused}."
-    )
+    return f"Final loss against model size, coloured by training FLOPs; {shown}."
 
 
 def plot_training_curves(a: Analysis, path: Path) -> str:
@@ -553,6 +572,8 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
                 "is the share of extra compute that should go to parameters.",
             )
         )
+        for warning in fit.warnings():
+            b.append(("p", f"Caution: {warning}."))
     b.append(("h2", "Held-out prediction"))
     if isinstance(a.held_out, str):
         b.append(("p", f"Refused: {a.held_out}"))
@@ -576,13 +597,14 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
         ]
         b.append(("table", ["tokens", "measured", "predicted [95%]", "error"], rows))
     b.append(("h2", "Compute-optimal allocation"))
-    rows = []
+    rows, refusals = [], []
     for name, result in (
         ("approach 1 (envelope)", a.approach_1),
         ("approach 2 (IsoFLOP)", a.approach_2),
     ):
         if isinstance(result, str):
-            rows.append([name, "refused", result])
+            rows.append([name, "refused (below)", ""])
+            refusals.append(result)
         else:
             ci = result.n_opt.exponent_ci95
             rows.append(
@@ -602,6 +624,8 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
             ]
         )
     b.append(("table", ["method", "N_opt ∝ C^a", "D_opt ∝ C^b"], rows))
+    for refusal in refusals:
+        b.append(("p", f"Refused: {refusal}."))
     if not isinstance(a.approach_2, str) and a.approach_2.refused:
         b.append(("p", "Approach 2 left out: " + "; ".join(a.approach_2.refused) + "."))
     b.append(("img", "loss_vs_compute.png", captions["loss_vs_compute.png"]))
@@ -648,7 +672,9 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
             (
                 "p",
                 f"C = 6·N·D. GPU-hours = C / ({a.gpu} dense bf16 peak {peak:.3g} FLOP/s × MFU "
-                f"{mfu}), the MFU being {a.mfu_source}. Predictions this far beyond the grid "
+                f"{mfu}), the MFU being {a.mfu_source}; a small model's MFU on a CPU says "
+                "little about a large one's on a GPU, so pass --mfu with your own (about 40% "
+                "is common for tuned dense training). Predictions this far beyond the grid "
                 "carry the law's form as an assumption; the intervals cover the fit's "
                 "uncertainty only.",
             )

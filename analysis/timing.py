@@ -54,34 +54,48 @@ def fit_seq_len_cost(seq_len, time_per_token, d_model: int) -> SeqLenCost:
 
 
 def claim_quadratic(cost: SeqLenCost, lengths) -> str:
-    """ "Doubling the sequence length quadruples the cost", judged on one size's fit."""
+    """ "Doubling the sequence length quadruples the cost" (of a sequence), judged on one size's
+    fit over the lengths it was timed at."""
     lengths = sorted(lengths)
-    ratios = ", ".join(f"{cost.doubling_ratio(T):.2f}x at T={T}" for T in lengths)
+    ratios = ", ".join(f"{cost.doubling_ratio(T):.2f}x from T={T}" for T in lengths)
     near = cost.length_where_doubling_costs(3.6)
-    where = (
-        f"it comes within 10% of 4x only from T ≈ {near:,.0f}"
-        if np.isfinite(near)
-        else "no quadratic term was measured, so it never does"
-    )
+    if np.isfinite(near):
+        where = (
+            f"it comes within 10% of 4x only from T ≈ {near:,.0f} (measured crossover "
+            f"T* = {cost.crossover:,.0f}, FLOP model 6·d_model = {cost.flop_model_crossover})"
+        )
+    else:
+        where = (
+            "no attention cost was measurable at these lengths, so a sequence costs in "
+            f"proportion to its length here (the FLOP model puts the crossover at "
+            f"6·d_model = {cost.flop_model_crossover})"
+        )
     verdict = "true here" if cost.doubling_ratio(lengths[0]) >= 3.6 else "not true here"
     return (
-        f"Doubling the sequence length quadruples the cost: {verdict}. Measured "
-        f"{ratios}; {where} (measured crossover T* = {cost.crossover:,.0f}, FLOP model "
-        f"6·d_model = {cost.flop_model_crossover})."
+        f"Doubling the sequence length quadruples the cost: {verdict}. Doubling costs "
+        f"{ratios}; {where}."
     )
 
 
 def claim_exponential(params, time_per_token) -> str:
-    """ "Doubling the model size increases training time exponentially", judged by AIC."""
+    """ "Doubling the model size increases training time exponentially", judged by AIC: a
+    difference under 2 means these timings cannot tell the two forms apart."""
     power = fit_power_law(params, time_per_token, "time against parameters")
     exponential = fit_exponential(params, time_per_token, "time against parameters")
     low, high = power.exponent_ci95
-    preferred = "power law" if power.aic <= exponential.aic else "exponential"
-    verdict = "false" if preferred == "power law" else "supported by these timings"
+    difference = exponential.aic - power.aic
+    if difference >= 2:
+        verdict, comparison = "false", "the power law fits better"
+    elif difference <= -2:
+        verdict, comparison = "supported by these timings", "the exponential fits better"
+    else:
+        verdict = "not decided by these timings"
+        comparison = "the two forms fit about equally (AIC within 2)"
+    N = np.asarray(params, float)
     return (
         f"Doubling the model size increases training time exponentially: {verdict}. "
         f"Time per token grows as N^{power.exponent:.2f} (95% interval {low:.2f} to "
-        f"{high:.2f}), so doubling N multiplies it by {2**power.exponent:.2f}; the "
-        f"{preferred} fits better by AIC ({power.aic:.1f} for N^k against "
+        f"{high:.2f}), so doubling N multiplies it by {2**power.exponent:.2f}; over N from "
+        f"{N.min():.3g} to {N.max():.3g} {comparison} by AIC ({power.aic:.1f} for N^k against "
         f"{exponential.aic:.1f} for e^(rN))."
     )

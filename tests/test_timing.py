@@ -52,6 +52,10 @@ def test_the_exponential_claim_is_judged_by_aic():
     assert "N^0.95" in text and "the power law fits better by AIC" in text
     exponential = claim_exponential(np.linspace(1, 10, 10), np.exp(0.7 * np.linspace(1, 10, 10)))
     assert "supported by these timings" in exponential
+    # Over a narrow range both forms fit: the verdict says the timings cannot decide.
+    narrow = np.linspace(1e6, 1.3e6, 6)
+    undecided = claim_exponential(narrow, 1e-9 * narrow**0.9 * (1 + 0.01 * np.sin(narrow)))
+    assert "not decided by these timings" in undecided and "fit about equally" in undecided
 
 
 def test_too_little_data_is_refused():
