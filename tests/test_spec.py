@@ -273,7 +273,7 @@ def test_plan_json_lists_every_trial_with_the_contract_fields():
 def test_plan_prints_a_table_with_totals():
     result = scaling("plan", str(REPO / "experiments" / "smoke.yaml"))
     assert result.returncode == 0, result.stderr
-    assert "L4-d128-T256-s0" in result.stdout and "total" in result.stdout
+    assert "L3-d96-T512-D1.25M-s0" in result.stdout and "total" in result.stdout
 
 
 def test_a_bad_spec_exits_2_with_one_line_and_no_traceback(tmp_path):
