@@ -486,15 +486,25 @@ def plot_seq_len_split(a: Analysis, path: Path) -> str:
         if isinstance(cost, timing.SeqLenCost):
             ax.plot(T, (cost.a + cost.b * T) * 1e6, color=colour, label=f"{size}: a + b·T")
             ax.plot(T, np.full_like(T, cost.a * 1e6), ":", color=colour, lw=1)
+        # What the FLOP model expects: time in proportion to FLOPs per token, whose attention
+        # part is 12·L·d·T, scaled to the measured time at the shortest length.
+        shortest = group[group["seq_len"] == group["seq_len"].min()]
+        attention = 12 * shortest["n_layer"].iloc[0] * shortest["d_model"].iloc[0]
+        dense = shortest["flops_per_token"].iloc[0] - attention * shortest["seq_len"].iloc[0]
+        per_flop = shortest["time_per_token"].median() / shortest["flops_per_token"].iloc[0]
+        ax.plot(T, (dense + attention * T) * per_flop * 1e6, "--", color=colour, lw=0.8)
     ax.plot([], [], ":", color="grey", label="dense part a (no attention)")
+    ax.plot([], [], "--", color="grey", label="FLOP model, matched at the shortest T")
     ax.set(xlabel="sequence length T", ylabel="time per token (µs)", ylim=(0, None))
     ax.set_title("Time per token against sequence length: dense a + attention b·T")
     ax.legend(fontsize=8)
     _save(fig, path)
     return (
         "Time per token against sequence length per size: per sequence the cost is a·T + b·T², "
-        "so per token a (dense layers, dotted) plus b·T (attention). The dotted line is what "
-        "a sequence would cost per token without attention."
+        "so per token a (dense layers, dotted) plus b·T (attention). Dashed: what the FLOP model "
+        "(12·L·d·T attention FLOPs per token) predicts, matched to the measured time at the "
+        "shortest length; where the measured line is flatter, attention costs less than its "
+        "FLOPs on this hardware."
     )
 
 
@@ -626,6 +636,14 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
     b.append(("table", ["method", "N_opt ∝ C^a", "D_opt ∝ C^b"], rows))
     for refusal in refusals:
         b.append(("p", f"Refused: {refusal}."))
+    if not isinstance(a.approach_1, str):
+        b.append(
+            (
+                "p",
+                "Approach 1's intervals treat the envelope's points as independent; neighbours "
+                "come from one run, so read those intervals as too narrow.",
+            )
+        )
     if not isinstance(a.approach_2, str) and a.approach_2.refused:
         b.append(("p", "Approach 2 left out: " + "; ".join(a.approach_2.refused) + "."))
     b.append(("img", "loss_vs_compute.png", captions["loss_vs_compute.png"]))
