@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port, run_grid, tiny_spec, write_spec
+from helpers import free_port, run_grid, scaling, tiny_spec, write_spec
 from mlflow import MlflowClient
 
 
@@ -136,6 +136,15 @@ def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert len(json.load(response)["runs"]) == 3  # the grid's parent and its two trials
+    # The report, made from the server's records, goes back to the grid's run as artifacts.
+    report = scaling(
+        "report", "cluster", "--tracking-uri", mlflow_server, "--out", str(tmp_path / "report")
+    )
+    assert report.returncode == 0, report.stderr
+    grid = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'grid'")[0]
+    assert "report/report.html" in {
+        a.path for a in client.list_artifacts(grid.info.run_id, "report")
+    }
 
 
 def test_a_local_storage_path_is_refused_on_a_cluster_of_several_hosts():
