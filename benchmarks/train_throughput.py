@@ -112,6 +112,23 @@ def trial_path(trial) -> float:
     return result.metrics["step_time_s"]
 
 
+def precision_gain(rates: dict) -> dict:
+    """What bf16 autocast buys over fp32 in training, on one shape: `precision: auto` takes
+    bf16 only where the device has it, and this is the measurement that says it pays."""
+    trial = trial_for(4, 256, 4, 256, 12)
+    fp32, bf16 = plain_loop(trial, "fp32"), plain_loop(trial, "bf16")
+    return {
+        "benchmark": "precision",
+        "shape": "L4-d256",
+        "seq_len": 256,
+        "bf16_supported": hardware.bf16_supported(),
+        "fp32_tokens_per_s": round(TOKENS_PER_STEP / fp32),
+        "bf16_tokens_per_s": round(TOKENS_PER_STEP / bf16),
+        "bf16_speedup": round(fp32 / bf16, 2),
+        "auto_picks": hardware.resolve_precision("auto"),
+    }
+
+
 def main() -> None:
     device = hardware.device_type()
     rates = {p: hardware.measure_matmul_rate(p, seconds=2.0) for p in ("fp32", "bf16")}
@@ -129,6 +146,7 @@ def main() -> None:
         flush=True,
     )
     precision = hardware.resolve_precision("auto")
+    print(json.dumps(precision_gain(rates)), flush=True)
     for n_layer, d_model, n_head, seq_len, steps in SHAPES:
         trial = trial_for(n_layer, d_model, n_head, seq_len, steps)
         plain, product = [], []

@@ -43,8 +43,8 @@ logging.getLogger("ray.tune").setLevel(logging.WARNING)
 ACCEPTED = {trial_lib.FINISHED, trial_lib.OOM, trial_lib.DIVERGED}
 # What a trial's reports hold: metrics logged with their step, and params known at the end.
 METRICS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "step_time_s",
-           "peak_mem_bytes", "wall_s", "resumed_at")  # fmt: skip
-FINAL_PARAMS = ("precision", "device", "host", "ray_node_id")
+           "peak_mem_bytes", "wall_s", "resumed_at", "compile_s")  # fmt: skip
+FINAL_PARAMS = ("precision", "compile", "device", "host", "ray_node_id")
 # How many times Tune restarts a trial that raised or whose worker died.
 MAX_FAILURES = int(os.environ.get("SCALING_MAX_FAILURES", "2"))
 

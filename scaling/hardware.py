@@ -63,6 +63,13 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def resolve_compile(compile: str | bool) -> bool:
+    """The spec's `auto | true | false` as whether this device compiles the model: on CUDA
+    torch.compile fuses the elementwise work around the matmuls; on this project's CPUs it
+    measured no faster (benchmarks/RESULTS.md), so `auto` leaves CPUs eager."""
+    return device_type() == "cuda" if compile == "auto" else bool(compile)
+
+
 def lightning_precision(precision: str) -> str:
     return {"bf16": "bf16-mixed", "fp32": "32-true"}[precision]
 

@@ -53,9 +53,17 @@ class MetricsReporter(L.Callback):
     """Times optimizer steps (validation excluded), checks the loss is finite, and reports."""
 
     def __init__(
-        self, trial: TrialSpec, report: Report, peak_flops: float, resume_dir: Path | None
+        self,
+        trial: TrialSpec,
+        report: Report,
+        peak_flops: float,
+        resume_dir: Path | None,
+        compiled: bool = False,
     ):
         self.trial, self.report, self.peak_flops = trial, report, peak_flops
+        # A compiled model's first step is mostly compilation: timed on its own as compile_s.
+        self.compile_pending = compiled
+        self.compile_s: float | None = None
         self.resume_dir = resume_dir  # where to save a resume point at each validation
         self.step_times: list[float] = []
         self.last_eval_step = -1
@@ -80,6 +88,11 @@ class MetricsReporter(L.Callback):
         if trainer.global_step == self._steps_done:
             return  # gradient accumulation: the optimizer step has not happened yet
         now = time.perf_counter()
+        if self.compile_pending:
+            self.compile_pending = False
+            self.compile_s = now - self._step_start
+            self._steps_done, self._step_start = trainer.global_step, now
+            return
         self.step_times.append(now - self._step_start)
         self._window_seconds += now - self._step_start
         self._window_steps += 1
@@ -87,7 +100,9 @@ class MetricsReporter(L.Callback):
         self._step_start = now
         self.last_step_at = time.time()
         last = trainer.global_step >= self.trial.steps
-        if trainer.global_step % self.trial.train.log_interval_steps == 0 or last:
+        if self._window_steps and (
+            trainer.global_step % self.trial.train.log_interval_steps == 0 or last
+        ):
             self._report_training(trainer, trainer.global_step)
 
     def _report_training(self, trainer: L.Trainer, step: int) -> None:
@@ -206,7 +221,8 @@ def run(
     memory = PeakMemory(device)
     # MFU is against the peak of every worker's device together.
     peak = hardware.peak_flops(precision) * trial.resources.workers_per_trial
-    reporter = MetricsReporter(trial, report, peak, resume_dir)
+    compiled = hardware.resolve_compile(trial.train.compile)
+    reporter = MetricsReporter(trial, report, peak, resume_dir, compiled)
     try:
         result = _fit(trial, reporter, precision, out_dir, resume_from, distributed or {})
     except Diverged as exc:
@@ -221,6 +237,9 @@ def run(
         )
         return TrialResult(OOM, error=f"out of memory for {where}: {first_line}")
     steady = reporter.step_times[len(reporter.step_times) // 10 :] or reporter.step_times
+    if reporter.compile_s is not None:
+        result.metrics["compile_s"] = reporter.compile_s
+    result.params["compile"] = compiled
     result.metrics.update(
         step_time_s=sum(steady) / len(steady),
         peak_mem_bytes=memory.peak_bytes(),
@@ -245,6 +264,8 @@ def _fit(
     cache = prepare(trial.data, progress=False)
     L.seed_everything(trial.seed, verbose=False)
     module = GPTModule(trial)
+    if hardware.resolve_compile(train.compile):
+        module.model.compile()  # in place: the checkpoint's keys stay those of the plain model
     data = ByteDataModule(
         cache,
         trial.seq_len,

@@ -165,3 +165,23 @@ def test_a_resumed_trial_continues_from_its_resume_point_to_the_same_result(tmp_
     assert [r["step"] for r in reports if "val_loss" in r] == [32768]
     # ... and ends where the uninterrupted run did: same data, same optimizer state.
     assert resumed.val_loss == pytest.approx(whole.val_loss, abs=1e-5)
+
+
+def test_a_compiled_trial_times_its_compilation_apart_from_its_steps(tmp_path, finished):
+    """`train.compile: true` compiles the model; the first step, mostly compilation, is
+    reported as compile_s and kept out of the step time and tokens/s."""
+    trial = make_trial(train={"compile": True, "log_interval_steps": 1})
+    reports = Reports()
+    result = trial_lib.run(trial, reports, tmp_path)
+    assert result.status == "FINISHED" and result.params["compile"] is True
+    assert result.metrics["compile_s"] > 5 * result.metrics["step_time_s"]
+    # The first step is not in any reported window: the first report is for step 2.
+    assert next(r["step"] for r in reports if "train_loss" in r) == 8192
+    # Same data, same seed: the compiled model learns what the eager one does.
+    _, eager, _ = finished
+    assert result.val_loss == pytest.approx(eager.val_loss, abs=0.05)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert not any(key.startswith("_orig_mod") for key in state)
+    assert make_trial().train.compile == "auto" and trial_lib.hardware.resolve_compile("auto") is (
+        torch.cuda.is_available()
+    )
