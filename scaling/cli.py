@@ -71,12 +71,43 @@ def plan_rows(trials: list[spec_lib.TrialSpec]) -> list[dict]:
     return rows
 
 
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def plan_estimates(trials: list[spec_lib.TrialSpec], device: str, mfu: float):
+    """Each trial's estimated wall time and peak memory, and a line saying on what basis."""
+    from analysis.gpus import GPU_PEAK_FLOPS
+    from scaling import estimate
+
+    if device == "here":
+        process = estimate.process_bytes()
+        estimates = [estimate.estimate_here(t, process) for t in trials]
+        return estimates, "estimates: step times measured here, one shape at a time"
+    gpu = next((name for name in GPU_PEAK_FLOPS if name.lower() == device.lower()), None)
+    if gpu is None:
+        raise UsageError(
+            f"--device: unknown device '{device}': 'here' or one of {', '.join(GPU_PEAK_FLOPS)}"
+        )
+    if not 0 < mfu <= 1:
+        raise UsageError(f"--mfu: must be a fraction in (0, 1], got {mfu}")
+    estimates = [estimate.estimate_on_gpu(t, gpu, mfu) for t in trials]
+    return estimates, f"estimates: one {gpu} per trial at an assumed MFU of {mfu:.0%}"
+
+
 def cmd_plan(args) -> int:
     spec, trials = spec_lib.load(args.spec)
+    estimates, basis = plan_estimates(trials, args.device, args.mfu)
     if args.json:
-        print(json.dumps(plan_rows(trials), indent=1))
+        rows = plan_rows(trials)
+        for row, guess in zip(rows, estimates):
+            row.update(est_seconds=guess.seconds, est_peak_bytes=guess.peak_bytes)
+        print(json.dumps(rows, indent=1))
         return 0
-    table = Table(title=f"{args.spec}: {len(trials)} trials, experiment '{spec.experiment}'")
+    table = Table(
+        title=f"{args.spec}: {len(trials)} trials, experiment '{spec.experiment}'",
+        caption=basis,
+    )
     for column in (
         "trial",
         "L/d/h",
@@ -87,9 +118,11 @@ def cmd_plan(args) -> int:
         "tokens/param",
         "FLOPs/token",
         "FLOPs",
+        "est. time",
+        "est. memory",
     ):
         table.add_column(column, justify="left" if column == "trial" else "right")
-    for t in trials:
+    for t, guess in zip(trials, estimates):
         table.add_row(
             t.name,
             f"{t.n_layer}/{t.d_model}/{t.n_head}",
@@ -100,6 +133,8 @@ def cmd_plan(args) -> int:
             f"{t.tokens / t.params:.3g}",
             _count(t.flops_per_token),
             f"{t.flops:.3g}",
+            _seconds(guess.seconds),
+            f"{guess.peak_bytes / 2**30:.2f} GiB",
         )
     table.add_section()
     table.add_row(
@@ -112,6 +147,8 @@ def cmd_plan(args) -> int:
         "",
         "",
         f"{sum(t.flops for t in trials):.3g}",
+        _seconds(sum(g.seconds for g in estimates)) + " (one at a time)",
+        f"max {max(g.peak_bytes for g in estimates) / 2**30:.2f} GiB",
     )
     _console().print(table)
     return 0
@@ -407,6 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="validate a spec and list its trials")
     plan.add_argument("spec")
     plan.add_argument("--json", action="store_true", help="print the trials as JSON")
+    plan.add_argument(
+        "--device",
+        default="here",
+        help="estimate for this machine (here, measured) or a GPU by name (H100, A100, ...)",
+    )
+    plan.add_argument(
+        "--mfu", type=float, default=0.4, help="MFU assumed for a named GPU (default 0.4)"
+    )
     plan.set_defaults(func=cmd_plan)
 
     run = commands.add_parser("run", help="run a grid and record it in MLflow")

@@ -12,6 +12,7 @@ other error propagates to the caller, who may retry it.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import time
@@ -163,6 +164,12 @@ class PeakMemory:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
             return
+        # Hand the heap an earlier trial of this worker freed back to the system first, so
+        # the high-water mark starts from what this process really holds now.
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
         try:
             Path("/proc/self/clear_refs").write_text("5")
         except OSError:

@@ -313,3 +313,32 @@ def test_a_bad_flag_exits_2_with_one_line():
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "--bogus" in result.stderr
+
+
+def test_plan_estimates_time_and_memory_here_and_on_a_named_gpu(tmp_path, cache_dir):
+    spec = write_spec(
+        tmp_path / "tiny.yaml", tiny_spec(grid={"seq_len": [64], "tokens": [8192 * 40]})
+    )
+    here = json.loads(scaling("plan", str(spec), "--json").stdout)[0]
+    # Measured here, once per shape: the step time is cached for the next plan.
+    cached = json.loads((cache_dir / "step_seconds.json").read_text())
+    (step_s,) = [value for key, value in cached.items() if "L1-d32|T=64|micro=64x1" in key]
+    assert here["est_seconds"] > here["steps"] * step_s
+    assert here["est_peak_bytes"] > 16 * here["params_total"] + 100 * 2**20  # + the process
+    gpu = json.loads(
+        scaling("plan", str(spec), "--json", "--device", "h100", "--mfu", "0.5").stdout
+    )[0]
+    train_s = here["flops"] / (989e12 * 0.5)
+    assert train_s < gpu["est_seconds"] < train_s + 1  # + validations and set-up
+    assert gpu["est_peak_bytes"] < here["est_peak_bytes"]  # no CPU process in a GPU's memory
+    table = scaling("plan", str(spec), "--device", "H100")
+    assert "one H100 per trial at an assumed MFU of 40%" in table.stdout
+
+
+def test_plan_refuses_an_unknown_device_with_one_line(tmp_path):
+    spec = write_spec(tmp_path / "tiny.yaml", tiny_spec())
+    result = scaling("plan", str(spec), "--device", "tpu-v9")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "--device: unknown device 'tpu-v9': 'here' or one of H200, H100, A100, L40S, A10"
+    )

@@ -1,0 +1,131 @@
+"""What a trial will cost before it runs: wall time and peak memory, for `scaling plan`.
+
+On this machine the time comes from measurement: a few optimizer steps of the trial's own
+model, micro-batch and precision (cached per device and shape, so a plan measures each shape
+once), times the trial's steps, plus its validations and set-up. For a named GPU it comes from
+the FLOPs at an assumed MFU, which the plan prints. Memory is the model's training state
+(fp32 weights, gradients and AdamW's two moments: 16 bytes a parameter), one micro-batch's
+activations, and on a CPU the process itself (Python, torch, Lightning), measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+import torch
+
+from analysis.gpus import GPU_PEAK_FLOPS
+from scaling import hardware
+from scaling.model import GPT
+from scaling.spec import TrialSpec
+
+SETUP_S = 0.5  # Trainer, data module and the final checkpoint of a small trial, measured
+ACTIVATION_BYTES = 34  # per token, layer and width unit under mixed precision (Korthikanti
+# et al. 2022), attention scores not stored (flash / memory-efficient SDPA)
+LOGIT_BYTES = 10  # per token and vocabulary entry: bf16 logits, fp32 copy for the loss, grad
+# Random training windows touch most pages of the memory-mapped token cache over a trial: the
+# standard library's 31 M tokens are 62 MB of uint16, resident once read.
+TOKEN_PAGES_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    peak_bytes: int
+
+
+def activation_bytes(trial: TrialSpec) -> int:
+    tokens = trial.micro_batch_size * trial.seq_len
+    config = trial.gpt_config
+    return tokens * (
+        config.n_layer * config.d_model * ACTIVATION_BYTES + config.vocab_size * LOGIT_BYTES
+    )
+
+
+def state_bytes(trial: TrialSpec) -> int:
+    return 16 * trial.params_total
+
+
+def measured_step_seconds(trial: TrialSpec, precision: str, steps: int = 3) -> float:
+    """Seconds per optimizer step of this trial's model on this device, measured (cached)."""
+    key = (
+        f"{hardware.cpu_model()}|{hardware.device_type()}|threads={torch.get_num_threads()}|"
+        f"torch={torch.__version__}|{trial.gpt_config.name}|T={trial.seq_len}|"
+        f"micro={trial.micro_batch_size}x{trial.accumulate_grad_batches}|{precision}"
+    )
+    path = hardware.cache_dir() / "step_seconds.json"
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if key not in table:
+        table[key] = _time_steps(trial, precision, steps)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table, indent=1))
+        os.replace(tmp, path)
+    return table[key]
+
+
+def _time_steps(trial: TrialSpec, precision: str, steps: int) -> float:
+    device = hardware.device_type()
+    torch.manual_seed(0)
+    model = GPT(trial.gpt_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    shape = (trial.micro_batch_size, trial.seq_len)
+    x = torch.randint(0, trial.gpt_config.vocab_size, shape, device=device)
+    y = torch.randint(0, trial.gpt_config.vocab_size, shape, device=device)
+
+    def step() -> None:
+        for _ in range(trial.accumulate_grad_batches):
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                _, loss = model(x, y)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+
+    step()  # warm-up: kernels, allocator, caches
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def _evaluations(trial: TrialSpec) -> int:
+    interval = trial.train.eval_interval_tokens
+    return -(-trial.tokens // interval) if interval < trial.tokens else 1
+
+
+def estimate_here(trial: TrialSpec, process_bytes: int) -> Estimate:
+    """On this machine: measured step time; `process_bytes` is the bare process's memory."""
+    precision = hardware.resolve_precision(trial.train.precision)
+    step_s = measured_step_seconds(trial, precision)
+    # A validation is forward passes only: about a third of a training step per token.
+    eval_s = trial.train.eval_tokens / trial.train.tokens_per_step * step_s / 3
+    seconds = trial.steps * step_s + _evaluations(trial) * eval_s + SETUP_S
+    cpu = hardware.device_type() == "cpu"
+    peak = state_bytes(trial) + activation_bytes(trial) + (process_bytes if cpu else 0)
+    return Estimate(seconds, peak)
+
+
+def estimate_on_gpu(trial: TrialSpec, gpu: str, mfu: float) -> Estimate:
+    """On a named GPU at an assumed MFU: FLOPs over the achieved rate, plus validations."""
+    rate = GPU_PEAK_FLOPS[gpu]["bf16"] * mfu
+    train_s = trial.flops / rate
+    eval_s = _evaluations(trial) * trial.train.eval_tokens * trial.flops_per_token / 3 / rate
+    return Estimate(train_s + eval_s + SETUP_S, state_bytes(trial) + activation_bytes(trial))
+
+
+def process_bytes() -> int:
+    """Resident memory of a process holding what a grid's trial worker holds besides its
+    model: torch, Lightning, Ray Tune and the token cache's pages."""
+    import lightning  # noqa: F401
+    import ray.tune  # noqa: F401
+
+    return psutil.Process().memory_info().rss + TOKEN_PAGES_BYTES
