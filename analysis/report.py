@@ -90,9 +90,9 @@ def analyse(
 ) -> Analysis:
     """Fit everything the grid supports; refusals are kept as messages, not raised."""
     finished = runs.finished.dropna(subset=["val_loss", "params", "tokens"]).copy()
-    finished["size"] = finished.apply(size_name, axis=1)
     if finished.empty:
         raise FitError(f"experiment '{experiment}' has no FINISHED trial to fit")
+    finished["size"] = finished.apply(size_name, axis=1)
     # Loss depends on context length, so the loss laws use one length: the one with the most
     # finished runs, the longest of those on a tie (the context users usually plan for).
     counts = finished.groupby("seq_len").size()

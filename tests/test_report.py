@@ -245,3 +245,16 @@ def test_bad_report_requests_get_one_line(report, tmp_path):
     gpu = scaling("report", "known-laws", "--tracking-uri", uri, "--gpu", "TPU9")
     assert gpu.returncode == 2 and gpu.stderr.startswith("--gpu: unknown GPU 'TPU9', known: H200")
     assert not (tmp_path / "r").exists()
+
+
+def test_an_experiment_with_nothing_finished_is_refused_with_its_reason():
+    import pandas as pd
+
+    from analysis.fit import FitError
+    from analysis.report import analyse
+    from analysis.runs import Runs
+
+    oom = {"run_id": "a", "name": "L1-d32-T64-s0", "status": "OOM", "error": "out of memory"}
+    table = pd.DataFrame([oom], columns=[*oom, "params", "tokens", "val_loss"])
+    with pytest.raises(FitError, match=r"^experiment 'tiny' has no FINISHED trial to fit$"):
+        analyse(Runs(table), "tiny")
