@@ -137,6 +137,22 @@ def _two_loop(G, steps, changes):
     return -q
 
 
+def bootstrap_interval(samples, quantity, level: float = 0.95) -> tuple[float, float] | None:
+    """The percentile interval of `quantity(law)` over bootstrap-fitted laws. Resamples where
+    the quantity is undefined (a law with no optimum) are left out; with fewer than half left,
+    or no samples at all, there is no interval."""
+    if not samples:
+        return None
+    with np.errstate(all="ignore"):
+        values = np.array([quantity(law) for law in samples], dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < len(samples) / 2:
+        return None
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 @dataclass
 class ChinchillaFit:
     """A fitted Chinchilla law with what it was fitted on and, with a bootstrap, its spread."""
@@ -149,18 +165,8 @@ class ChinchillaFit:
     samples: list[ChinchillaLaw] = field(default_factory=list, repr=False)
 
     def interval(self, quantity, level: float = 0.95) -> tuple[float, float] | None:
-        """The bootstrap interval of any function of a law, e.g. `lambda law: law.n_opt(1e21)`.
-        Resamples where the quantity is undefined (a law with no optimum) are left out."""
-        if not self.samples:
-            return None
-        with np.errstate(all="ignore"):
-            values = np.array([quantity(law) for law in self.samples], dtype=float)
-        values = values[np.isfinite(values)]
-        if len(values) < len(self.samples) / 2:
-            return None
-        tail = (1 - level) / 2 * 100
-        low, high = np.percentile(values, [tail, 100 - tail])
-        return float(low), float(high)
+        """The bootstrap interval of any function of a law, e.g. `lambda law: law.n_opt(1e21)`."""
+        return bootstrap_interval(self.samples, quantity, level)
 
     def warnings(self) -> list[str]:
         """Where the data leave the law loosely pinned, in words a reader can act on."""
@@ -335,12 +341,7 @@ class SaturatingFit:
     samples: list[SaturatingPowerLaw] = field(default_factory=list, repr=False)
 
     def interval(self, quantity, level: float = 0.95) -> tuple[float, float] | None:
-        if not self.samples:
-            return None
-        values = np.array([quantity(law) for law in self.samples], dtype=float)
-        tail = (1 - level) / 2 * 100
-        low, high = np.percentile(values, [tail, 100 - tail])
-        return float(low), float(high)
+        return bootstrap_interval(self.samples, quantity, level)
 
 
 def fit_saturating(x, loss, bootstrap: int = 0, seed: int = 0) -> SaturatingFit:

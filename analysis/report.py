@@ -53,6 +53,7 @@ class Analysis:
     experiment: str
     source: str
     runs: Runs
+    finished: pd.DataFrame  # the finished runs with a loss, each with its `size` name
     seq_len: int | None  # the sequence length the loss fits use
     points: pd.DataFrame  # the finished runs at that length
     chinchilla: ChinchillaFit | str
@@ -149,6 +150,7 @@ def analyse(
         experiment,
         source,
         runs,
+        finished,
         seq_len,
         points,
         chinchilla,
@@ -358,15 +360,22 @@ def _frontier_in_grid_flops(points: pd.DataFrame):
     return frontier
 
 
+def _losses_coloured_by(fig, ax, points: pd.DataFrame, column: str, cmap: str, label: str):
+    """Final loss against parameters, coloured on a log scale by `column`; returns the scale."""
+    values = points[column]
+    norm = LogNorm(values.min(), max(values.max(), values.min() * 1.01))
+    cmap = plt.get_cmap(cmap)
+    dots = ax.scatter(
+        points["params"], points["val_loss"], c=values, cmap=cmap, norm=norm, zorder=3
+    )
+    fig.colorbar(dots, ax=ax, label=label)
+    return norm, cmap
+
+
 def plot_loss_vs_params(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     tokens = a.points["tokens"]
-    norm = LogNorm(tokens.min(), max(tokens.max(), tokens.min() * 1.01))
-    cmap = plt.get_cmap("plasma")
-    sc = ax.scatter(
-        a.points["params"], a.points["val_loss"], c=tokens, cmap=cmap, norm=norm, zorder=3
-    )
-    fig.colorbar(sc, ax=ax, label="training tokens")
+    norm, cmap = _losses_coloured_by(fig, ax, a.points, "tokens", "plasma", "training tokens")
     n_max = a.points["params"].max()
     N = np.logspace(np.log10(a.points["params"].min() / 2), np.log10(n_max * 30))
     if not isinstance(a.chinchilla, str):
@@ -392,12 +401,7 @@ def plot_loss_vs_params(a: Analysis, path: Path) -> str:
 def plot_isoflop(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     flops = a.points["flops"]
-    norm = LogNorm(flops.min(), max(flops.max(), flops.min() * 1.01))
-    cmap = plt.get_cmap("cividis")
-    dots = ax.scatter(
-        a.points["params"], a.points["val_loss"], c=flops, cmap=cmap, norm=norm, zorder=3
-    )
-    fig.colorbar(dots, ax=ax, label="training FLOPs")
+    norm, cmap = _losses_coloured_by(fig, ax, a.points, "flops", "cividis", "training FLOPs")
     parabolas = [] if isinstance(a.approach_2, str) else a.approach_2.parabolas
     budgets = frontier.isoflop_budgets(flops)
     for parabola in parabolas:
@@ -434,8 +438,7 @@ def plot_isoflop(a: Analysis, path: Path) -> str:
 
 
 def plot_training_curves(a: Analysis, path: Path) -> str:
-    finished = a.runs.finished.dropna(subset=["params"]).copy()
-    finished["size"] = finished.apply(size_name, axis=1)
+    finished = a.finished
     lengths = sorted(finished["seq_len"].unique())
     colours = _size_colours(_sizes_in_order(finished))
     fig, axes = plt.subplots(1, len(lengths), figsize=(4.5 * len(lengths), 4), squeeze=False)
@@ -454,7 +457,7 @@ def plot_training_curves(a: Analysis, path: Path) -> str:
 
 def plot_time_per_token(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    timed = a.runs.finished.dropna(subset=["time_per_token", "params"])
+    timed = a.finished.dropna(subset=["time_per_token"])
     for T, group in timed.groupby("seq_len"):
         (dots,) = ax.plot(group["params"], group["time_per_token"] * 1e6, "o")
         law = a.time_vs_params.get(int(T))
@@ -475,8 +478,7 @@ def plot_time_per_token(a: Analysis, path: Path) -> str:
 
 def plot_seq_len_split(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    timed = a.runs.finished.dropna(subset=["time_per_token", "params"]).copy()
-    timed["size"] = timed.apply(size_name, axis=1)
+    timed = a.finished.dropna(subset=["time_per_token"])
     colours = _size_colours(_sizes_in_order(timed))
     T = np.linspace(0, timed["seq_len"].max() * 1.1, 100)
     for size, group in timed.groupby("size"):
@@ -509,8 +511,7 @@ def plot_seq_len_split(a: Analysis, path: Path) -> str:
 
 
 def plot_mfu_heatmap(a: Analysis, path: Path) -> str:
-    timed = a.runs.finished.dropna(subset=["mfu", "params"]).copy()
-    timed["size"] = timed.apply(size_name, axis=1)
+    timed = a.finished.dropna(subset=["mfu"])
     sizes = _sizes_in_order(timed)
     table = timed.pivot_table(index="size", columns="seq_len", values="mfu", aggfunc="median")
     table = table.reindex(sizes) * 100

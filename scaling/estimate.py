@@ -10,8 +10,6 @@ activations, and on a CPU the process itself (Python, torch, Lightning), measure
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 
@@ -57,18 +55,9 @@ def measured_step_seconds(trial: TrialSpec, precision: str, steps: int = 3) -> f
         f"torch={torch.__version__}|{trial.gpt_config.name}|T={trial.seq_len}|"
         f"micro={trial.micro_batch_size}x{trial.accumulate_grad_batches}|{precision}"
     )
-    path = hardware.cache_dir() / "step_seconds.json"
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, ValueError):
-        table = {}
-    if key not in table:
-        table[key] = _time_steps(trial, precision, steps)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(table, indent=1))
-        os.replace(tmp, path)
-    return table[key]
+    return hardware.cached_measurement(
+        "step_seconds.json", key, lambda: _time_steps(trial, precision, steps)
+    )
 
 
 def _time_steps(trial: TrialSpec, precision: str, steps: int) -> float:

@@ -87,17 +87,22 @@ def peak_flops(precision: str) -> float:
 def _cached_matmul_rate(precision: str) -> float:
     threads = torch.get_num_threads()
     key = f"{cpu_model()}|{device_type()}|{precision}|threads={threads}|torch={torch.__version__}"
-    path = cache_dir() / "peak_flops.json"
+    return cached_measurement("peak_flops.json", key, lambda: measure_matmul_rate(precision))
+
+
+def cached_measurement(filename: str, key: str, measure) -> float:
+    """`measure()` once per machine and `key`, kept in the cache folder's `filename`."""
+    path = cache_dir() / filename
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError):
         table = {}
     if key not in table:
-        table[key] = measure_matmul_rate(precision)
+        table[key] = measure()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(table, indent=1))
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # a reader never sees half a file
     return table[key]
 
 
