@@ -129,6 +129,50 @@ def precision_gain(rates: dict) -> dict:
     }
 
 
+def attention_seconds(trial, precision: str, repeats: int = 10) -> tuple[float, float]:
+    """Forward and backward seconds of one layer's causal SDPA on one step's batch: the kernel
+    the profile blames, timed alone so the benchmark itself shows what caps MFU."""
+    config = trial.gpt_config
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    shape = (trial.batch_size, config.n_head, trial.seq_len, config.head_dim)
+    q, k, v = (torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3))
+    grad = torch.randn(shape, dtype=dtype)
+
+    def attention():
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    for _ in range(3):
+        attention().backward(grad)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        attention()
+    forward = (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    for _ in range(repeats):
+        attention().backward(grad)
+    return forward, (time.perf_counter() - start) / repeats - forward
+
+
+def attention_share(trial, precision: str, step_seconds: float, rate: float) -> dict:
+    """How much of a step the attention kernel takes, and the MFU the rest would allow."""
+    forward, backward = attention_seconds(trial, precision)
+    config = trial.gpt_config
+    # QKᵀ and AV: 4·B·H·T²·head_dim FLOPs forward, twice that backward (FLOP convention).
+    flops = 4 * trial.batch_size * config.n_head * trial.seq_len**2 * config.head_dim
+    per_step = config.n_layer * (forward + backward)
+    flops_per_step = TOKENS_PER_STEP * trial.flops_per_token
+    return {
+        "benchmark": "attention_kernel",
+        "shape": config.name,
+        "seq_len": trial.seq_len,
+        "precision": precision,
+        "forward_flops": round(flops / forward / 1e9, 1) * 1e9,
+        "backward_flops": round(2 * flops / backward / 1e9, 1) * 1e9,
+        "share_of_step": round(per_step / step_seconds, 3),
+        "mfu_if_attention_were_free": round(flops_per_step / (step_seconds - per_step) / rate, 3),
+    }
+
+
 def main() -> None:
     device = hardware.device_type()
     rates = {p: hardware.measure_matmul_rate(p, seconds=2.0) for p in ("fp32", "bf16")}
@@ -176,6 +220,8 @@ def main() -> None:
             ),
             flush=True,
         )
+        if (n_layer, d_model, seq_len) == (6, 384, 256):
+            print(json.dumps(attention_share(trial, precision, a, rates[precision])), flush=True)
 
 
 if __name__ == "__main__":
