@@ -20,6 +20,12 @@ class GPTConfig:
     n_head: int
     seq_len: int  # the context the position table is sized for
     vocab_size: int = VOCAB_SIZE
+    window: int | None = None  # sliding-window attention: each token sees itself and window-1 before
+
+    @property
+    def attention_span(self) -> int:
+        """Keys a query attends to at most: the window, or the whole context when dense."""
+        return self.seq_len if self.window is None else min(self.seq_len, self.window)
 
     @property
     def head_dim(self) -> int:
@@ -54,10 +60,23 @@ class GPTConfig:
         """Training FLOPs per token (forward + backward), PaLM appendix B / nanoGPT.
 
         6 per matmul weight, plus 12·L·d·T for the attention scores and their weighted sum
-        (QKᵀ and AV, forward and backward). Causal masking is not discounted.
+        (QKᵀ and AV, forward and backward). Causal masking is not discounted; a sliding
+        window counts min(T, window) keys per query.
         """
         T = self.seq_len if seq_len is None else seq_len
+        if self.window is not None:
+            T = min(T, self.window)
         return 6 * self.matmul_params + 12 * self.n_layer * self.d_model * T
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | None]:
         return asdict(self)
+
+
+def parse_attention(text: str) -> int | None:
+    """`dense` -> None; `sliding_window:W` -> W. Raises ValueError with the accepted forms."""
+    if text == "dense":
+        return None
+    kind, _, width = text.partition(":")
+    if kind == "sliding_window" and width.isdigit() and int(width) > 0:
+        return int(width)
+    raise ValueError("must be 'dense' or 'sliding_window:W' with W a positive integer")

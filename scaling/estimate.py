@@ -52,7 +52,7 @@ def measured_step_seconds(trial: TrialSpec, precision: str, steps: int = 3) -> f
     """Seconds per optimizer step of this trial's model on this device, measured (cached)."""
     key = (
         f"{hardware.cpu_model()}|{hardware.device_type()}|threads={torch.get_num_threads()}|"
-        f"torch={torch.__version__}|{trial.gpt_config.name}|T={trial.seq_len}|"
+        f"torch={torch.__version__}|{trial.gpt_config.name}|T={trial.seq_len}|{trial.attention}|"
         f"micro={trial.micro_batch_size}x{trial.accumulate_grad_batches}|{precision}"
     )
     return hardware.cached_measurement(

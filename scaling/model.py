@@ -1,8 +1,9 @@
 """A decoder-only transformer (GPT), in the spirit of nanoGPT's model file.
 
 Pre-LayerNorm blocks, causal self-attention through `scaled_dot_product_attention` (flash or
-memory-efficient kernels where the device has them), learned absolute positions, and the
-token embedding tied to the output head. No biases: they add little and complicate the counts.
+memory-efficient kernels where the device has them), dense or within a sliding window, learned
+absolute positions, and the token embedding tied to the output head. No biases: they add little
+and complicate the counts. Generation decodes one token at a time with a key/value cache.
 """
 
 from __future__ import annotations
@@ -16,19 +17,89 @@ from torch import nn
 from scaling.config import GPTConfig
 
 
+def sliding_window_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Causal attention in which each query sees itself and the `window`-1 keys before it,
+    in O(T·window) time and memory: no T×T mask or score matrix is ever made.
+
+    The sequence is cut into blocks of `window` queries. Every key a block's queries may see
+    lies in that block or the one before, so each block attends to those 2·window keys and one
+    (window, 2·window) band mask, the same for every block, picks out each query's window.
+    """
+    B, H, T, D = q.shape
+    if T <= window:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    pad = -T % window  # padded at the end: no real query can see a padded key
+    q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    blocks = (T + pad) // window
+    # Blocks stand where heads stood, (B·H, blocks, window, D): the fused CPU and GPU kernels
+    # take 4-D inputs only, and the one band mask below broadcasts over the first dimension.
+    q, k, v = (t.reshape(B * H, blocks, window, D) for t in (q, k, v))
+    # Each block's keys: the previous block (zeros before the first) followed by its own.
+    k, v = (torch.cat([F.pad(t, (0, 0, 0, 0, 1, 0))[:, :-1], t], dim=2) for t in (k, v))
+    query = torch.arange(window, device=q.device).view(window, 1)
+    key = torch.arange(2 * window, device=q.device).view(1, 2 * window)
+    # Key j of a block's 2·window lies query + window - j positions before query `query`:
+    # visible when that distance is 0 (itself) up to window - 1.
+    band = (key > query) & (key <= query + window)
+    first_block = key >= window  # the first block has no block before it
+    # 4-D, (1, blocks, window, 2·window): a 3-D mask sends SDPA to its slow math kernel.
+    mask = torch.stack([band & first_block] + [band] * (blocks - 1)).unsqueeze(0)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return y.reshape(B, H, blocks * window, D)[:, :, :T]
+
+
+class KVCache:
+    """Each layer's keys and values of the tokens generated so far, for decoding one token at a
+    time. Dense attention keeps the whole context; a sliding window keeps only its last `window`
+    keys in a ring (the slot is the position modulo the window), so memory stays O(window).
+    Slot order does not matter: a single query attends to every key it is given."""
+
+    def __init__(self, config: GPTConfig, batch: int, device=None, dtype=torch.float32):
+        self.capacity = config.attention_span
+        shape = (batch, config.n_head, self.capacity, config.head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.values = [torch.zeros_like(t) for t in self.keys]
+        self.length = 0  # tokens seen: the next token's position
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Write the new tokens' keys and values; return every key and value now visible."""
+        T = k.size(2)
+        kept = min(T, self.capacity)  # of a long prompt, only the last window's keys matter
+        slots = torch.arange(self.length + T - kept, self.length + T) % self.capacity
+        self.keys[layer][:, :, slots] = k[:, :, T - kept :]
+        self.values[layer][:, :, slots] = v[:, :, T - kept :]
+        filled = min(self.length + T, self.capacity)
+        return self.keys[layer][:, :, :filled], self.values[layer][:, :, :filled]
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         self.n_head = config.n_head
+        self.window = config.window
+        self.layer = layer
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is not None and cache.length > 0:
+            # Decoding: one new query, attending to every cached key (all inside its window).
+            assert T == 1, "decode one token at a time once the cache holds the prompt"
+            k, v = cache.store(self.layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            if cache is not None:
+                cache.store(self.layer, k, v)  # the prompt: attend as in training, then keep
+            if self.window is None:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                y = sliding_window_attention(q, k, v, self.window)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
@@ -43,15 +114,15 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.d_model, bias=False)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = nn.LayerNorm(config.d_model, bias=False)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -61,7 +132,7 @@ class GPT(nn.Module):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.wpe = nn.Embedding(config.seq_len, config.d_model)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, bias=False)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying (Press & Wolf 2017)
@@ -77,15 +148,26 @@ class GPT(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """Logits for every position; with `targets`, also the mean cross-entropy."""
-        T = idx.size(1)
-        if self.config.seq_len < T:
-            raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.seq_len}")
-        pos = torch.arange(T, device=idx.device)
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ):
+        """Logits for every position; with `targets`, also the mean cross-entropy. With a
+        `cache`, `idx` continues the tokens the cache holds (positions count on from there)."""
+        start = cache.length if cache is not None else 0
+        end = start + idx.size(1)
+        if self.config.seq_len < end:
+            raise ValueError(
+                f"sequence of {end} tokens exceeds the context of {self.config.seq_len}"
+            )
+        pos = torch.arange(start, end, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, cache)
+        if cache is not None:
+            cache.length = end
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits
@@ -98,3 +180,41 @@ class GPT(nn.Module):
         if non_embedding:
             total -= self.wte.weight.numel() + self.wpe.weight.numel()
         return total
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Continue `idx` (B, T) by `max_new_tokens`, one token at a time. Temperature 0 is
+        greedy. With `use_cache` each step runs only the new token through the network;
+        without, every step recomputes the whole sequence (the reference the cache must match).
+        The learned position table ends at `seq_len`, so the whole sequence must fit in it."""
+        total = idx.size(1) + max_new_tokens
+        if total > self.config.seq_len:
+            raise ValueError(
+                f"{idx.size(1)} prompt tokens + {max_new_tokens} new tokens = {total} exceeds the "
+                f"context of {self.config.seq_len} the model was trained with"
+            )
+        cache = KVCache(self.config, idx.size(0), idx.device, self.wte.weight.dtype)
+        new = idx if use_cache else None
+        for _ in range(max_new_tokens):
+            logits = self(new, cache=cache) if use_cache else self(idx)
+            logits = logits[:, -1, :]
+            if temperature == 0:
+                token = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = F.softmax(logits.float(), dim=-1)
+                token = torch.multinomial(probs, num_samples=1, generator=generator)
+            idx = torch.cat([idx, token], dim=1)
+            new = token
+        return idx

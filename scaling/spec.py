@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from scaling.config import GPTConfig
+from scaling.config import GPTConfig, parse_attention
 from scaling.errors import InputError
 
 
@@ -150,9 +151,15 @@ class SizeSpec(StrictModel):
         return self
 
 
+def _attention(text: str) -> str:
+    parse_attention(text)  # its ValueError names the accepted forms
+    return text
+
+
 class ModelSpec(StrictModel):
     sizes: list[SizeSpec] = Field(min_length=1)
-    attention: list[Literal["dense"]] = ["dense"]
+    # `dense` or `sliding_window:W` (each token attends to itself and the W-1 before it).
+    attention: list[Annotated[str, AfterValidator(_attention)]] = ["dense"]
     # The aspect-ratio rule for target sizes: d_model ≈ aspect_ratio × n_layer (Kaplan et al.
     # find loss flat for d_model/n_layer between about 20 and 200), heads of head_dim.
     aspect_ratio: PositiveFloat = 64.0
@@ -263,7 +270,13 @@ class TrialSpec(StrictModel):
 
     @property
     def gpt_config(self) -> GPTConfig:
-        return GPTConfig(self.n_layer, self.d_model, self.n_head, self.seq_len)
+        return GPTConfig(
+            self.n_layer,
+            self.d_model,
+            self.n_head,
+            self.seq_len,
+            window=parse_attention(self.attention),
+        )
 
     @property
     def steps(self) -> int:
@@ -360,7 +373,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
     for ((L, d, h), size_train), attention, T, (kind, budget), seed in itertools.product(
         _sizes(spec.model, train), spec.model.attention, grid.seq_len, budgets, grid.seeds
     ):
-        config = GPTConfig(L, d, h, T)
+        config = GPTConfig(L, d, h, T, window=parse_attention(attention))
         per_token = config.flops_per_token()
         wanted = {
             "tokens": budget,
@@ -371,8 +384,8 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
         steps = max(1, round(wanted / train.tokens_per_step))
         tokens = steps * train.tokens_per_step
         name = f"L{L}-d{d}-T{T}"
-        if attention != "dense":
-            name += f"-{attention.replace(':', '')}"
+        if config.window is not None:
+            name += f"-W{config.window}"
         if several_budgets:
             name += f"-C{budget:.0e}" if kind == "compute" else f"-D{_short_count(tokens)}"
         name += f"-s{seed}"

@@ -44,6 +44,30 @@ def test_a_grid_is_the_product_of_its_axes():
     assert [t.trial_id for t in expand(raw)] == [t.trial_id for t in trials]
 
 
+def test_attention_is_a_grid_axis_and_a_window_counts_only_its_keys():
+    raw = tiny_spec(
+        model={
+            "sizes": [{"n_layer": 2, "d_model": 64, "n_head": 2}],
+            "attention": ["dense", "sliding_window:128"],
+        },
+        grid={"seq_len": [64, 512], "tokens": [32768]},
+    )
+    trials = expand(raw)
+    assert [t.name for t in trials] == [
+        "L2-d64-T64-s0",
+        "L2-d64-T512-s0",
+        "L2-d64-T64-W128-s0",
+        "L2-d64-T512-W128-s0",
+    ]
+    dense_64, dense_512, window_64, window_512 = trials
+    assert window_512.gpt_config.window == 128
+    attention_per_key = 12 * 2 * 64
+    # Below the window a sliding window is dense attention; above it, min(T, window) keys.
+    assert window_64.flops_per_token == dense_64.flops_per_token
+    assert dense_512.flops_per_token - window_512.flops_per_token == attention_per_key * (512 - 128)
+    assert len({t.trial_id for t in trials}) == 4
+
+
 def test_every_trial_trains_whole_optimizer_steps_of_constant_tokens():
     trials = expand(tiny_spec(grid={"seq_len": [64, 128, 256], "tokens": [50000]}))
     for t in trials:
@@ -176,7 +200,18 @@ BAD = [
     (dict(model={"sizes": []}), "grid.yaml: model.sizes: must not be empty"),
     (
         dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}], "attention": "sparse"}),
-        "grid.yaml: model.attention[0]: must be 'dense', got 'sparse'",
+        "grid.yaml: model.attention[0]: must be 'dense' or 'sliding_window:W' with W a positive "
+        "integer, got 'sparse'",
+    ),
+    (
+        dict(
+            model={
+                "sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}],
+                "attention": ["dense", "sliding_window:-8"],
+            }
+        ),
+        "grid.yaml: model.attention[1]: must be 'dense' or 'sliding_window:W' with W a positive "
+        "integer, got 'sliding_window:-8'",
     ),
     (
         dict(train={"precision": "fp16"}),
