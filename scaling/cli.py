@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +14,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # MLflow sets its own log level when imported; its INFO lines ("creating tables") are noise here.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# Its download progress bars on stderr would bury the one-line errors the CLI promises.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from rich.console import Console
 from rich.table import Table
@@ -433,6 +436,35 @@ def cmd_ui(args) -> int:
     return 0  # not reached
 
 
+def cmd_sample(args) -> int:
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens: must be a positive integer, got {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise UsageError(f"--temperature: must be 0 (greedy) or more, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k: must be a positive integer, got {args.top_k}")
+    from scaling import inference
+    from scaling.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = tracker.download_checkpoint(args.run_id, scratch)
+        model, trial = inference.load_model(checkpoint)
+    context = model.config.seq_len
+    total = len(inference.encode(args.prompt)) + args.max_new_tokens
+    if total > context:
+        raise UsageError(
+            f"--max-new-tokens: BOS + {total - 1 - args.max_new_tokens} prompt bytes + "
+            f"{args.max_new_tokens} new tokens = {total}, more than the {context}-token context "
+            f"{trial['name']} was trained with (its learned positions end there)"
+        )
+    text = inference.sample(
+        model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed
+    )
+    print(text)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -513,6 +545,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--mfu", type=float, help="MFU for GPU-hours (default: the grid's own)")
     report.add_argument("--bootstrap", type=int, default=1000, help="resamples for the intervals")
     report.set_defaults(func=cmd_report)
+
+    sample = commands.add_parser("sample", help="generate text from a trial's checkpoint")
+    sample.add_argument("run_id", help="the trial's MLflow run id (see the dashboard)")
+    sample.add_argument("--tracking-uri", help=uri_help)
+    sample.add_argument("--prompt", default="", help="text to continue, after BOS")
+    sample.add_argument("--max-new-tokens", type=int, default=256)
+    sample.add_argument("--temperature", type=float, default=0.8, help="0 decodes greedily")
+    sample.add_argument("--top-k", type=int, help="sample from the k likeliest bytes only")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=cmd_sample)
 
     ui = commands.add_parser("ui", help="serve the MLflow dashboard on 127.0.0.1")
     ui.add_argument("--tracking-uri", help=uri_help)

@@ -20,7 +20,9 @@ class GPTConfig:
     n_head: int
     seq_len: int  # the context the position table is sized for
     vocab_size: int = VOCAB_SIZE
-    window: int | None = None  # sliding-window attention: each token sees itself and window-1 before
+    window: int | None = (
+        None  # sliding-window attention: each token sees itself and window-1 before
+    )
 
     @property
     def attention_span(self) -> int:

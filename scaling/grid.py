@@ -31,6 +31,7 @@ from ray import tune
 
 from scaling import trial as trial_lib
 from scaling.errors import InputError
+from scaling.inference import DECODE_METRIC
 from scaling.spec import Spec, TrialSpec
 
 if TYPE_CHECKING:  # the driver's side only: workers need not import MLflow
@@ -204,9 +205,10 @@ class TrackingCallback(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         run_id, step = self.run_id(trial), int(result.get("step", 0))
         last = self.logged[run_id]
+        decode = [key for key in result if key.startswith(DECODE_METRIC)]
         fresh = {
             key: result[key]
-            for key in METRICS
+            for key in (*METRICS, *decode)
             if isinstance(result.get(key), (int, float)) and step > last.get(key, -1)
         }
         if fresh:

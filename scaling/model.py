@@ -56,15 +56,19 @@ class KVCache:
     keys in a ring (the slot is the position modulo the window), so memory stays O(window).
     Slot order does not matter: a single query attends to every key it is given."""
 
-    def __init__(self, config: GPTConfig, batch: int, device=None, dtype=torch.float32):
+    def __init__(self, config: GPTConfig):
         self.capacity = config.attention_span
-        shape = (batch, config.n_head, self.capacity, config.head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.values = [torch.zeros_like(t) for t in self.keys]
+        # Allocated at the first store, in the keys' own dtype (bf16 under autocast).
+        self.keys: list[torch.Tensor | None] = [None] * config.n_layer
+        self.values: list[torch.Tensor | None] = [None] * config.n_layer
         self.length = 0  # tokens seen: the next token's position
 
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Write the new tokens' keys and values; return every key and value now visible."""
+        if self.keys[layer] is None:
+            B, H, _, D = k.shape
+            self.keys[layer] = k.new_zeros(B, H, self.capacity, D)
+            self.values[layer] = v.new_zeros(B, H, self.capacity, D)
         T = k.size(2)
         kept = min(T, self.capacity)  # of a long prompt, only the last window's keys matter
         slots = torch.arange(self.length + T - kept, self.length + T) % self.capacity
@@ -201,7 +205,7 @@ class GPT(nn.Module):
                 f"{idx.size(1)} prompt tokens + {max_new_tokens} new tokens = {total} exceeds the "
                 f"context of {self.config.seq_len} the model was trained with"
             )
-        cache = KVCache(self.config, idx.size(0), idx.device, self.wte.weight.dtype)
+        cache = KVCache(self.config)
         new = idx if use_cache else None
         for _ in range(max_new_tokens):
             logits = self(new, cache=cache) if use_cache else self(idx)

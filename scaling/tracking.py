@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from scaling.errors import InputError
@@ -111,6 +112,26 @@ class Tracker:
             order_by=["attributes.start_time DESC"],
             max_results=50000,
         )
+
+    def download_checkpoint(self, run_id: str, into: str | Path) -> Path:
+        """A finished trial's `checkpoint.pt`, downloaded into `into`."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise TrackingError(f"RUN_ID: no run '{run_id}' in {self.tracking_uri}") from None
+        name = run.info.run_name
+        if run.data.tags.get(ROLE) != "trial":
+            raise TrackingError(f"RUN_ID: run '{run_id}' ({name}) is not a trial of a grid")
+        status = run.data.tags.get(STATUS)
+        if status != "FINISHED":
+            raise TrackingError(
+                f"RUN_ID: trial {name} ended {status}, so it left no checkpoint to sample from"
+            )
+        try:
+            local = self.client.download_artifacts(run_id, "checkpoint.pt", str(into))
+        except MlflowException as exc:
+            raise TrackingError(f"RUN_ID: trial {name} has no checkpoint.pt: {exc}") from None
+        return Path(local)
 
     def finished_trial_ids(self, experiment_id: str) -> set[str]:
         return {

@@ -25,8 +25,9 @@ import lightning as L
 import psutil
 import torch
 
-from scaling import hardware
+from scaling import hardware, inference
 from scaling.data import ByteDataModule, prepare
+from scaling.model import GPT
 from scaling.module import Diverged, GPTModule, lr_factor
 from scaling.spec import TrialSpec
 
@@ -320,7 +321,16 @@ def _fit(
         )
     return TrialResult(
         FINISHED,
+        metrics=_decode_latencies(module.model, precision) if checkpoint else {},
         val_loss=module.val_loss,
         params={"precision": precision, "device": hardware.device_type()},
         checkpoint=checkpoint,
     )
+
+
+def _decode_latencies(trained: torch.nn.Module, precision: str) -> dict[str, float]:
+    """What generating a token costs this model at each context length, for the report's
+    inference section. On an uncompiled copy: a compiled model would recompile per length."""
+    model = GPT(trained.config).to(trained.wte.weight.device).eval()
+    model.load_state_dict(trained.state_dict())
+    return inference.decode_latencies(model, precision)

@@ -131,11 +131,15 @@ def test_greedy_decoding_with_the_cache_gives_the_tokens_of_full_recomputation(w
     assert len(set(cached[0, 12:].tolist())) > 10
 
 
-def test_a_sliding_window_cache_keeps_only_the_window():
-    config = GPTConfig(2, 64, 4, 96, window=8)
-    cache = KVCache(config, batch=1)
-    assert cache.keys[0].shape == (1, 4, 8, 16)
-    assert KVCache(GPTConfig(2, 64, 4, 96), batch=1).keys[0].shape == (1, 4, 96, 16)
+@pytest.mark.parametrize("window, capacity", [(8, 8), (None, 96)])
+def test_a_sliding_window_cache_keeps_only_the_window(window, capacity):
+    model = GPT(GPTConfig(2, 64, 4, 96, window=window)).eval()
+    cache = KVCache(model.config)
+    with torch.no_grad():
+        model(torch.zeros(1, 40, dtype=torch.long), cache=cache)
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+    assert cache.length == 41
+    assert cache.keys[0].shape == (1, 4, capacity, 16)
 
 
 def test_seeded_sampling_is_reproducible():

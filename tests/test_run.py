@@ -102,6 +102,42 @@ def test_each_trial_has_the_contract_metrics_with_step_in_tokens(grid):
             (final,) = client.get_metric_history(run_id, key)
             assert final.step == tokens and final.value > 0
         assert [a.path for a in client.list_artifacts(run_id)] == ["checkpoint.pt"]
+        # What a token costs to generate at the trained context, measured after training.
+        (decode,) = client.get_metric_history(
+            run_id, f"decode_s_per_token_at_{run.data.params['seq_len']}"
+        )
+        assert 0 < decode.value < 1
+
+
+def test_sample_generates_reproducible_text_from_a_trials_checkpoint(grid):
+    client = grid["client"]
+    experiment = client.get_experiment_by_name("pair")
+    run_id = next(
+        run.info.run_id
+        for run in trial_runs(client, experiment.experiment_id)
+        if run.info.run_name == "L1-d32-T64-s0"
+    )
+
+    def sample(*flags: str) -> subprocess.CompletedProcess:
+        return scaling("sample", run_id, "--tracking-uri", grid["uri"], *flags)
+
+    first = sample("--prompt", "def ", "--max-new-tokens", "40", "--seed", "3")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("def ") and len(first.stdout) > len("def \n")
+    again = sample("--prompt", "def ", "--max-new-tokens", "40", "--seed", "3")
+    assert again.stdout == first.stdout
+    greedy = [sample("--temperature", "0", "--seed", str(s)).stdout for s in (1, 2)]
+    assert greedy[0] == greedy[1]  # greedy decoding does not draw
+
+    too_long = sample("--prompt", "def ", "--max-new-tokens", "60")
+    assert too_long.returncode == 2
+    assert too_long.stderr.strip() == (
+        "--max-new-tokens: BOS + 4 prompt bytes + 60 new tokens = 65, more than the 64-token "
+        "context L1-d32-T64-s0 was trained with (its learned positions end there)"
+    )
+    unknown = scaling("sample", "0123abcd", "--tracking-uri", grid["uri"])
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == f"RUN_ID: no run '0123abcd' in {grid['uri']}"
 
 
 def test_status_prints_the_trials_by_status(grid):
