@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 
-from analysis import frontier, timing
+from analysis import frontier, inference, timing
 from analysis.fit import (
     ChinchillaFit,
     FitError,
@@ -43,7 +43,12 @@ DEFAULT_GPU = "H100"
 
 
 def size_name(row) -> str:
-    return f"L{int(row['n_layer'])}-d{int(row['d_model'])}" if pd.notna(row["n_layer"]) else "?"
+    """`L4-d256`, or `L4-d256-W256` for a sliding window of 256: a different model to time."""
+    if pd.isna(row["n_layer"]):
+        return "?"
+    window = inference.attention_window(row.get("attention"))
+    suffix = f"-W{window:.0f}" if np.isfinite(window) else ""
+    return f"L{int(row['n_layer'])}-d{int(row['d_model'])}{suffix}"
 
 
 @dataclass
@@ -55,7 +60,8 @@ class Analysis:
     runs: Runs
     finished: pd.DataFrame  # the finished runs with a loss, each with its `size` name
     seq_len: int | None  # the sequence length the loss fits use
-    points: pd.DataFrame  # the finished runs at that length
+    attention: str  # the attention the loss fits use
+    points: pd.DataFrame  # the finished runs at that length and attention
     chinchilla: ChinchillaFit | str
     held_out: frontier.HeldOut | str
     approach_1: frontier.ComputeOptimal | str
@@ -64,6 +70,9 @@ class Analysis:
     fixed_tokens_D: float | None
     time_vs_params: dict[int, PowerLaw | str]  # by sequence length
     seq_len_costs: dict[str, timing.SeqLenCost | str]  # by size name
+    seq_len_exponents: dict[str, PowerLaw | str]  # time per token ∝ T^k, by size name
+    decode_curves: pd.DataFrame  # size, context, seconds per generated token
+    cost_split: pd.DataFrame  # training against inference, per size
     claims: dict[str, str]
     predictions: pd.DataFrame | str
     gpu: str
@@ -93,12 +102,19 @@ def analyse(
     finished = runs.finished.dropna(subset=["val_loss", "params", "tokens"]).copy()
     if finished.empty:
         raise FitError(f"experiment '{experiment}' has no FINISHED trial to fit")
+    if "attention" not in finished:
+        finished["attention"] = "dense"
+    finished["attention"] = finished["attention"].fillna("dense")
     finished["size"] = finished.apply(size_name, axis=1)
-    # Loss depends on context length, so the loss laws use one length: the one with the most
-    # finished runs, the longest of those on a tie (the context users usually plan for).
-    counts = finished.groupby("seq_len").size()
+    # Loss depends on context length and attention, so the loss laws use one of each: the
+    # attention with the most finished runs (dense on a tie), then the length with the most,
+    # the longest of those on a tie (the context users usually plan for).
+    kinds = finished.groupby("attention").size()
+    attention = max(kinds.index, key=lambda k: (kinds[k], k == "dense"))
+    same_attention = finished[finished["attention"] == attention]
+    counts = same_attention.groupby("seq_len").size()
     seq_len = int(max(counts.index, key=lambda T: (counts[T], T)))
-    points = finished[finished["seq_len"] == seq_len]
+    points = same_attention[same_attention["seq_len"] == seq_len]
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", "val_loss"))
 
     chinchilla = _attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
@@ -129,7 +145,17 @@ def analyse(
             group["time_per_token"],
             d_model=int(group["d_model"].iloc[0]),
         )
-    claims = _claims(timed, seq_len, seq_len_costs)
+    seq_len_exponents = {
+        size: _attempt(
+            fit_power_law,
+            group["seq_len"],
+            group["time_per_token"],
+            f"time per token against sequence length for {size}",
+            min_points=2,
+        )
+        for size, group in timed.groupby("size", sort=False)
+    }
+    claims = _claims(timed, seq_len, attention, seq_len_costs)
 
     if mfu is None and "mfu" in points and points["mfu"].notna().any():
         largest = points[points["params"] == points["params"].max()]
@@ -152,6 +178,7 @@ def analyse(
         runs,
         finished,
         seq_len,
+        attention,
         points,
         chinchilla,
         held_out,
@@ -161,6 +188,9 @@ def analyse(
         float(D_fixed),
         time_vs_params,
         seq_len_costs,
+        seq_len_exponents,
+        inference.decode_curves(finished, runs.decode),
+        inference.cost_split(finished, runs.decode),
         claims,
         predictions,
         gpu,
@@ -169,8 +199,8 @@ def analyse(
     )
 
 
-def _claims(timed: pd.DataFrame, seq_len: int, costs: dict) -> dict[str, str]:
-    at_length = timed[timed["seq_len"] == seq_len]
+def _claims(timed: pd.DataFrame, seq_len: int, attention: str, costs: dict) -> dict[str, str]:
+    at_length = timed[(timed["seq_len"] == seq_len) & (timed["attention"] == attention)]
     exponential = _attempt(
         timing.claim_exponential, at_length["params"], at_length["time_per_token"]
     )
@@ -223,6 +253,7 @@ def fits_document(a: Analysis) -> dict:
         "source": a.source,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seq_len": a.seq_len,
+        "attention": a.attention,
         "runs": {
             "finished": len(a.runs.finished),
             "fitted": len(a.points),
@@ -261,6 +292,13 @@ def fits_document(a: Analysis) -> dict:
                 )
                 for size, cost in a.seq_len_costs.items()
             },
+            "per_token_vs_seq_len": {
+                size: block(law, PowerLaw.to_dict) for size, law in a.seq_len_exponents.items()
+            },
+        },
+        "inference": {
+            "decode_s_per_token": a.decode_curves.drop(columns="params").to_dict("records"),
+            "cost_split": a.cost_split.to_dict("records"),
         },
         "claims": a.claims,
     }
@@ -489,12 +527,13 @@ def plot_seq_len_split(a: Analysis, path: Path) -> str:
             ax.plot(T, (cost.a + cost.b * T) * 1e6, color=colour, label=f"{size}: a + b·T")
             ax.plot(T, np.full_like(T, cost.a * 1e6), ":", color=colour, lw=1)
         # What the FLOP model expects: time in proportion to FLOPs per token, whose attention
-        # part is 12·L·d·T, scaled to the measured time at the shortest length.
-        shortest = group[group["seq_len"] == group["seq_len"].min()]
-        attention = 12 * shortest["n_layer"].iloc[0] * shortest["d_model"].iloc[0]
-        dense = shortest["flops_per_token"].iloc[0] - attention * shortest["seq_len"].iloc[0]
-        per_flop = shortest["time_per_token"].median() / shortest["flops_per_token"].iloc[0]
-        ax.plot(T, (dense + attention * T) * per_flop * 1e6, "--", color=colour, lw=0.8)
+        # part is 12·L·d·min(T, window), scaled to the measured time at the shortest length.
+        shortest = group[group["seq_len"] == group["seq_len"].min()].iloc[0]
+        attention = inference.attention_flops_per_position(shortest)
+        dense = shortest["flops_per_token"] - attention * inference.keys_attended(shortest)
+        per_flop = shortest["time_per_token"] / shortest["flops_per_token"]
+        keys = np.minimum(T, inference.attention_window(shortest["attention"]))
+        ax.plot(T, (dense + attention * keys) * per_flop * 1e6, "--", color=colour, lw=0.8)
     ax.plot([], [], ":", color="grey", label="dense part a (no attention)")
     ax.plot([], [], "--", color="grey", label="FLOP model, matched at the shortest T")
     ax.set(xlabel="sequence length T", ylabel="time per token (µs)", ylim=(0, None))
@@ -507,6 +546,28 @@ def plot_seq_len_split(a: Analysis, path: Path) -> str:
         "(12·L·d·T attention FLOPs per token) predicts, matched to the measured time at the "
         "shortest length; where the measured line is flatter, attention costs less than its "
         "FLOPs on this hardware."
+    )
+
+
+def plot_decode_latency(a: Analysis, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    curves = a.decode_curves
+    colours = _size_colours(list(curves["size"].drop_duplicates()))
+    for size, curve in curves.groupby("size", sort=False):
+        ax.plot(curve["context"], curve["seconds"] * 1e3, "o-", color=colours[size], label=size)
+    if curves.empty:
+        ax.text(0.5, 0.5, "no decode timings in these runs", ha="center", transform=ax.transAxes)
+    ax.set(xscale="log", xlabel="context length (tokens before the new one)")
+    ax.set(ylabel="ms per generated token", ylim=(0, None))
+    ax.set_title("Generation latency against context (batch 1, KV cache)")
+    if not curves.empty:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+    return (
+        "Seconds to generate one token, batch 1 with the KV cache, at each context length, "
+        "measured by every trial after training (median over the runs of a size at its longest "
+        "trained length). A dense model's cost per token grows with the keys it attends to; a "
+        "sliding window's stops growing at the window."
     )
 
 
@@ -542,6 +603,7 @@ PLOTS = {
     "time_per_token.png": plot_time_per_token,
     "seq_len_split.png": plot_seq_len_split,
     "mfu_heatmap.png": plot_mfu_heatmap,
+    "decode_latency.png": plot_decode_latency,
 }
 
 
@@ -561,7 +623,13 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
             "p",
             f"{len(a.runs.finished)} finished runs of {len(a.runs.table)} ({a.source}). Loss "
             f"laws are fitted on the {len(a.points)} finished runs at sequence length "
-            f"{a.seq_len}; intervals are 95% bootstrap intervals.",
+            f"{a.seq_len}"
+            + (
+                f" with {a.attention} attention"
+                if a.runs.finished["attention"].nunique() > 1
+                else ""
+            )
+            + "; intervals are 95% bootstrap intervals.",
         )
     )
     b.append(("h2", "Loss against parameters and data (Chinchilla approach 3)"))
@@ -707,21 +775,47 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
     b.append(("table", ["sequence length", "k in t ∝ N^k [95%]"], rows))
     rows = []
     for size, cost in a.seq_len_costs.items():
+        law = a.seq_len_exponents.get(size)
+        exponent = law if isinstance(law, str) else _fmt(law.exponent, law.exponent_ci95, 3)
         if isinstance(cost, str):
-            rows.append([size, "refused", cost, ""])
+            rows.append([size, "refused", cost, "", exponent])
         else:
+            window = a.finished.loc[a.finished["size"] == size, "attention"].iloc[0]
+            flop_crossover = (
+                f"{cost.flop_model_crossover:,}"
+                if not np.isfinite(inference.attention_window(window))
+                else "none (attention stops growing at the window)"
+            )
             rows.append(
                 [
                     size,
                     f"{cost.a * 1e6:.3g} µs + {cost.b * 1e9:.3g} ns·T",
                     f"{cost.crossover:,.0f}",
-                    f"{cost.flop_model_crossover:,}",
+                    flop_crossover,
+                    exponent,
                 ]
             )
-    b.append(("table", ["size", "time per token", "measured T*", "FLOP model 6·d_model"], rows))
+    b.append(
+        (
+            "table",
+            ["model", "time per token", "measured T*", "FLOP model 6·d_model", "k in t ∝ T^k"],
+            rows,
+        )
+    )
+    b.append(
+        (
+            "p",
+            "Per sequence a dense model costs a·T (the dense layers) + b·T² (attention): T* = "
+            "a/b is the length from which attention costs more than the dense layers, and the "
+            "exponent k of time per token against T is 0 where attention is negligible and "
+            "approaches 1 where it dominates. A sliding window (-W in the model's name) attends "
+            "to at most W keys, so beyond W its b and k should be near 0.",
+        )
+    )
     b.append(("img", "time_per_token.png", captions["time_per_token.png"]))
     b.append(("img", "seq_len_split.png", captions["seq_len_split.png"]))
     b.append(("img", "mfu_heatmap.png", captions["mfu_heatmap.png"]))
+    b.extend(_inference_blocks(a, captions))
     b.append(("h2", "Two claims, checked on this grid"))
     for line in a.claims["quadratic"].splitlines():
         b.append(("p", line))
@@ -740,6 +834,45 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
             for _, r in missing.iterrows()
         ]
         b.append(("table", ["run", "status", "reason"], rows))
+    return b
+
+
+def _inference_blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
+    b: list[tuple] = [("h2", "Inference")]
+    b.append(("img", "decode_latency.png", captions["decode_latency.png"]))
+    if a.cost_split.empty:
+        b.append(("p", "No run recorded decode timings, so there is no cost split."))
+        return b
+    rows = [
+        [
+            r["size"],
+            f"{r['seq_len']:,}",
+            f"{r['train_flops_per_token']:.3g} / {r['decode_flops_per_token']:.3g}",
+            f"{r['train_s_per_token'] * 1e6:.3g} µs / {r['decode_s_per_token'] * 1e3:.3g} ms",
+            f"{r['train_wall_s']:,.0f} s for {r['train_tokens']:,} tokens",
+            f"{r['tokens_to_match_training']:,.0f}",
+        ]
+        for _, r in a.cost_split.iterrows()
+    ]
+    headers = [
+        "model",
+        "context",
+        "FLOPs per token: train / generate",
+        "time per token: train / generate",
+        "training run",
+        "generated tokens costing the training time",
+    ]
+    b.append(("table", headers, rows))
+    b.append(
+        (
+            "p",
+            "Generating a token costs a third of training on one in FLOPs (a forward pass, "
+            "2 per weight + 4·L·d per attended key, against 6 and 12), but far more in time: "
+            "training runs a whole batch through each matmul, decoding one token at a time "
+            "(batch 1) reads every weight for a single row. The last column is how many tokens "
+            "one generation stream produces in the wall time the whole training run took.",
+        )
+    )
     return b
 
 

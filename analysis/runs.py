@@ -27,6 +27,8 @@ PARAM_COLUMNS = {
     "precision": str,
     "device": str,
 }
+# Per-token decode seconds, one metric per context length: `decode_s_per_token_at_512`.
+DECODE_METRIC = "decode_s_per_token_at_"
 # Final values (the last logged) of these metrics.
 METRIC_COLUMNS = (
     "val_loss",
@@ -41,10 +43,14 @@ METRIC_COLUMNS = (
 
 @dataclass
 class Runs:
-    """`table`: one row per trial; `curves`: run id -> DataFrame of tokens, flops, val_loss."""
+    """`table`: one row per trial; `curves`: run id -> DataFrame of tokens, flops, val_loss;
+    `decode`: run_id, context, seconds (per generated token, measured after training)."""
 
     table: pd.DataFrame
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    decode: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["run_id", "context", "seconds"])
+    )
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -74,7 +80,7 @@ def from_mlflow(
     latest = {}
     for run in runs:  # newest first: the latest run of each trial wins
         latest.setdefault(run.data.tags.get("scaling.trial_id"), run)
-    rows, curves = [], {}
+    rows, curves, decode = [], {}, []
     for run in latest.values():
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
         row = {
@@ -94,6 +100,11 @@ def from_mlflow(
         elif row["tokens_per_s"]:
             row["time_per_token"] = 1 / row["tokens_per_s"]
         rows.append(row)
+        decode.extend(
+            (run.info.run_id, int(key.removeprefix(DECODE_METRIC)), value)
+            for key, value in metrics.items()
+            if key.startswith(DECODE_METRIC)
+        )
         history = client.get_metric_history(run.info.run_id, "val_loss")
         curve = pd.DataFrame(
             {"tokens": [m.step for m in history], "val_loss": [m.value for m in history]}
@@ -113,7 +124,8 @@ def from_mlflow(
             "time_per_token",
         ],
     )
-    return Runs(table.sort_values(["params", "seq_len", "name"], ignore_index=True), curves)
+    table = table.sort_values(["params", "seq_len", "name"], ignore_index=True)
+    return Runs(table, curves, pd.DataFrame(decode, columns=["run_id", "context", "seconds"]))
 
 
 def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:

@@ -69,6 +69,13 @@ def record_grid(uri: str, folder: Path) -> str:
                 },
             )
         tracker.log_metrics(run_id, {"step": trial.tokens, "step_time_s": seconds * 4096})
+        # Decoding, per token: 50 µs per 1e4 parameters, plus 1% per 100 tokens of context.
+        for context in (64, trial.seq_len):
+            decode = 5e-5 * trial.params / 1e4 * (1 + context / 10000)
+            tracker.log_metrics(
+                run_id, {"step": trial.tokens, f"decode_s_per_token_at_{context}": decode}
+            )
+        tracker.log_metrics(run_id, {"step": trial.tokens, "wall_s": seconds * trial.tokens})
         tracker.end_trial(run_id, "FINISHED", params={"precision": "bf16", "device": "cpu"})
     tracker.end_grid(parent)
     return parent
@@ -170,6 +177,7 @@ def test_the_report_files_and_the_dashboard_link(report):
         "time_per_token.png",
         "seq_len_split.png",
         "mfu_heatmap.png",
+        "decode_latency.png",
     }
     markdown = (folder / "report.md").read_text()
     alpha = report["fits"]["chinchilla"]["alpha"]["value"]
@@ -227,7 +235,7 @@ def test_the_report_opens_in_a_real_browser(report, tmp_path):
     match = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout)
     assert match, result.stderr[-2000:]
     widths = json.loads(match.group(1).replace("&quot;", '"'))["widths"]
-    assert len(widths) == 7 and all(w > 0 for w in widths), widths
+    assert len(widths) == 8 and all(w > 0 for w in widths), widths
     alpha = report["fits"]["chinchilla"]["alpha"]["value"]
     error = report["fits"]["held_out"]["mean_abs_relative_error"]
     for headline in (f"{alpha:.4g}", f"{error:.2%}", "H100-hours", "quadruples the cost"):
@@ -258,3 +266,69 @@ def test_an_experiment_with_nothing_finished_is_refused_with_its_reason():
     table = pd.DataFrame([oom], columns=[*oom, "params", "tokens", "val_loss"])
     with pytest.raises(FitError, match=r"^experiment 'tiny' has no FINISHED trial to fit$"):
         analyse(Runs(table), "tiny")
+
+
+def test_the_inference_section_splits_training_from_generation(report):
+    inference = report["fits"]["inference"]
+    largest = [r for r in inference["cost_split"] if r["size"] == "L4-d128"]
+    (row,) = largest  # at its longest length, T=256, from its largest run
+    assert row["seq_len"] == 256
+    assert row["decode_s_per_token"] == pytest.approx(5e-5 * 787584 / 1e4 * (1 + 256 / 10000))
+    # A forward pass: a third of training's FLOPs per token.
+    assert row["decode_flops_per_token"] == pytest.approx(row["train_flops_per_token"] / 3)
+    assert row["tokens_to_match_training"] == pytest.approx(
+        row["train_wall_s"] / row["decode_s_per_token"]
+    )
+    contexts = [r["context"] for r in inference["decode_s_per_token"] if r["size"] == "L4-d128"]
+    assert contexts == [64, 256]
+    assert "## Inference" in (report["folder"] / "report" / "report.md").read_text()
+
+
+# A grid over sequence length, dense against a sliding window of 256, whose time per token is
+# c·(1 + keys attended / 1000): the window's flat beyond 256, the dense one's growing.
+ATTENTION_SPEC = {
+    "name": "attention-laws",
+    "model": {
+        "sizes": [
+            {"n_layer": 2, "d_model": 64, "n_head": 1},
+            {"n_layer": 2, "d_model": 128, "n_head": 2},
+        ],
+        "attention": ["dense", "sliding_window:256"],
+    },
+    "grid": {"seq_len": [256, 512, 1024, 2048, 4096], "tokens": [65536]},
+    "train": {"tokens_per_step": 8192, "eval_interval_tokens": 65536, "eval_tokens": 8192},
+}
+
+
+def test_the_report_splits_dense_from_windowed_attention(tmp_path):
+    spec_file = write_spec(tmp_path / "attention-laws.yaml", ATTENTION_SPEC)
+    spec, trials = spec_lib.load(spec_file)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri)
+    experiment_id = tracker.experiment_id(spec.name)
+    parent = tracker.start_grid(experiment_id, spec, spec_file, trials)
+    for trial in trials:
+        run_id = tracker.start_trial(experiment_id, parent, trial)
+        keys = min(trial.seq_len, trial.gpt_config.window or trial.seq_len)
+        seconds = 1e-8 * trial.params**0.5 * (1 + keys / CROSSOVER)
+        tracker.log_metrics(
+            run_id,
+            {"step": trial.tokens, "val_loss": 2.0, "step_time_s": seconds * 8192, "wall_s": 9},
+        )
+        tracker.end_trial(run_id, "FINISHED")
+    tracker.end_grid(parent)
+
+    out = tmp_path / "report"
+    result = scaling("report", "attention-laws", "--tracking-uri", uri, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    time = json.loads((out / "fits.json").read_text())["time"]
+    dense, window = (time["seq_len_split"][m] for m in ("L2-d128", "L2-d128-W256"))
+    assert dense["crossover"] == pytest.approx(CROSSOVER, rel=0.01)
+    assert window["b_s_per_token_per_position"] == pytest.approx(0, abs=1e-15)
+    exponents = time["per_token_vs_seq_len"]
+    # Per token: dense grows towards T^1 as attention takes over; the window stays flat.
+    assert 0.3 < exponents["L2-d128"]["exponent"] < 0.8
+    assert exponents["L2-d128-W256"]["exponent"] == pytest.approx(0, abs=0.01)
+    markdown = (out / "report.md").read_text()
+    assert "| L2-d128-W256 |" in markdown and "attention stops growing at the window" in markdown
+    assert "with dense attention" in markdown  # the loss laws say which attention they use

@@ -1,0 +1,81 @@
+"""What a trained model costs to use: decode latency against context, and the training /
+inference split.
+
+Each finished trial timed generation after training (batch 1, KV cache): seconds per new token
+with `context` tokens before it. Per generated token, the forward pass costs
+2·(matmul weights) + 4·L·d·(keys attended) FLOPs, against training's 6·(matmul weights) +
+12·L·d·T per token; the report sets one against the other, and says how many generated tokens
+cost as much time as the training run did.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def attention_window(attention: str | None) -> float:
+    """`sliding_window:256` -> 256; dense (or unknown) -> inf."""
+    if isinstance(attention, str) and attention.startswith("sliding_window:"):
+        return float(attention.split(":", 1)[1])
+    return math.inf
+
+
+def attention_flops_per_position(row) -> int:
+    """Training FLOPs per token per attended key: QKᵀ and AV, forward and backward."""
+    return 12 * int(row["n_layer"]) * int(row["d_model"])
+
+
+def keys_attended(row, context: float | None = None) -> float:
+    """Keys a query attends to at `context` (default: the trained length)."""
+    context = row["seq_len"] if context is None else context
+    return min(context, attention_window(row.get("attention")))
+
+
+def decode_curves(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
+    """Median decode seconds per token by model (`size`) and context, from each model's runs
+    at its longest trained length (those reach the longest contexts)."""
+    if decode.empty:
+        return pd.DataFrame(columns=["size", "context", "seconds", "params"])
+    longest = finished[finished["seq_len"] == finished.groupby("size")["seq_len"].transform("max")]
+    joined = decode.merge(longest[["run_id", "size", "params"]], on="run_id")
+    curves = joined.groupby(["size", "context"], as_index=False).agg(
+        seconds=("seconds", "median"), params=("params", "first")
+    )
+    return curves.sort_values(["params", "size", "context"], ignore_index=True)
+
+
+def cost_split(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
+    """Per model at its longest trained length: training against inference, per token in FLOPs
+    and seconds, and the generated tokens whose decode time equals the training run's time."""
+    curves = decode_curves(finished, decode)
+    rows = []
+    for size, group in finished.groupby("size", sort=False):
+        longest = group[group["seq_len"] == group["seq_len"].max()]
+        run = longest.loc[longest["tokens"].idxmax()]
+        T = int(run["seq_len"])
+        at_context = curves[(curves["size"] == size) & (curves["context"] == T)]
+        if at_context.empty:
+            continue
+        decode_s = float(at_context["seconds"].iloc[0])
+        wall_s = float(run["wall_s"]) if pd.notna(run.get("wall_s")) else math.nan
+        span = keys_attended(run)
+        attention = attention_flops_per_position(run)
+        matmul_flops = run["flops_per_token"] - attention * span  # 6 × matmul weights
+        inference_flops = matmul_flops / 3 + attention / 3 * span
+        rows.append(
+            {
+                "size": size,
+                "params": run["params"],
+                "seq_len": T,
+                "train_flops_per_token": float(run["flops_per_token"]),
+                "decode_flops_per_token": float(inference_flops),
+                "train_s_per_token": float(run["time_per_token"]),
+                "decode_s_per_token": decode_s,
+                "train_tokens": int(run["tokens"]),
+                "train_wall_s": wall_s,
+                "tokens_to_match_training": wall_s / decode_s,
+            }
+        )
+    return pd.DataFrame(rows)
