@@ -1,11 +1,12 @@
 """Generation speed against context length, with and without the KV cache, per model size.
 
-Batch 1, the product's GPT and `scaling.inference.decode_seconds` (the same measurement a
-trial records after training): for each size, context lengths 64 ... 1024, the seconds to
-generate one token when that many precede it. With the cache a step runs one token through the
-network and attends to the cached keys (cost O(N + L·d·context)); without, it recomputes the
-whole context (O(context · (N + L·d·context))). One JSON object per (size, context, cache),
-then per size the cache's speed-up at the longest context.
+Batch 1, the product's GPT and `scaling.inference.decode_seconds`: the same measurement a trial
+records after training, at the same precision (fp32 on CPUs, bf16 on CUDA). For each size and
+context length 64 ... 1024, the seconds to generate one token when that many precede it. With
+the cache a step runs one token through the network and attends to the cached keys (cost
+O(N + L·d·context)); without, it recomputes the whole context (O(context · (N + L·d·context))).
+One JSON object per (size, context, cache), then per size the cache's speed-up at the longest
+context.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from scaling import hardware
 from scaling.config import GPTConfig
-from scaling.inference import decode_contexts, decode_seconds
+from scaling.inference import decode_contexts, decode_precision, decode_seconds
 from scaling.model import GPT
 
 SIZES = [(2, 64, 2), (4, 128, 2), (4, 256, 4)]  # (n_layer, d_model, n_head)
@@ -24,8 +25,8 @@ SEQ_LEN = 1024
 
 
 def main() -> None:
-    precision = hardware.resolve_precision("auto")
     device = hardware.device_type()
+    precision = decode_precision(device)
     name = hardware.cpu_model() if device == "cpu" else device
     for n_layer, d_model, n_head in SIZES:
         torch.manual_seed(0)

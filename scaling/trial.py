@@ -321,16 +321,16 @@ def _fit(
         )
     return TrialResult(
         FINISHED,
-        metrics=_decode_latencies(module.model, precision) if checkpoint else {},
+        metrics=_decode_latencies(module.model) if checkpoint else {},
         val_loss=module.val_loss,
         params={"precision": precision, "device": hardware.device_type()},
         checkpoint=checkpoint,
     )
 
 
-def _decode_latencies(trained: torch.nn.Module, precision: str) -> dict[str, float]:
+def _decode_latencies(trained: torch.nn.Module) -> dict[str, float]:
     """What generating a token costs this model at each context length, for the report's
     inference section. On an uncompiled copy: a compiled model would recompile per length."""
     model = GPT(trained.config).to(trained.wte.weight.device).eval()
     model.load_state_dict(trained.state_dict())
-    return inference.decode_latencies(model, precision)
+    return inference.decode_latencies(model)
