@@ -342,6 +342,17 @@ def _size_colours(sizes) -> dict[str, tuple]:
     return {s: cmap(i / max(1, len(sizes) - 1) * 0.9) for i, s in enumerate(sizes)}
 
 
+def _model_styles(sizes) -> dict[str, tuple]:
+    """(colour, marker, line) per model: one colour per shape, and its sliding-window
+    variant (`-W256`) drawn with squares and dash-dots."""
+    shapes = list(dict.fromkeys(size.split("-W")[0] for size in sizes))
+    colours = _size_colours(shapes)
+    return {
+        size: (colours[size.split("-W")[0]], *(("s", "-.") if "-W" in size else ("o", "-")))
+        for size in sizes
+    }
+
+
 def _sizes_in_order(frame: pd.DataFrame) -> list[str]:
     return list(frame.sort_values("params")["size"].drop_duplicates())
 
@@ -517,14 +528,14 @@ def plot_time_per_token(a: Analysis, path: Path) -> str:
 def plot_seq_len_split(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     timed = a.finished.dropna(subset=["time_per_token"])
-    colours = _size_colours(_sizes_in_order(timed))
+    styles = _model_styles(_sizes_in_order(timed))
     T = np.linspace(0, timed["seq_len"].max() * 1.1, 100)
     for size, group in timed.groupby("size"):
-        colour = colours[size]
-        ax.plot(group["seq_len"], group["time_per_token"] * 1e6, "o", color=colour)
+        colour, marker, line = styles[size]
+        ax.plot(group["seq_len"], group["time_per_token"] * 1e6, marker, color=colour)
         cost = a.seq_len_costs.get(size)
         if isinstance(cost, timing.SeqLenCost):
-            ax.plot(T, (cost.a + cost.b * T) * 1e6, color=colour, label=f"{size}: a + b·T")
+            ax.plot(T, (cost.a + cost.b * T) * 1e6, line, color=colour, label=f"{size}: a + b·T")
             ax.plot(T, np.full_like(T, cost.a * 1e6), ":", color=colour, lw=1)
         # What the FLOP model expects: time in proportion to FLOPs per token, whose attention
         # part is 12·L·d·min(T, window), scaled to the measured time at the shortest length.
@@ -545,16 +556,18 @@ def plot_seq_len_split(a: Analysis, path: Path) -> str:
         "so per token a (dense layers, dotted) plus b·T (attention). Dashed: what the FLOP model "
         "(12·L·d·T attention FLOPs per token) predicts, matched to the measured time at the "
         "shortest length; where the measured line is flatter, attention costs less than its "
-        "FLOPs on this hardware."
+        "FLOPs on this hardware. Squares and dash-dots: the same shape with a sliding window, "
+        "whose attention stops growing at the window."
     )
 
 
 def plot_decode_latency(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     curves = a.decode_curves
-    colours = _size_colours(list(curves["size"].drop_duplicates()))
+    styles = _model_styles(list(curves["size"].drop_duplicates()))
     for size, curve in curves.groupby("size", sort=False):
-        ax.plot(curve["context"], curve["seconds"] * 1e3, "o-", color=colours[size], label=size)
+        colour, marker, line = styles[size]
+        ax.plot(curve["context"], curve["seconds"] * 1e3, marker + line, color=colour, label=size)
     if curves.empty:
         ax.text(0.5, 0.5, "no decode timings in these runs", ha="center", transform=ax.transAxes)
     ax.set(xscale="log", xlabel="context length (tokens before the new one)")
