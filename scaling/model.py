@@ -71,7 +71,8 @@ class KVCache:
             self.values[layer] = v.new_zeros(B, H, self.capacity, D)
         T = k.size(2)
         kept = min(T, self.capacity)  # of a long prompt, only the last window's keys matter
-        slots = torch.arange(self.length + T - kept, self.length + T) % self.capacity
+        positions = torch.arange(self.length + T - kept, self.length + T, device=k.device)
+        slots = positions % self.capacity
         self.keys[layer][:, :, slots] = k[:, :, T - kept :]
         self.values[layer][:, :, slots] = v[:, :, T - kept :]
         filled = min(self.length + T, self.capacity)

@@ -332,3 +332,11 @@ def test_the_report_splits_dense_from_windowed_attention(tmp_path):
     markdown = (out / "report.md").read_text()
     assert "| L2-d128-W256 |" in markdown and "attention stops growing at the window" in markdown
     assert "with dense attention" in markdown  # the loss laws say which attention they use
+    from mlflow import MlflowClient
+
+    (windowed,) = MlflowClient(uri).search_runs(
+        [experiment_id], "attributes.run_name = 'L2-d128-T4096-W256-s0'"
+    )
+    assert windowed.data.params["attention"] == "sliding_window:256"
+    # 6 × (12·2·128² + 257·128) matmul weights + 12·2·128 × 256 keys, not × 4096.
+    assert windowed.data.params["flops_per_token"] == "3343104"

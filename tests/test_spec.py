@@ -357,7 +357,7 @@ def test_plan_estimates_time_and_memory_here_and_on_a_named_gpu(tmp_path, cache_
     here = json.loads(scaling("plan", str(spec), "--json").stdout)[0]
     # Measured here, once per shape: the step time is cached for the next plan.
     cached = json.loads((cache_dir / "step_seconds.json").read_text())
-    (step_s,) = [value for key, value in cached.items() if "L1-d32|T=64|micro=64x1" in key]
+    (step_s,) = [value for key, value in cached.items() if "L1-d32|T=64|dense|micro=64x1" in key]
     assert here["est_seconds"] > here["steps"] * step_s
     assert here["est_peak_bytes"] > 16 * here["params_total"] + 100 * 2**20  # + the process
     gpu = json.loads(

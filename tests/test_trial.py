@@ -185,3 +185,22 @@ def test_a_compiled_trial_times_its_compilation_apart_from_its_steps(tmp_path, f
     assert make_trial().train.compile == "auto" and trial_lib.hardware.resolve_compile("auto") is (
         torch.cuda.is_available()
     )
+
+
+def test_a_sliding_window_trial_trains_and_its_checkpoint_keeps_the_window(tmp_path):
+    from scaling.inference import load_model
+
+    trial = make_trial(
+        model={
+            "sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}],
+            "attention": "sliding_window:16",
+        }
+    )
+    assert trial.name == "L1-d32-T64-W16-s0"
+    result = trial_lib.run(trial, out_dir=tmp_path)
+    assert result.status == "FINISHED", result.error
+    assert result.val_loss < math.log(257) - 1
+    model, saved_trial = load_model(result.checkpoint)
+    assert model.config.window == 16 and saved_trial["attention"] == "sliding_window:16"
+    # After training, what a generated token costs at each context up to the trained one.
+    assert set(result.metrics) >= {"decode_s_per_token_at_64"}
