@@ -16,7 +16,8 @@ import pandas as pd
 
 
 def attention_window(attention: str | None) -> float:
-    """`sliding_window:256` -> 256; dense (or unknown) -> inf."""
+    """`sliding_window:256` -> 256; dense (or unknown) -> inf. The param as MLflow holds it
+    (scaling/config.py `parse_attention` validates it; the analysis never imports scaling)."""
     if isinstance(attention, str) and attention.startswith("sliding_window:"):
         return float(attention.split(":", 1)[1])
     return math.inf
@@ -53,6 +54,8 @@ def cost_split(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for size, group in finished.groupby("size", sort=False):
         longest = group[group["seq_len"] == group["seq_len"].max()]
+        if longest.empty or size not in set(curves["size"]):
+            continue
         run = longest.loc[longest["tokens"].idxmax()]
         T = int(run["seq_len"])
         at_context = curves[(curves["size"] == size) & (curves["context"] == T)]
@@ -75,7 +78,7 @@ def cost_split(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
                 "decode_s_per_token": decode_s,
                 "train_tokens": int(run["tokens"]),
                 "train_wall_s": wall_s,
-                "tokens_to_match_training": wall_s / decode_s,
+                "tokens_to_match_training": wall_s / decode_s if decode_s > 0 else math.nan,
             }
         )
     return pd.DataFrame(rows)

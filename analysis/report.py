@@ -44,8 +44,8 @@ DEFAULT_GPU = "H100"
 
 def size_name(row) -> str:
     """`L4-d256`, or `L4-d256-W256` for a sliding window of 256: a different model to time."""
-    if pd.isna(row["n_layer"]):
-        return "?"
+    if pd.isna(row["n_layer"]):  # a CSV of results may give only the parameter count
+        return f"N={row['params']:.3g}"
     window = inference.attention_window(row.get("attention"))
     suffix = f"-W{window:.0f}" if np.isfinite(window) else ""
     return f"L{int(row['n_layer'])}-d{int(row['d_model'])}{suffix}"
@@ -113,8 +113,11 @@ def analyse(
     attention = max(kinds.index, key=lambda k: (kinds[k], k == "dense"))
     same_attention = finished[finished["attention"] == attention]
     counts = same_attention.groupby("seq_len").size()
-    seq_len = int(max(counts.index, key=lambda T: (counts[T], T)))
-    points = same_attention[same_attention["seq_len"] == seq_len]
+    if counts.empty:  # results without lengths (a CSV): all of them
+        seq_len, points = None, same_attention
+    else:
+        seq_len = int(max(counts.index, key=lambda T: (counts[T], T)))
+        points = same_attention[same_attention["seq_len"] == seq_len]
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", "val_loss"))
 
     chinchilla = _attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
@@ -131,11 +134,13 @@ def analyse(
     )
 
     timed = finished.dropna(subset=["time_per_token"])
+    # Time against size compares like with like: the attention the loss laws use.
+    same_kind = timed[timed["attention"] == attention]
     time_vs_params = {
         int(T): _attempt(
             fit_power_law, group["params"], group["time_per_token"], f"time per token at T={T}"
         )
-        for T, group in timed.groupby("seq_len")
+        for T, group in same_kind.groupby("seq_len")
     }
     seq_len_costs = {}
     for size, group in timed.groupby("size", sort=False):
@@ -206,9 +211,11 @@ def _claims(timed: pd.DataFrame, seq_len: int, attention: str, costs: dict) -> d
     )
     quadratic = []
     for size, cost in reversed(list(costs.items())):  # the largest size first
-        lengths = sorted(timed.loc[timed["size"] == size, "seq_len"].unique())
+        runs = timed[timed["size"] == size]
+        lengths = sorted(runs["seq_len"].unique())
+        window = inference.attention_window(runs["attention"].iloc[0])
         text = (
-            timing.claim_quadratic(cost, lengths[:-1] or lengths)
+            timing.claim_quadratic(cost, lengths[:-1] or lengths, window)
             if not isinstance(cost, str)
             else cost
         )
@@ -322,7 +329,19 @@ def fits_document(a: Analysis) -> dict:
                 for _, r in a.predictions.iterrows()
             ],
         }
-    return json.loads(json.dumps(document, default=_jsonable))
+    return _finite(json.loads(json.dumps(document, default=_jsonable)))
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: an undefined number (a crossover that never comes, a
+    time that was not measured) is written as null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _jsonable(value):
@@ -507,6 +526,7 @@ def plot_training_curves(a: Analysis, path: Path) -> str:
 def plot_time_per_token(a: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     timed = a.finished.dropna(subset=["time_per_token"])
+    timed = timed[timed["attention"] == a.attention]
     for T, group in timed.groupby("seq_len"):
         (dots,) = ax.plot(group["params"], group["time_per_token"] * 1e6, "o")
         law = a.time_vs_params.get(int(T))
@@ -518,7 +538,10 @@ def plot_time_per_token(a: Analysis, path: Path) -> str:
         ax.plot(N, law(N) * 1e6, color=dots.get_color(), label=label)
     ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="time per token (µs)")
     ax.set_title("Training time per token against model size")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no timings in these runs", ha="center", transform=ax.transAxes)
     _save(fig, path)
     return (
         "Measured time per training token (log-log) with the fitted power law t ∝ N^k per length."
@@ -539,10 +562,11 @@ def plot_seq_len_split(a: Analysis, path: Path) -> str:
             ax.plot(T, np.full_like(T, cost.a * 1e6), ":", color=colour, lw=1)
         # What the FLOP model expects: time in proportion to FLOPs per token, whose attention
         # part is 12·L·d·min(T, window), scaled to the measured time at the shortest length.
-        shortest = group[group["seq_len"] == group["seq_len"].min()].iloc[0]
+        at_shortest = group[group["seq_len"] == group["seq_len"].min()]
+        shortest = at_shortest.iloc[0]
         attention = inference.attention_flops_per_position(shortest)
         dense = shortest["flops_per_token"] - attention * inference.keys_attended(shortest)
-        per_flop = shortest["time_per_token"] / shortest["flops_per_token"]
+        per_flop = at_shortest["time_per_token"].median() / shortest["flops_per_token"]
         keys = np.minimum(T, inference.attention_window(shortest["attention"]))
         ax.plot(T, (dense + attention * keys) * per_flop * 1e6, "--", color=colour, lw=0.8)
     ax.plot([], [], ":", color="grey", label="dense part a (no attention)")
@@ -585,7 +609,13 @@ def plot_decode_latency(a: Analysis, path: Path) -> str:
 
 
 def plot_mfu_heatmap(a: Analysis, path: Path) -> str:
-    timed = a.finished.dropna(subset=["mfu"])
+    timed = a.finished.dropna(subset=["mfu", "seq_len"])
+    if timed.empty:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no MFU measured in these runs", ha="center", transform=ax.transAxes)
+        ax.axis("off")
+        _save(fig, path)
+        return "Model FLOPs utilisation by size and sequence length: not measured here."
     sizes = _sizes_in_order(timed)
     table = timed.pivot_table(index="size", columns="seq_len", values="mfu", aggfunc="median")
     table = table.reindex(sizes) * 100
@@ -637,11 +667,7 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
             f"{len(a.runs.finished)} finished runs of {len(a.runs.table)} ({a.source}). Loss "
             f"laws are fitted on the {len(a.points)} finished runs at sequence length "
             f"{a.seq_len}"
-            + (
-                f" with {a.attention} attention"
-                if a.runs.finished["attention"].nunique() > 1
-                else ""
-            )
+            + (f" with {a.attention} attention" if a.finished["attention"].nunique() > 1 else "")
             + "; intervals are 95% bootstrap intervals.",
         )
     )

@@ -27,7 +27,8 @@ PARAM_COLUMNS = {
     "precision": str,
     "device": str,
 }
-# Per-token decode seconds, one metric per context length: `decode_s_per_token_at_512`.
+# Per-token decode seconds, one metric per context length: `decode_s_per_token_at_512`. The
+# name is the MLflow contract (README); scaling/inference.py writes it, this side only reads.
 DECODE_METRIC = "decode_s_per_token_at_"
 # Final values (the last logged) of these metrics.
 METRIC_COLUMNS = (
@@ -39,6 +40,9 @@ METRIC_COLUMNS = (
     "peak_mem_bytes",
     "wall_s",
 )
+
+
+COLUMNS = ["run_id", "name", "status", "error", *PARAM_COLUMNS, *METRIC_COLUMNS, "time_per_token"]
 
 
 @dataclass
@@ -112,18 +116,7 @@ def from_mlflow(
         if row["flops_per_token"]:
             curve["flops"] = curve["tokens"] * row["flops_per_token"]
         curves[run.info.run_id] = curve
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "run_id",
-            "name",
-            "status",
-            "error",
-            *PARAM_COLUMNS,
-            *METRIC_COLUMNS,
-            "time_per_token",
-        ],
-    )
+    table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.sort_values(["params", "seq_len", "name"], ignore_index=True)
     return Runs(table, curves, pd.DataFrame(decode, columns=["run_id", "context", "seconds"]))
 
@@ -146,4 +139,16 @@ def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
         table["flops"] = 6 * table["params"] * table["tokens"]
     if "status" not in table.columns:
         table["status"] = "FINISHED"
-    return Runs(table)
+    # The columns a grid's table has and a CSV may lack (shapes, timings): present, but empty.
+    table = table.reindex(columns=[*table.columns, *(c for c in COLUMNS if c not in table)])
+    table["run_id"] = table["run_id"].fillna(pd.Series(table.index.astype(str), table.index))
+    table["name"] = table["name"].fillna(table["run_id"])
+    table["flops_per_token"] = table["flops_per_token"].fillna(table["flops"] / table["tokens"])
+    # No validation curves in a CSV: each run's curve is its final point.
+    curves = {
+        row.run_id: pd.DataFrame(
+            {"tokens": [row.tokens], "val_loss": [row.val_loss], "flops": [row.flops]}
+        )
+        for row in table.itertuples()
+    }
+    return Runs(table, curves)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,22 +54,26 @@ def fit_seq_len_cost(seq_len, time_per_token, d_model: int) -> SeqLenCost:
     return SeqLenCost(float(a), float(b), int(d_model))
 
 
-def claim_quadratic(cost: SeqLenCost, lengths) -> str:
+def claim_quadratic(cost: SeqLenCost, lengths, window: float = math.inf) -> str:
     """ "Doubling the sequence length quadruples the cost" (of a sequence), judged on one size's
-    fit over the lengths it was timed at."""
+    fit over the lengths it was timed at; `window` for a sliding-window model."""
     lengths = sorted(lengths)
     ratios = ", ".join(f"{cost.doubling_ratio(T):.2f}x from T={T}" for T in lengths)
     near = cost.length_where_doubling_costs(3.6)
+    flop_model = (
+        f"the FLOP model puts the crossover at 6·d_model = {cost.flop_model_crossover}"
+        if math.isinf(window)
+        else f"in the FLOP model attention stops growing at the window of {window:,.0f} keys"
+    )
     if np.isfinite(near):
         where = (
             f"it comes within 10% of 4x only from T ≈ {near:,.0f} (measured crossover "
-            f"T* = {cost.crossover:,.0f}, FLOP model 6·d_model = {cost.flop_model_crossover})"
+            f"T* = {cost.crossover:,.0f}; {flop_model})"
         )
     else:
         where = (
             "no attention cost was measurable at these lengths, so a sequence costs in "
-            f"proportion to its length here (the FLOP model puts the crossover at "
-            f"6·d_model = {cost.flop_model_crossover})"
+            f"proportion to its length here ({flop_model})"
         )
     verdict = "true here" if cost.doubling_ratio(lengths[0]) >= 3.6 else "not true here"
     return (

@@ -134,23 +134,28 @@ def attention_seconds(trial, precision: str, repeats: int = 10) -> tuple[float, 
     the profile blames, timed alone so the benchmark itself shows what caps MFU."""
     config = trial.gpt_config
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    device = hardware.device_type()
     shape = (trial.batch_size, config.n_head, trial.seq_len, config.head_dim)
-    q, k, v = (torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3))
-    grad = torch.randn(shape, dtype=dtype)
+    q, k, v = (torch.randn(shape, dtype=dtype, device=device, requires_grad=True) for _ in range(3))
+    grad = torch.randn(shape, dtype=dtype, device=device)
 
     def attention():
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
 
+    def seconds(work) -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            work()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / repeats
+
     for _ in range(3):
         attention().backward(grad)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        attention()
-    forward = (time.perf_counter() - start) / repeats
-    start = time.perf_counter()
-    for _ in range(repeats):
-        attention().backward(grad)
-    return forward, (time.perf_counter() - start) / repeats - forward
+    forward = seconds(attention)
+    return forward, seconds(lambda: attention().backward(grad)) - forward
 
 
 def attention_share(trial, precision: str, step_seconds: float, rate: float) -> dict:

@@ -451,10 +451,16 @@ def cmd_sample(args) -> int:
         checkpoint = tracker.download_checkpoint(args.run_id, scratch)
         model, trial = inference.load_model(checkpoint)
     context = model.config.seq_len
-    total = len(inference.encode(args.prompt)) + args.max_new_tokens
+    prompt = len(inference.encode(args.prompt))
+    if prompt >= context:
+        raise UsageError(
+            f"--prompt: BOS + {prompt - 1} prompt bytes leave no room in the {context}-token "
+            f"context {trial['name']} was trained with"
+        )
+    total = prompt + args.max_new_tokens
     if total > context:
         raise UsageError(
-            f"--max-new-tokens: BOS + {total - 1 - args.max_new_tokens} prompt bytes + "
+            f"--max-new-tokens: BOS + {prompt - 1} prompt bytes + "
             f"{args.max_new_tokens} new tokens = {total}, more than the {context}-token context "
             f"{trial['name']} was trained with (its learned positions end there)"
         )

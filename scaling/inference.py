@@ -51,7 +51,7 @@ def sample(
     device = model.wte.weight.device
     idx = torch.tensor([encode(prompt)], device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, temperature, top_k, generator)
+    out = model.generate(idx, max_new_tokens, temperature, top_k, generator, stop_token=BOS)
     return prompt + decode(out[0, idx.size(1) :].tolist())
 
 
@@ -68,11 +68,11 @@ def decode_seconds(
     model: GPT, context: int, precision: str = "fp32", steps: int = 8, use_cache: bool = True
 ) -> float:
     """Seconds to generate one token when `context` tokens precede it (batch 1), the mean of
-    `steps` tokens ending at that context. With the cache a step runs one token through the
-    network; without, it recomputes all `context` of them."""
+    `steps` tokens ending at that context, after one untimed warm-up token. With the cache a
+    step runs one token through the network; without, it recomputes all `context` of them."""
     device = model.wte.weight.device
-    steps = min(steps, context - 1)
-    prompt = torch.randint(0, BOS, (1, context - steps), device=device)
+    steps = max(1, min(steps, context - 2))
+    prompt = torch.randint(0, BOS, (1, context - steps - 1), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.no_grad(), autocast:
         if not use_cache:
@@ -88,10 +88,10 @@ def decode_seconds(
         token = prompt[:, -1:]
         model(token, cache=cache)  # warm-up: the first decode step allocates
         start = time.perf_counter()
-        for _ in range(steps - 1):
+        for _ in range(steps):
             model(token, cache=cache)
         _synchronize(device)
-        return (time.perf_counter() - start) / max(1, steps - 1)
+        return (time.perf_counter() - start) / steps
 
 
 def decode_precision(device_type: str) -> str:

@@ -195,11 +195,13 @@ class GPT(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        stop_token: int | None = None,
     ) -> torch.Tensor:
-        """Continue `idx` (B, T) by `max_new_tokens`, one token at a time. Temperature 0 is
-        greedy. With `use_cache` each step runs only the new token through the network;
-        without, every step recomputes the whole sequence (the reference the cache must match).
-        The learned position table ends at `seq_len`, so the whole sequence must fit in it."""
+        """Continue `idx` (B, T) by up to `max_new_tokens`, one token at a time, stopping early
+        once every row has produced `stop_token`. Temperature 0 is greedy. With `use_cache` each
+        step runs only the new token through the network; without, every step recomputes the
+        whole sequence (the reference the cache must match). The learned position table ends
+        at `seq_len`, so the whole sequence must fit in it."""
         total = idx.size(1) + max_new_tokens
         if total > self.config.seq_len:
             raise ValueError(
@@ -208,6 +210,7 @@ class GPT(nn.Module):
             )
         cache = KVCache(self.config)
         new = idx if use_cache else None
+        stopped = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
             logits = self(new, cache=cache) if use_cache else self(idx)
             logits = logits[:, -1, :]
@@ -222,4 +225,8 @@ class GPT(nn.Module):
                 token = torch.multinomial(probs, num_samples=1, generator=generator)
             idx = torch.cat([idx, token], dim=1)
             new = token
+            if stop_token is not None:
+                stopped |= token[:, 0] == stop_token
+                if stopped.all():
+                    break
         return idx

@@ -152,8 +152,10 @@ class SizeSpec(StrictModel):
 
 
 def _attention(text: str) -> str:
-    parse_attention(text)  # its ValueError names the accepted forms
-    return text
+    """Checked (the ValueError names the accepted forms) and spelled one way, so that
+    `sliding_window:0256` is the same trial as `sliding_window:256`."""
+    window = parse_attention(text)
+    return "dense" if window is None else f"sliding_window:{window}"
 
 
 class ModelSpec(StrictModel):

@@ -27,7 +27,6 @@ import torch
 
 from scaling import hardware, inference
 from scaling.data import ByteDataModule, prepare
-from scaling.model import GPT
 from scaling.module import Diverged, GPTModule, lr_factor
 from scaling.spec import TrialSpec
 
@@ -253,6 +252,8 @@ def run(
         peak_mem_bytes=memory.peak_bytes(),
         wall_s=time.perf_counter() - started,
     )
+    if result.checkpoint is not None:  # timed after wall_s: it is not part of training
+        result.metrics.update(_decode_latencies(result.checkpoint))
     result.timeline = {
         "first_step_at": getattr(reporter, "first_step_at", None),
         "last_step_at": getattr(reporter, "last_step_at", None),
@@ -321,16 +322,15 @@ def _fit(
         )
     return TrialResult(
         FINISHED,
-        metrics=_decode_latencies(module.model) if checkpoint else {},
         val_loss=module.val_loss,
         params={"precision": precision, "device": hardware.device_type()},
         checkpoint=checkpoint,
     )
 
 
-def _decode_latencies(trained: torch.nn.Module) -> dict[str, float]:
-    """What generating a token costs this model at each context length, for the report's
-    inference section. On an uncompiled copy: a compiled model would recompile per length."""
-    model = GPT(trained.config).to(trained.wte.weight.device).eval()
-    model.load_state_dict(trained.state_dict())
+def _decode_latencies(checkpoint: Path) -> dict[str, float]:
+    """What generating a token costs the trained model at each context length, for the
+    report's inference section: from the saved checkpoint (uncompiled, so no recompiling per
+    length), on this trial's device (Lightning hands the module back on the CPU)."""
+    model, _ = inference.load_model(checkpoint, hardware.device_type())
     return inference.decode_latencies(model)

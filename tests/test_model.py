@@ -158,3 +158,11 @@ def test_generation_past_the_trained_context_is_refused():
     model = varied_model(window=None)
     with pytest.raises(ValueError, match="= 97 exceeds the context of 96 the model was trained"):
         model.generate(torch.zeros(1, 5, dtype=torch.long), 92)
+
+
+def test_generation_stops_at_the_stop_token():
+    model = varied_model(window=None)
+    prompt = torch.randint(0, 256, (1, 12))
+    first = model.generate(prompt, 5, temperature=0)[0, 12].item()
+    stopped = model.generate(prompt, 50, temperature=0, stop_token=first)
+    assert stopped.shape == (1, 13) and stopped[0, -1].item() == first

@@ -300,6 +300,15 @@ ATTENTION_SPEC = {
 }
 
 
+def strict_json(path: Path) -> dict:
+    """fits.json as a strict parser reads it: NaN and Infinity are not JSON."""
+
+    def refuse(constant):
+        raise ValueError(f"{path.name} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
 def test_the_report_splits_dense_from_windowed_attention(tmp_path):
     spec_file = write_spec(tmp_path / "attention-laws.yaml", ATTENTION_SPEC)
     spec, trials = spec_lib.load(spec_file)
@@ -321,10 +330,11 @@ def test_the_report_splits_dense_from_windowed_attention(tmp_path):
     out = tmp_path / "report"
     result = scaling("report", "attention-laws", "--tracking-uri", uri, "--out", str(out))
     assert result.returncode == 0, result.stderr
-    time = json.loads((out / "fits.json").read_text())["time"]
+    time = strict_json(out / "fits.json")["time"]
     dense, window = (time["seq_len_split"][m] for m in ("L2-d128", "L2-d128-W256"))
     assert dense["crossover"] == pytest.approx(CROSSOVER, rel=0.01)
     assert window["b_s_per_token_per_position"] == pytest.approx(0, abs=1e-15)
+    assert window["crossover"] is None  # never: JSON has no infinity
     exponents = time["per_token_vs_seq_len"]
     # Per token: dense grows towards T^1 as attention takes over; the window stays flat.
     assert 0.3 < exponents["L2-d128"]["exponent"] < 0.8
@@ -340,3 +350,19 @@ def test_the_report_splits_dense_from_windowed_attention(tmp_path):
     assert windowed.data.params["attention"] == "sliding_window:256"
     # 6 × (12·2·128² + 257·128) matmul weights + 12·2·128 × 256 keys, not × 4096.
     assert windowed.data.params["flops_per_token"] == "3343104"
+
+
+def test_a_report_can_be_made_from_a_csv_of_final_results(tmp_path):
+    """The analysis side alone: final (N, D, loss) rows, no shapes, curves or timings."""
+    from analysis.report import analyse, write_report
+    from analysis.runs import from_csv
+
+    rows = [f"{N},{D},{LAW.loss(N, D)}" for N in (1e6, 3e6, 1e7, 3e7) for D in (1e8, 3e8, 1e9)]
+    csv = tmp_path / "results.csv"
+    csv.write_text("N,D,loss\n" + "\n".join(rows) + "\n")
+    runs = from_csv(str(csv), {"params": "N", "tokens": "D", "val_loss": "loss"})
+    out = write_report(analyse(runs, "results", source=str(csv), bootstrap=20), tmp_path / "r")
+    fits = strict_json(out / "fits.json")
+    assert fits["chinchilla"]["alpha"]["value"] == pytest.approx(LAW.alpha, abs=0.02)
+    assert fits["time"]["per_token_vs_params"] == {}  # nothing was timed, and it says so
+    assert len(list((out / "plots").iterdir())) == 8

@@ -135,6 +135,12 @@ def test_sample_generates_reproducible_text_from_a_trials_checkpoint(grid):
         "--max-new-tokens: BOS + 4 prompt bytes + 60 new tokens = 65, more than the 64-token "
         "context L1-d32-T64-s0 was trained with (its learned positions end there)"
     )
+    long_prompt = sample("--prompt", "x" * 63)
+    assert long_prompt.returncode == 2
+    assert long_prompt.stderr.strip() == (
+        "--prompt: BOS + 63 prompt bytes leave no room in the 64-token context L1-d32-T64-s0 "
+        "was trained with"
+    )
     unknown = scaling("sample", "0123abcd", "--tracking-uri", grid["uri"])
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == f"RUN_ID: no run '0123abcd' in {grid['uri']}"

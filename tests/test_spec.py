@@ -66,6 +66,10 @@ def test_attention_is_a_grid_axis_and_a_window_counts_only_its_keys():
     assert window_64.flops_per_token == dense_64.flops_per_token
     assert dense_512.flops_per_token - window_512.flops_per_token == attention_per_key * (512 - 128)
     assert len({t.trial_id for t in trials}) == 4
+    # One spelling per attention: a leading zero names the same trial.
+    raw["model"]["attention"] = ["sliding_window:0128"]
+    assert expand(raw)[1].trial_id == window_512.trial_id
+    assert expand(raw)[1].attention == "sliding_window:128"
 
 
 def test_every_trial_trains_whole_optimizer_steps_of_constant_tokens():
