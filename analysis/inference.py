@@ -28,10 +28,9 @@ def attention_flops_per_position(row) -> int:
     return 12 * int(row["n_layer"]) * int(row["d_model"])
 
 
-def keys_attended(row, context: float | None = None) -> float:
-    """Keys a query attends to at `context` (default: the trained length)."""
-    context = row["seq_len"] if context is None else context
-    return min(context, attention_window(row.get("attention")))
+def keys_attended(row) -> float:
+    """Keys a query attends to at the run's trained length."""
+    return min(row["seq_len"], attention_window(row.get("attention")))
 
 
 def decode_curves(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +53,7 @@ def cost_split(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for size, group in finished.groupby("size", sort=False):
         longest = group[group["seq_len"] == group["seq_len"].max()]
-        if longest.empty or size not in set(curves["size"]):
+        if longest.empty:  # results without lengths (a CSV)
             continue
         run = longest.loc[longest["tokens"].idxmax()]
         T = int(run["seq_len"])

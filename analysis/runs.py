@@ -30,6 +30,7 @@ PARAM_COLUMNS = {
 # Per-token decode seconds, one metric per context length: `decode_s_per_token_at_512`. The
 # name is the MLflow contract (README); scaling/inference.py writes it, this side only reads.
 DECODE_METRIC = "decode_s_per_token_at_"
+DECODE_COLUMNS = ["run_id", "context", "seconds"]
 # Final values (the last logged) of these metrics.
 METRIC_COLUMNS = (
     "val_loss",
@@ -52,9 +53,7 @@ class Runs:
 
     table: pd.DataFrame
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
-    decode: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["run_id", "context", "seconds"])
-    )
+    decode: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DECODE_COLUMNS))
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -118,7 +117,7 @@ def from_mlflow(
         curves[run.info.run_id] = curve
     table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.sort_values(["params", "seq_len", "name"], ignore_index=True)
-    return Runs(table, curves, pd.DataFrame(decode, columns=["run_id", "context", "seconds"]))
+    return Runs(table, curves, pd.DataFrame(decode, columns=DECODE_COLUMNS))
 
 
 def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:

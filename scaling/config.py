@@ -20,9 +20,8 @@ class GPTConfig:
     n_head: int
     seq_len: int  # the context the position table is sized for
     vocab_size: int = VOCAB_SIZE
-    window: int | None = (
-        None  # sliding-window attention: each token sees itself and window-1 before
-    )
+    # Sliding-window attention: each token sees itself and the window-1 tokens before it.
+    window: int | None = None
 
     @property
     def attention_span(self) -> int:

@@ -72,7 +72,6 @@ def decode_seconds(
     step runs one token through the network; without, it recomputes all `context` of them."""
     device = model.wte.weight.device
     steps = max(1, min(steps, context - 2))
-    prompt = torch.randint(0, BOS, (1, context - steps - 1), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.no_grad(), autocast:
         if not use_cache:
@@ -84,6 +83,7 @@ def decode_seconds(
             _synchronize(device)
             return (time.perf_counter() - start) / steps
         cache = KVCache(model.config)
+        prompt = torch.randint(0, BOS, (1, context - steps - 1), device=device)
         model(prompt, cache=cache)
         token = prompt[:, -1:]
         model(token, cache=cache)  # warm-up: the first decode step allocates
