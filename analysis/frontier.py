@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.fit import FitError, fit_chinchilla, fit_power_law
 from analysis.laws import PowerLaw
+from scaling.contract import VAL_LOSS
 
 ISOFLOP_TOLERANCE = 1.25  # runs whose FLOPs are within this factor share a budget
 ENVELOPE_REACH = 1.02
@@ -67,7 +68,7 @@ def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame, n_points
             # rounding apart, and the one that ends last should not win the end by default.
             if not flops[0] <= C <= flops[-1] * ENVELOPE_REACH:
                 continue
-            loss = float(np.interp(np.log(C), np.log(flops), curve["val_loss"].to_numpy(float)))
+            loss = float(np.interp(np.log(C), np.log(flops), curve[VAL_LOSS].to_numpy(float)))
             if best is None or loss < best[1]:
                 best = (run_id, loss)
         if best is not None:

@@ -14,23 +14,17 @@ import math
 
 import pandas as pd
 
-
-def attention_window(attention: str | None) -> float:
-    """`sliding_window:256` -> 256; dense (or unknown) -> inf. The param as MLflow holds it
-    (scaling/config.py `parse_attention` validates it; the analysis never imports scaling)."""
-    if isinstance(attention, str) and attention.startswith("sliding_window:"):
-        return float(attention.split(":", 1)[1])
-    return math.inf
+from scaling.contract import WALL_S, attention_flops_per_key, keys_attended, parse_attention
 
 
-def attention_flops_per_position(row) -> int:
-    """Training FLOPs per token per attended key: QKᵀ and AV, forward and backward."""
-    return 12 * int(row["n_layer"]) * int(row["d_model"])
+def attention_flops(row) -> int:
+    """Training FLOPs per token per attended key of a run: QKᵀ and AV, forward and backward."""
+    return attention_flops_per_key(int(row["n_layer"]), int(row["d_model"]))
 
 
-def keys_attended(row) -> float:
-    """Keys a query attends to at the run's trained length."""
-    return min(row["seq_len"], attention_window(row.get("attention")))
+def keys(row) -> int:
+    """Keys a query of a run attends to at its trained length."""
+    return keys_attended(int(row["seq_len"]), parse_attention(row["attention"]))
 
 
 def decode_curves(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
@@ -61,9 +55,9 @@ def cost_split(finished: pd.DataFrame, decode: pd.DataFrame) -> pd.DataFrame:
         if at_context.empty:
             continue
         decode_s = float(at_context["seconds"].iloc[0])
-        wall_s = float(run["wall_s"]) if pd.notna(run.get("wall_s")) else math.nan
-        span = keys_attended(run)
-        attention = attention_flops_per_position(run)
+        wall_s = float(run[WALL_S]) if pd.notna(run.get(WALL_S)) else math.nan
+        span = keys(run)
+        attention = attention_flops(run)
         matmul_flops = run["flops_per_token"] - attention * span  # 6 × matmul weights
         inference_flops = matmul_flops / 3 + attention / 3 * span
         rows.append(

@@ -34,9 +34,9 @@ from analysis.fit import (
     fit_power_law,
     fit_saturating,
 )
-from analysis.gpus import GPU_PEAK_FLOPS
 from analysis.laws import PowerLaw
 from analysis.runs import Runs
+from scaling.contract import GPU_PEAK_FLOPS, ModelName, parse_attention
 
 DEFAULT_BUDGETS = (1e18, 1e20, 1e22)
 DEFAULT_GPU = "H100"
@@ -46,9 +46,8 @@ def size_name(row) -> str:
     """`L4-d256`, or `L4-d256-W256` for a sliding window of 256: a different model to time."""
     if pd.isna(row["n_layer"]):  # a CSV of results may give only the parameter count
         return f"N={row['params']:.3g}"
-    window = inference.attention_window(row.get("attention"))
-    suffix = f"-W{window:.0f}" if np.isfinite(window) else ""
-    return f"L{int(row['n_layer'])}-d{int(row['d_model'])}{suffix}"
+    window = parse_attention(row["attention"])
+    return str(ModelName(int(row["n_layer"]), int(row["d_model"]), window))
 
 
 @dataclass
@@ -213,7 +212,7 @@ def _claims(timed: pd.DataFrame, seq_len: int, attention: str, costs: dict) -> d
     for size, cost in reversed(list(costs.items())):  # the largest size first
         runs = timed[timed["size"] == size]
         lengths = sorted(runs["seq_len"].unique())
-        window = inference.attention_window(runs["attention"].iloc[0])
+        window = parse_attention(runs["attention"].iloc[0])
         text = (
             timing.claim_quadratic(cost, lengths[:-1] or lengths, window)
             if not isinstance(cost, str)
@@ -564,10 +563,11 @@ def plot_seq_len_split(a: Analysis, path: Path) -> str:
         # part is 12·L·d·min(T, window), scaled to the measured time at the shortest length.
         at_shortest = group[group["seq_len"] == group["seq_len"].min()]
         shortest = at_shortest.iloc[0]
-        attention = inference.attention_flops_per_position(shortest)
-        dense = shortest["flops_per_token"] - attention * inference.keys_attended(shortest)
+        attention = inference.attention_flops(shortest)
+        dense = shortest["flops_per_token"] - attention * inference.keys(shortest)
         per_flop = at_shortest["time_per_token"].median() / shortest["flops_per_token"]
-        keys = np.minimum(T, inference.attention_window(shortest["attention"]))
+        window = parse_attention(shortest["attention"])
+        keys = T if window is None else np.minimum(T, window)
         ax.plot(T, (dense + attention * keys) * per_flop * 1e6, "--", color=colour, lw=0.8)
     ax.plot([], [], ":", color="grey", label="dense part a (no attention)")
     ax.plot([], [], "--", color="grey", label="FLOP model, matched at the shortest T")
@@ -822,7 +822,7 @@ def _blocks(a: Analysis, captions: dict[str, str]) -> list[tuple]:
             window = a.finished.loc[a.finished["size"] == size, "attention"].iloc[0]
             flop_crossover = (
                 f"{cost.flop_model_crossover:,}"
-                if not np.isfinite(inference.attention_window(window))
+                if parse_attention(window) is None
                 else "none (attention stops growing at the window)"
             )
             rows.append(

@@ -11,6 +11,22 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from scaling.contract import (
+    ERROR,
+    FINAL_METRICS,
+    MFU,
+    STATUS,
+    STEP_TIME_S,
+    TOKENS_PER_S,
+    TOKENS_PER_STEP_PARAM,
+    TRAIN_LOSS,
+    VAL_LOSS,
+    NoSuchExperiment,
+    Status,
+    decode_context,
+    latest_trial_runs,
+)
+
 # Params as MLflow holds them (strings), and the type each becomes.
 PARAM_COLUMNS = {
     "n_layer": int,
@@ -27,20 +43,10 @@ PARAM_COLUMNS = {
     "precision": str,
     "device": str,
 }
-# Per-token decode seconds, one metric per context length: `decode_s_per_token_at_512`. The
-# name is the MLflow contract (README); scaling/inference.py writes it, this side only reads.
-DECODE_METRIC = "decode_s_per_token_at_"
+# Per generated token, the seconds each run's decode metrics give at each context.
 DECODE_COLUMNS = ["run_id", "context", "seconds"]
-# Final values (the last logged) of these metrics.
-METRIC_COLUMNS = (
-    "val_loss",
-    "train_loss",
-    "tokens_per_s",
-    "mfu",
-    "step_time_s",
-    "peak_mem_bytes",
-    "wall_s",
-)
+# Final values (the last logged) of these metrics, in columns of the same names.
+METRIC_COLUMNS = (VAL_LOSS, TRAIN_LOSS, TOKENS_PER_S, MFU, *FINAL_METRICS)
 
 
 COLUMNS = ["run_id", "name", "status", "error", *PARAM_COLUMNS, *METRIC_COLUMNS, "time_per_token"]
@@ -57,11 +63,11 @@ class Runs:
 
     @property
     def finished(self) -> pd.DataFrame:
-        return self.table[self.table["status"] == "FINISHED"]
+        return self.table[self.table["status"] == Status.FINISHED]
 
     @property
     def not_finished(self) -> pd.DataFrame:
-        return self.table[self.table["status"] != "FINISHED"]
+        return self.table[self.table["status"] != Status.FINISHED]
 
 
 def from_mlflow(
@@ -73,44 +79,35 @@ def from_mlflow(
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"experiment: no experiment '{experiment}' in {client.tracking_uri}")
-    query = "tags.`scaling.role` = 'trial'"
-    if parent_run_id:
-        query += f" and tags.`mlflow.parentRunId` = '{parent_run_id}'"
-    runs = client.search_runs(
-        [found.experiment_id], query, max_results=50000, order_by=["attributes.start_time DESC"]
-    )
-    latest = {}
-    for run in runs:  # newest first: the latest run of each trial wins
-        latest.setdefault(run.data.tags.get("scaling.trial_id"), run)
+        raise NoSuchExperiment(experiment, client.tracking_uri)
+    latest = latest_trial_runs(client, found.experiment_id, parent_run_id)
     rows, curves, decode = [], {}, []
-    for run in latest.values():
+    for run in latest:
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
         row = {
             "run_id": run.info.run_id,
             "name": run.info.run_name,
-            "status": tags.get("scaling.status", "UNKNOWN"),
-            "error": tags.get("scaling.error"),
+            "status": tags.get(STATUS),
+            "error": tags.get(ERROR),
         }
         for key, kind in PARAM_COLUMNS.items():
             row[key] = kind(params[key]) if key in params else None
         row.update({key: metrics.get(key) for key in METRIC_COLUMNS})
         # Seconds per training token: the steady mean step time is steadier than the last
         # window's tokens/s.
-        per_step = params.get("train.tokens_per_step")
-        if row["step_time_s"] and per_step:
-            row["time_per_token"] = row["step_time_s"] / int(per_step)
-        elif row["tokens_per_s"]:
-            row["time_per_token"] = 1 / row["tokens_per_s"]
+        per_step = params.get(TOKENS_PER_STEP_PARAM)
+        if row[STEP_TIME_S] and per_step:
+            row["time_per_token"] = row[STEP_TIME_S] / int(per_step)
+        elif row[TOKENS_PER_S]:
+            row["time_per_token"] = 1 / row[TOKENS_PER_S]
         rows.append(row)
-        decode.extend(
-            (run.info.run_id, int(key.removeprefix(DECODE_METRIC)), value)
-            for key, value in metrics.items()
-            if key.startswith(DECODE_METRIC)
-        )
-        history = client.get_metric_history(run.info.run_id, "val_loss")
+        for key, value in metrics.items():
+            context = decode_context(key)
+            if context is not None:
+                decode.append((run.info.run_id, context, value))
+        history = client.get_metric_history(run.info.run_id, VAL_LOSS)
         curve = pd.DataFrame(
-            {"tokens": [m.step for m in history], "val_loss": [m.value for m in history]}
+            {"tokens": [m.step for m in history], VAL_LOSS: [m.value for m in history]}
         )
         if row["flops_per_token"]:
             curve["flops"] = curve["tokens"] * row["flops_per_token"]
@@ -125,7 +122,7 @@ def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
     {"params": "Model Size", "flops": "Training FLOP", "val_loss": "loss"}). Missing tokens
     are derived from FLOPs (D = C / 6N); rows count as FINISHED unless a status column says."""
     table = pd.read_csv(path).rename(columns={v: k for k, v in (columns or {}).items()})
-    for needed in ("params", "val_loss"):
+    for needed in ("params", VAL_LOSS):
         if needed not in table.columns:
             raise ValueError(
                 f"{path}: no column for '{needed}' (columns: {', '.join(map(str, table.columns))})"
@@ -137,7 +134,7 @@ def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
     if "flops" not in table.columns:
         table["flops"] = 6 * table["params"] * table["tokens"]
     if "status" not in table.columns:
-        table["status"] = "FINISHED"
+        table["status"] = Status.FINISHED.value
     # The columns a grid's table has and a CSV may lack (shapes, timings): present, but empty.
     table = table.reindex(columns=[*table.columns, *(c for c in COLUMNS if c not in table)])
     table["run_id"] = table["run_id"].fillna(pd.Series(table.index.astype(str), table.index))
@@ -145,9 +142,9 @@ def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
     table["flops_per_token"] = table["flops_per_token"].fillna(table["flops"] / table["tokens"])
     # No validation curves in a CSV: each run's curve is its final point.
     curves = {
-        row.run_id: pd.DataFrame(
-            {"tokens": [row.tokens], "val_loss": [row.val_loss], "flops": [row.flops]}
+        row["run_id"]: pd.DataFrame(
+            {"tokens": [row["tokens"]], VAL_LOSS: [row[VAL_LOSS]], "flops": [row["flops"]]}
         )
-        for row in table.itertuples()
+        for _, row in table.iterrows()
     }
     return Runs(table, curves)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +53,7 @@ def fit_seq_len_cost(seq_len, time_per_token, d_model: int) -> SeqLenCost:
     return SeqLenCost(float(a), float(b), int(d_model))
 
 
-def claim_quadratic(cost: SeqLenCost, lengths, window: float = math.inf) -> str:
+def claim_quadratic(cost: SeqLenCost, lengths, window: int | None = None) -> str:
     """ "Doubling the sequence length quadruples the cost" (of a sequence), judged on one size's
     fit over the lengths it was timed at; `window` for a sliding-window model."""
     lengths = sorted(lengths)
@@ -62,7 +61,7 @@ def claim_quadratic(cost: SeqLenCost, lengths, window: float = math.inf) -> str:
     near = cost.length_where_doubling_costs(3.6)
     flop_model = (
         f"the FLOP model puts the crossover at 6·d_model = {cost.flop_model_crossover}"
-        if math.isinf(window)
+        if window is None
         else f"in the FLOP model attention stops growing at the window of {window:,.0f} keys"
     )
     if np.isfinite(near):

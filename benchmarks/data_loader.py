@@ -10,6 +10,7 @@ import json
 import time
 
 from scaling import trial as trial_lib
+from scaling.contract import STEP_TIME_S
 from scaling.data import ByteDataModule, prepare
 from scaling.hardware import cpu_model
 from scaling.spec import DataSpec, expand, parse
@@ -33,7 +34,7 @@ def training_tokens_per_s(seq_len: int) -> float:
     }
     (trial,) = expand(parse(raw))
     result = trial_lib.run(trial, out_dir="/tmp/scaling-bench")
-    return trial.train.tokens_per_step / result.metrics["step_time_s"]
+    return trial.train.tokens_per_step / result.metrics[STEP_TIME_S]
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ import torch
 
 from scaling import hardware
 from scaling import trial as trial_lib
+from scaling.contract import COMPILE_S, PEAK_MEM_BYTES, STEP_TIME_S
 from scaling.spec import expand, parse
 
 steps, shape, tokens_per_step, micro = sys.argv[1:5]
@@ -64,7 +65,7 @@ raw = {
 reports = []
 with tempfile.TemporaryDirectory() as out_dir:
     result = trial_lib.run(trial, report=lambda m, c: reports.append(m), out_dir=out_dir)
-seconds = result.metrics.get("step_time_s")
+seconds = result.metrics.get(STEP_TIME_S)
 tokens_per_s = tokens_per_step / seconds if seconds else None
 precision = result.params.get("precision")
 peak = hardware.peak_flops(precision) if precision else None
@@ -79,17 +80,17 @@ print(json.dumps({
     "tokens_per_step": tokens_per_step,
     "micro_batch_size": trial.micro_batch_size,
     "steps": steps,
-    "status": result.status,
+    "status": result.status.value,
     "error": result.error,
     "precision": precision,
     "compile": result.params.get("compile"),
-    "compile_s": result.metrics.get("compile_s"),
+    "compile_s": result.metrics.get(COMPILE_S),
     "step_time_s": seconds,
     "tokens_per_s": tokens_per_s,
     "peak_flops": peak,
     "mfu": tokens_per_s * trial.flops_per_token / peak if tokens_per_s and peak else None,
     "target_mfu": 0.45,
-    "peak_mem_bytes": result.metrics.get("peak_mem_bytes"),
+    "peak_mem_bytes": result.metrics.get(PEAK_MEM_BYTES),
     "val_loss": result.val_loss,
 }))
 PY

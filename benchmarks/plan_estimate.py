@@ -16,6 +16,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from scaling.contract import PEAK_MEM_BYTES, WALL_S, trial_runs_filter
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "experiments" / "smoke.yaml"
 SCALING = str(Path(sys.executable).with_name("scaling"))
@@ -37,13 +39,13 @@ def main() -> None:
         )
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("smoke")
-        runs = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'trial'")
+        runs = client.search_runs([experiment.experiment_id], trial_runs_filter())
         measured = {r.info.run_name: r.data.metrics for r in runs}
     time_errors, memory_errors = [], []
     for trial in plan:
         metrics = measured[trial["name"]]
-        time_error = trial["est_seconds"] / metrics["wall_s"] - 1
-        memory_error = trial["est_peak_bytes"] / metrics["peak_mem_bytes"] - 1
+        time_error = trial["est_seconds"] / metrics[WALL_S] - 1
+        memory_error = trial["est_peak_bytes"] / metrics[PEAK_MEM_BYTES] - 1
         time_errors.append(time_error)
         memory_errors.append(memory_error)
         print(
@@ -52,10 +54,10 @@ def main() -> None:
                     "benchmark": "plan_estimate",
                     "trial": trial["name"],
                     "est_seconds": round(trial["est_seconds"], 2),
-                    "wall_s": round(metrics["wall_s"], 2),
+                    "wall_s": round(metrics[WALL_S], 2),
                     "time_error": round(time_error, 3),
                     "est_peak_mib": round(trial["est_peak_bytes"] / 2**20),
-                    "peak_mib": round(metrics["peak_mem_bytes"] / 2**20),
+                    "peak_mib": round(metrics[PEAK_MEM_BYTES] / 2**20),
                     "memory_error": round(memory_error, 3),
                 }
             ),

@@ -22,6 +22,7 @@ import torch
 
 from scaling import hardware
 from scaling import trial as trial_lib
+from scaling.contract import STEP_TIME_S, Status
 from scaling.data import RandomWindows, prepare
 from scaling.model import GPT
 from scaling.module import lr_factor
@@ -108,8 +109,8 @@ def trial_path(trial) -> float:
     reports = []
     with tempfile.TemporaryDirectory() as out_dir:
         result = trial_lib.run(trial, report=lambda m, c: reports.append(m), out_dir=out_dir)
-    assert result.status == "FINISHED", result.error
-    return result.metrics["step_time_s"]
+    assert result.status == Status.FINISHED, result.error
+    return result.metrics[STEP_TIME_S]
 
 
 def precision_gain(rates: dict) -> dict:

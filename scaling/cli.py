@@ -21,6 +21,18 @@ from rich.console import Console
 from rich.table import Table
 
 from scaling import spec as spec_lib
+from scaling.contract import (
+    ERROR,
+    GPU_PEAK_FLOPS,
+    STATUS,
+    TOKENS_PER_S,
+    TRIAL_ID,
+    VAL_LOSS,
+    WALL_S,
+    Status,
+    gpu_named,
+    grid_runs_filter,
+)
 from scaling.errors import InputError
 
 USAGE_ERROR = 2
@@ -80,14 +92,13 @@ def _seconds(s: float) -> str:
 
 def plan_estimates(trials: list[spec_lib.TrialSpec], device: str, mfu: float):
     """Each trial's estimated wall time and peak memory, and a line saying on what basis."""
-    from analysis.gpus import GPU_PEAK_FLOPS
     from scaling import estimate
 
     if device == "here":
         process = estimate.process_bytes()
         estimates = [estimate.estimate_here(t, process) for t in trials]
         return estimates, "estimates: step times measured here, one shape at a time"
-    gpu = next((name for name in GPU_PEAK_FLOPS if name.lower() == device.lower()), None)
+    gpu = gpu_named(device)
     if gpu is None:
         raise UsageError(
             f"--device: unknown device '{device}': 'here' or one of {', '.join(GPU_PEAK_FLOPS)}"
@@ -212,13 +223,14 @@ def cmd_run(args) -> int:
     counts = Counter(outcome.statuses.values())
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     if outcome.skipped:
-        summary += (", " if summary else "") + f"{len(outcome.skipped)} skipped (already FINISHED)"
+        skipped = f"{len(outcome.skipped)} skipped (already {Status.FINISHED})"
+        summary += (", " if summary else "") + skipped
     print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
     return 0 if outcome.ok else 1
 
 
 def cmd_status(args) -> int:
-    from scaling.tracking import ERROR, STATUS, TRIAL_ID, Tracker
+    from scaling.tracking import Tracker
 
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
@@ -244,9 +256,9 @@ def cmd_status(args) -> int:
         "params",
         "seq_len",
         "tokens",
-        "val_loss",
+        VAL_LOSS,
         "tokens/s",
-        "wall_s",
+        WALL_S,
         "run id",
         "error",
     ):
@@ -259,9 +271,9 @@ def cmd_status(args) -> int:
             _count(int(p.get("params", 0))),
             p.get("seq_len", ""),
             _count(int(p.get("tokens", 0))),
-            f"{m['val_loss']:.4f}" if "val_loss" in m else "",
-            _count(m["tokens_per_s"]) if "tokens_per_s" in m else "",
-            f"{m['wall_s']:.1f}" if "wall_s" in m else "",
+            f"{m[VAL_LOSS]:.4f}" if VAL_LOSS in m else "",
+            _count(m[TOKENS_PER_S]) if TOKENS_PER_S in m else "",
+            f"{m[WALL_S]:.1f}" if WALL_S in m else "",
             run.info.run_id,
             run.data.tags.get(ERROR, ""),
         )
@@ -348,13 +360,13 @@ def _budgets(text: str) -> list[float]:
 
 def cmd_report(args) -> int:
     from analysis.fit import FitError
-    from analysis.gpus import GPU_PEAK_FLOPS
     from analysis.report import analyse, write_report
     from analysis.runs import from_mlflow
-    from scaling.tracking import ROLE, Tracker
+    from scaling.tracking import Tracker
 
     budgets = _budgets(args.budgets)
-    if args.gpu not in GPU_PEAK_FLOPS:
+    gpu = gpu_named(args.gpu)
+    if gpu is None:
         raise UsageError(f"--gpu: unknown GPU '{args.gpu}', known: {', '.join(GPU_PEAK_FLOPS)}")
     if args.mfu is not None and not 0 < args.mfu <= 1:
         raise UsageError(f"--mfu: must be a fraction in (0, 1], got {args.mfu}")
@@ -370,7 +382,7 @@ def cmd_report(args) -> int:
             args.experiment,
             source=f"MLflow {tracker.tracking_uri}",
             budgets=budgets,
-            gpu=args.gpu,
+            gpu=gpu,
             mfu=args.mfu,
             bootstrap=args.bootstrap,
         )
@@ -380,7 +392,7 @@ def cmd_report(args) -> int:
     # The dashboard links to the report: it goes with the grid's latest parent run.
     grids = tracker.client.search_runs(
         [experiment_id],
-        f"tags.`{ROLE}` = 'grid'",
+        grid_runs_filter(),
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from scaling import contract
+
 BOS = 256  # token id that starts every document; bytes are 0..255
 VOCAB_SIZE = 257
 
@@ -26,7 +28,7 @@ class GPTConfig:
     @property
     def attention_span(self) -> int:
         """Keys a query attends to at most: the window, or the whole context when dense."""
-        return self.seq_len if self.window is None else min(self.seq_len, self.window)
+        return contract.keys_attended(self.seq_len, self.window)
 
     @property
     def head_dim(self) -> int:
@@ -34,7 +36,8 @@ class GPTConfig:
 
     @property
     def name(self) -> str:
-        return f"L{self.n_layer}-d{self.d_model}"
+        """The shape's name, `L4-d256`: the window is not part of the weights."""
+        return contract.ModelName(self.n_layer, self.d_model).shape
 
     @property
     def params(self) -> int:
@@ -55,29 +58,12 @@ class GPTConfig:
     @property
     def matmul_params(self) -> int:
         """Weights that take part in a matmul per token: the blocks' and the output head's."""
-        return 12 * self.n_layer * self.d_model**2 + self.vocab_size * self.d_model
+        return contract.matmul_weights(self.n_layer, self.d_model, self.vocab_size)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token (forward + backward), PaLM appendix B / nanoGPT.
-
-        6 per matmul weight, plus 12·L·d·T for the attention scores and their weighted sum
-        (QKᵀ and AV, forward and backward). Causal masking is not discounted; a sliding
-        window counts min(T, window) keys per query.
-        """
+        """Training FLOPs per token (forward + backward), as `contract.flops_per_token`."""
         T = self.seq_len if seq_len is None else seq_len
-        if self.window is not None:
-            T = min(T, self.window)
-        return 6 * self.matmul_params + 12 * self.n_layer * self.d_model * T
+        return contract.flops_per_token(self.n_layer, self.d_model, T, self.vocab_size, self.window)
 
     def to_dict(self) -> dict[str, int | None]:
         return asdict(self)
-
-
-def parse_attention(text: str) -> int | None:
-    """`dense` -> None; `sliding_window:W` -> W. Raises ValueError with the accepted forms."""
-    if text == "dense":
-        return None
-    kind, _, width = text.partition(":")
-    if kind == "sliding_window" and width.isdigit() and int(width) > 0:
-        return int(width)
-    raise ValueError("must be 'dense' or 'sliding_window:W' with W a positive integer")

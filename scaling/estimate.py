@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import psutil
 import torch
 
-from analysis.gpus import GPU_PEAK_FLOPS
 from scaling import hardware
+from scaling.contract import GPU_PEAK_FLOPS
 from scaling.model import GPT
 from scaling.spec import TrialSpec
 

@@ -30,8 +30,19 @@ import ray
 from ray import tune
 
 from scaling import trial as trial_lib
+from scaling.contract import (
+    CHECKPOINT,
+    DECODE_PREFIX,
+    ERROR_FILE,
+    METRICS,
+    RESULT_ERROR,
+    RESULT_STATUS,
+    RESUMED_AT,
+    RUN_PARAMS,
+    STEP,
+    Status,
+)
 from scaling.errors import InputError
-from scaling.inference import DECODE_METRIC
 from scaling.spec import Spec, TrialSpec
 
 if TYPE_CHECKING:  # the driver's side only: workers need not import MLflow
@@ -39,13 +50,6 @@ if TYPE_CHECKING:  # the driver's side only: workers need not import MLflow
 
 logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
-# Outcomes a grid accepts: the trial ran and told us something (a diverged or out-of-memory
-# point is a result of the scaling study, not a failure of the tool).
-ACCEPTED = {trial_lib.FINISHED, trial_lib.OOM, trial_lib.DIVERGED}
-# What a trial's reports hold: metrics logged with their step, and params known at the end.
-METRICS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "step_time_s",
-           "peak_mem_bytes", "wall_s", "resumed_at", "compile_s")  # fmt: skip
-FINAL_PARAMS = ("precision", "compile", "device", "host", "ray_node_id")
 # How many times Tune restarts a trial that raised or whose worker died.
 MAX_FAILURES = int(os.environ.get("SCALING_MAX_FAILURES", "2"))
 
@@ -53,13 +57,13 @@ MAX_FAILURES = int(os.environ.get("SCALING_MAX_FAILURES", "2"))
 @dataclass
 class GridOutcome:
     parent_run_id: str
-    statuses: dict[str, str] = field(default_factory=dict)  # trial name -> status
+    statuses: dict[str, Status] = field(default_factory=dict)  # trial name -> status
     skipped: list[str] = field(default_factory=list)  # finished by an earlier run of the spec
     interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(s in ACCEPTED for s in self.statuses.values())
+        return not self.interrupted and all(s.is_result for s in self.statuses.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +146,7 @@ def _run_and_report(trial, get_checkpoint, report, checkpoint_type, distributed=
                 resume_from = Path(resume_dir) / trial_lib.RESUME_FILE
                 meta = json.loads((Path(resume_dir) / trial_lib.RESUME_META).read_text())
                 # Recorded in MLflow, so a retried trial shows where it picked up.
-                report({"step": meta["tokens"], "resumed_at": meta["tokens"]})
+                report({STEP: meta["tokens"], RESUMED_AT: meta["tokens"]})
             result = trial_lib.run(
                 trial,
                 report_with_resume_point,
@@ -152,11 +156,11 @@ def _run_and_report(trial, get_checkpoint, report, checkpoint_type, distributed=
                 distributed=distributed,
             )
         final = {
-            "step": trial.tokens,
+            STEP: trial.tokens,
             **result.metrics,
             **result.timeline,
-            "scaling_status": result.status,
-            "scaling_error": result.error or "",
+            RESULT_STATUS: result.status.value,
+            RESULT_ERROR: result.error or "",
             **result.params,
             "host": socket.gethostname(),
             "ray_node_id": ray.get_runtime_context().get_node_id(),
@@ -203,33 +207,33 @@ class TrackingCallback(tune.Callback):
         self.run_id(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        run_id, step = self.run_id(trial), int(result.get("step", 0))
+        run_id, step = self.run_id(trial), int(result.get(STEP, 0))
         last = self.logged[run_id]
-        decode = [key for key in result if key.startswith(DECODE_METRIC)]
+        decode = [key for key in result if key.startswith(DECODE_PREFIX)]
         fresh = {
             key: result[key]
             for key in (*METRICS, *decode)
             if isinstance(result.get(key), (int, float)) and step > last.get(key, -1)
         }
         if fresh:
-            self.tracker.log_metrics(run_id, {"step": step, **fresh})
+            self.tracker.log_metrics(run_id, {STEP: step, **fresh})
             last.update(dict.fromkeys(fresh, step))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id, result = self.run_id(trial), trial.last_result or {}
-        status = result.get("scaling_status", trial_lib.FAILED)
-        params = {k: result[k] for k in FINAL_PARAMS if k in result}
+        status = Status(result.get(RESULT_STATUS, Status.FAILED))
+        params = {k: result[k] for k in RUN_PARAMS if k in result}
         with tempfile.TemporaryDirectory() as scratch:
             artifacts = []
             # A multi-worker trial's checkpoint stays in Train's storage; Tune gets its path.
             checkpoint = trial.checkpoint or (
                 tune.Checkpoint(result["checkpoint_path"]) if "checkpoint_path" in result else None
             )
-            if status == trial_lib.FINISHED and checkpoint is not None:
+            if status == Status.FINISHED and checkpoint is not None:
                 local = checkpoint.to_directory(scratch)
-                artifacts.append(Path(local) / "checkpoint.pt")
+                artifacts.append(Path(local) / CHECKPOINT)
             self.tracker.end_trial(
-                run_id, status, result.get("scaling_error") or None, params, artifacts
+                run_id, status, result.get(RESULT_ERROR) or None, params, artifacts
             )
         self.statuses[trial.config["trial"]["name"]] = status
 
@@ -237,12 +241,12 @@ class TrackingCallback(tune.Callback):
         run_id = self.run_id(trial)
         traceback_text = trial.get_error() or "the trial failed without a traceback"
         with tempfile.TemporaryDirectory() as scratch:
-            error_file = Path(scratch) / "error.txt"
+            error_file = Path(scratch) / ERROR_FILE
             error_file.write_text(traceback_text)
             self.tracker.end_trial(
-                run_id, trial_lib.FAILED, last_error_line(traceback_text), artifacts=[error_file]
+                run_id, Status.FAILED, last_error_line(traceback_text), artifacts=[error_file]
             )
-        self.statuses[trial.config["trial"]["name"]] = trial_lib.FAILED
+        self.statuses[trial.config["trial"]["name"]] = Status.FAILED
 
 
 def last_error_line(traceback_text: str) -> str:
@@ -304,7 +308,7 @@ def run_grid(
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
     outcome = GridOutcome(parent, skipped=[t.name for t in trials if t.trial_id in finished])
     if not todo:
-        tracker.end_grid(parent, "FINISHED")
+        tracker.end_grid(parent, Status.FINISHED)
         return outcome
     tracking = TrackingCallback(tracker, experiment_id, parent)
     storage = storage if "://" in storage else str(Path(storage).resolve())
@@ -351,7 +355,6 @@ def run_grid(
                 outcome.interrupted = True
         outcome.statuses.update(tracking.statuses)
         outcome.interrupted |= any(t.trial_id not in tracking.run_ids for t in todo)
-        tracker.end_grid(
-            parent, "KILLED" if outcome.interrupted else "FINISHED" if outcome.ok else "FAILED"
-        )
+        status = Status.FINISHED if outcome.ok else Status.FAILED
+        tracker.end_grid(parent, Status.KILLED if outcome.interrupted else status)
     return outcome

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from analysis.gpus import GPU_PEAK_FLOPS
+from scaling.contract import GPU_PEAK_FLOPS, gpu_in_device_name
 
 
 def cache_dir() -> Path:
@@ -77,10 +77,9 @@ def lightning_precision(precision: str) -> str:
 def peak_flops(precision: str) -> float:
     """Peak FLOP/s for MFU: the datasheet for a known GPU, else measured on this device."""
     if torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-        for key, peaks in GPU_PEAK_FLOPS.items():
-            if key in name:
-                return peaks[precision]
+        gpu = gpu_in_device_name(torch.cuda.get_device_name())
+        if gpu is not None:
+            return GPU_PEAK_FLOPS[gpu][precision]
     return _cached_matmul_rate(precision)
 
 

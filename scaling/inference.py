@@ -13,14 +13,12 @@ from pathlib import Path
 import torch
 
 from scaling.config import BOS, GPTConfig
+from scaling.contract import decode_metric
 from scaling.model import GPT, KVCache
-
-# Metric names for decode latency, one per context length: `decode_s_per_token_at_512`.
-DECODE_METRIC = "decode_s_per_token_at_"
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
-    """The GPT in a trial's `checkpoint.pt` (tensors and plain values only: weights_only),
+    """The GPT in a trial's checkpoint (tensors and plain values only: weights_only),
     ready for inference, and the trial it came from."""
     saved = torch.load(checkpoint, map_location=device, weights_only=True)
     model = GPT(GPTConfig(**saved["config"]))
@@ -104,7 +102,7 @@ def decode_latencies(model: GPT) -> dict[str, float]:
     """Per-token decode seconds at each of `decode_contexts`, keyed as MLflow metrics."""
     precision = decode_precision(model.wte.weight.device.type)
     return {
-        f"{DECODE_METRIC}{c}": decode_seconds(model, c, precision)
+        decode_metric(c): decode_seconds(model, c, precision)
         for c in decode_contexts(model.config.seq_len)
     }
 

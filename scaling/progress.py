@@ -10,9 +10,18 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from scaling.contract import (
+    RESULT_ERROR,
+    RESULT_STATUS,
+    STEP,
+    TOKENS_PER_S,
+    TRAIN_LOSS,
+    VAL_LOSS,
+    Status,
+)
 from scaling.spec import TrialSpec
 
-PENDING, RUNNING = "PENDING", "RUNNING"
+SHOWN = (STEP, TRAIN_LOSS, VAL_LOSS, TOKENS_PER_S)  # what the table shows of each report
 
 
 def _duration(seconds: float) -> str:
@@ -23,7 +32,7 @@ def _duration(seconds: float) -> str:
 class GridProgress(tune.Callback):
     def __init__(self, trials: list[TrialSpec], live: bool, console: Console | None = None):
         self.trials = {t.name: t for t in trials}
-        self.status = dict.fromkeys(self.trials, PENDING)
+        self.status = dict.fromkeys(self.trials, Status.PENDING)
         self.latest: dict[str, dict] = {name: {} for name in self.trials}
         self.console = console or Console()
         self.started = time.monotonic()
@@ -42,37 +51,30 @@ class GridProgress(tune.Callback):
         self.stop()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._set(trial, RUNNING)
+        self._set(trial, Status.RUNNING)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         name = trial.config["trial"]["name"]
-        self.latest[name].update(
-            {
-                k: v
-                for k, v in result.items()
-                if k in ("step", "train_loss", "val_loss", "tokens_per_s")
-            }
-        )
-        if not self.live and "val_loss" in result:
-            self.line(f"{name}: val_loss {result['val_loss']:.4f} at {result['step']:,} tokens")
+        self.latest[name].update({k: v for k, v in result.items() if k in SHOWN})
+        if not self.live and VAL_LOSS in result:
+            self.line(f"{name}: {VAL_LOSS} {result[VAL_LOSS]:.4f} at {result[STEP]:,} tokens")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        status = (trial.last_result or {}).get("scaling_status", "FAILED")
-        error = (trial.last_result or {}).get("scaling_error")
-        self._set(trial, status, error)
+        result = trial.last_result or {}
+        self._set(trial, Status(result.get(RESULT_STATUS, Status.FAILED)), result.get(RESULT_ERROR))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._set(trial, "FAILED")
+        self._set(trial, Status.FAILED)
 
     # ------------------------------------------------------------------------------------------
 
-    def _set(self, trial, status: str, detail: str | None = None) -> None:
+    def _set(self, trial, status: Status, detail: str | None = None) -> None:
         name = trial.config["trial"]["name"]
         self.status[name] = status
         if not self.live:
             text = f"{name}: {status}"
-            if status == "FINISHED" and "val_loss" in self.latest[name]:
-                text += f", val_loss {self.latest[name]['val_loss']:.4f}"
+            if status == Status.FINISHED and VAL_LOSS in self.latest[name]:
+                text += f", {VAL_LOSS} {self.latest[name][VAL_LOSS]:.4f}"
             self.line(text + (f" ({detail})" if detail else "") + f"; {self.summary()}")
 
     def line(self, text: str) -> None:
@@ -90,20 +92,20 @@ class GridProgress(tune.Callback):
         """Remaining FLOPs over the FLOP rate of the trials running now."""
         remaining = rate = 0.0
         for name, trial in self.trials.items():
-            if self.status[name] not in (PENDING, RUNNING):
+            if self.status[name] not in (Status.PENDING, Status.RUNNING):
                 continue
-            seen = self.latest[name].get("step", 0)
+            seen = self.latest[name].get(STEP, 0)
             remaining += trial.flops_per_token * max(0, trial.tokens - seen)
-            if self.status[name] == RUNNING:
-                rate += trial.flops_per_token * self.latest[name].get("tokens_per_s", 0)
+            if self.status[name] == Status.RUNNING:
+                rate += trial.flops_per_token * self.latest[name].get(TOKENS_PER_S, 0)
         return remaining / rate if rate > 0 else None
 
     def summary(self) -> str:
-        counts = {s: 0 for s in (PENDING, RUNNING)}
+        counts = {s: 0 for s in (Status.PENDING, Status.RUNNING)}
         for status in self.status.values():
             counts[status] = counts.get(status, 0) + 1
         eta = self.eta_seconds()
-        text = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+        text = ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items())
         return text + (f"; ETA {_duration(eta)}" if eta is not None else "")
 
     def __rich__(self) -> Table:
@@ -111,16 +113,16 @@ class GridProgress(tune.Callback):
             title=f"{_duration(time.monotonic() - self.started)} elapsed; {self.summary()}",
             title_justify="left",
         )
-        for column in ("trial", "status", "tokens", "train_loss", "val_loss", "tokens/s"):
+        for column in ("trial", "status", "tokens", TRAIN_LOSS, VAL_LOSS, "tokens/s"):
             table.add_column(column, justify="left" if column in ("trial", "status") else "right")
         for name, trial in self.trials.items():
             latest = self.latest[name]
             table.add_row(
                 name,
-                self.status[name],
-                f"{latest.get('step', 0) / trial.tokens:.0%}",
-                f"{latest['train_loss']:.4f}" if "train_loss" in latest else "",
-                f"{latest['val_loss']:.4f}" if "val_loss" in latest else "",
-                f"{latest['tokens_per_s']:,.0f}" if "tokens_per_s" in latest else "",
+                str(self.status[name]),
+                f"{latest.get(STEP, 0) / trial.tokens:.0%}",
+                f"{latest[TRAIN_LOSS]:.4f}" if TRAIN_LOSS in latest else "",
+                f"{latest[VAL_LOSS]:.4f}" if VAL_LOSS in latest else "",
+                f"{latest[TOKENS_PER_S]:,.0f}" if TOKENS_PER_S in latest else "",
             )
         return table

@@ -25,7 +25,15 @@ from pydantic import (
     model_validator,
 )
 
-from scaling.config import GPTConfig, parse_attention
+from scaling.config import GPTConfig
+from scaling.contract import (
+    ModelName,
+    TrialName,
+    attention_name,
+    compute_budget,
+    parse_attention,
+    tokens_budget,
+)
 from scaling.errors import InputError
 
 
@@ -154,8 +162,7 @@ class SizeSpec(StrictModel):
 def _attention(text: str) -> str:
     """Checked (the ValueError names the accepted forms) and spelled one way, so that
     `sliding_window:0256` is the same trial as `sliding_window:256`."""
-    window = parse_attention(text)
-    return "dense" if window is None else f"sliding_window:{window}"
+    return attention_name(parse_attention(text))
 
 
 class ModelSpec(StrictModel):
@@ -327,13 +334,6 @@ def _sizes(model: ModelSpec, train: TrainSpec) -> list[tuple[tuple[int, int, int
     return sizes
 
 
-def _short_count(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}"
-
-
 def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
     """The spec's trials, in a stable order; refuses grids whose points cannot be trained."""
     grid, train = spec.grid, spec.train
@@ -385,12 +385,10 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
         # Train whole optimizer steps: the schedule then ends exactly at the budget.
         steps = max(1, round(wanted / train.tokens_per_step))
         tokens = steps * train.tokens_per_step
-        name = f"L{L}-d{d}-T{T}"
-        if config.window is not None:
-            name += f"-W{config.window}"
+        label = None
         if several_budgets:
-            name += f"-C{budget:.0e}" if kind == "compute" else f"-D{_short_count(tokens)}"
-        name += f"-s{seed}"
+            label = compute_budget(budget) if kind == "compute" else tokens_budget(tokens)
+        name = str(TrialName(ModelName(L, d, config.window), T, seed, label))
         resolved = {
             "experiment": spec.experiment,
             "n_layer": L,

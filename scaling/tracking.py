@@ -20,8 +20,24 @@ import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from scaling.contract import (
+    CHECKPOINT,
+    DRIVER,
+    ERROR,
+    GRID,
+    PARENT_RUN_ID,
+    ROLE,
+    SPEC_FILE,
+    STATUS,
+    STEP,
+    TRIAL,
+    TRIAL_ID,
+    TRIAL_PARAMS,
+    Status,
+    grid_runs_filter,
+    trial_runs_filter,
+)
 from scaling.errors import InputError
 from scaling.spec import Spec, TrialSpec
 
@@ -29,12 +45,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # MLflow prints a "View run" link per run to stdout, which would break the progress table.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-ROLE, TRIAL_ID = "scaling.role", "scaling.trial_id"
-STATUS, ERROR = "scaling.status", "scaling.error"
-DRIVER = "scaling.driver"  # host:pid of the `scaling run` that owns a grid run
-RUNNING = "RUNNING"
-# MLflow's own run status for each trial outcome: only a trained model counts as FINISHED.
-_MLFLOW_STATUS = {"FINISHED": "FINISHED", "OOM": "FAILED", "DIVERGED": "FAILED", "FAILED": "FAILED"}
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)  # MLflow's run status, not a trial's
 
 
 def driver_tag() -> str:
@@ -46,23 +57,8 @@ class TrackingError(InputError):
 
 
 def trial_params(trial: TrialSpec) -> dict[str, str]:
-    """The DESIGN's child params, then the rest of the resolved config, flattened."""
-    params = {
-        key: getattr(trial, key)
-        for key in (
-            "n_layer",
-            "d_model",
-            "n_head",
-            "seq_len",
-            "tokens",
-            "params",
-            "params_total",
-            "flops_per_token",
-            "attention",
-            "seed",
-            "flops",
-        )
-    }
+    """The contract's trial params, then the rest of the resolved config, flattened."""
+    params = {key: getattr(trial, key) for key in TRIAL_PARAMS}
     params.update(
         steps=trial.steps,
         batch_size=trial.batch_size,
@@ -108,43 +104,43 @@ class Tracker:
         """Every trial run of the experiment, newest first."""
         return self.client.search_runs(
             [experiment_id],
-            filter_string=f"tags.`{ROLE}` = 'trial'",
+            filter_string=trial_runs_filter(),
             order_by=["attributes.start_time DESC"],
             max_results=50000,
         )
 
     def download_checkpoint(self, run_id: str, into: str | Path) -> Path:
-        """A finished trial's `checkpoint.pt`, downloaded into `into`."""
+        """A finished trial's checkpoint, downloaded into `into`."""
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
             raise TrackingError(f"RUN_ID: no run '{run_id}' in {self.tracking_uri}") from None
         name = run.info.run_name
-        if run.data.tags.get(ROLE) != "trial":
+        if run.data.tags.get(ROLE) != TRIAL:
             raise TrackingError(f"RUN_ID: run '{run_id}' ({name}) is not a trial of a grid")
         status = run.data.tags.get(STATUS)
-        if status != "FINISHED":
+        if status != Status.FINISHED:
             raise TrackingError(
                 f"RUN_ID: trial {name} ended {status}, so it left no checkpoint to sample from"
             )
         try:
-            local = self.client.download_artifacts(run_id, "checkpoint.pt", str(into))
+            local = self.client.download_artifacts(run_id, CHECKPOINT, str(into))
         except MlflowException as exc:
-            raise TrackingError(f"RUN_ID: trial {name} has no checkpoint.pt: {exc}") from None
+            raise TrackingError(f"RUN_ID: trial {name} has no {CHECKPOINT}: {exc}") from None
         return Path(local)
 
     def finished_trial_ids(self, experiment_id: str) -> set[str]:
         return {
             run.data.tags.get(TRIAL_ID)
             for run in self.trial_runs(experiment_id)
-            if run.data.tags.get(STATUS) == "FINISHED"
+            if run.data.tags.get(STATUS) == Status.FINISHED
         }
 
     def start_grid(self, experiment_id: str, spec: Spec, spec_path: Path, trials: list) -> str:
         run = self.client.create_run(
             experiment_id,
             run_name=f"grid-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={ROLE: "grid", "scaling.spec": spec_path.name, DRIVER: driver_tag()},
+            tags={ROLE: GRID, SPEC_FILE: spec_path.name, DRIVER: driver_tag()},
         )
         run_id = run.info.run_id
         self.client.log_batch(
@@ -163,7 +159,7 @@ class Tracker:
         without closing them, as a SIGKILL leaves them. Drivers on other hosts are left alone:
         from here one cannot tell whether they still run."""
         grids = self.client.search_runs(
-            [experiment_id], f"tags.`{ROLE}` = 'grid' and attributes.status = 'RUNNING'"
+            [experiment_id], f"{grid_runs_filter()} and attributes.status = '{RUNNING}'"
         )
         for grid in grids:
             host, _, pid = grid.data.tags.get(DRIVER, "").rpartition(":")
@@ -171,25 +167,24 @@ class Tracker:
                 continue
             orphans = self.client.search_runs(
                 [experiment_id],
-                f"tags.`mlflow.parentRunId` = '{grid.info.run_id}' "
-                "and attributes.status = 'RUNNING'",
+                f"{trial_runs_filter(grid.info.run_id)} and attributes.status = '{RUNNING}'",
             )
             for run in orphans:
                 self.kill_trial(run.info.run_id, "its driver died before the trial finished")
-            self.end_grid(grid.info.run_id, "KILLED")
+            self.end_grid(grid.info.run_id, Status.KILLED)
 
-    def end_grid(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status)
+    def end_grid(self, run_id: str, status: Status | str = Status.FINISHED) -> None:
+        self.client.set_terminated(run_id, Status(status).mlflow_status)
 
     def start_trial(self, experiment_id: str, parent_run_id: str, trial: TrialSpec) -> str:
         run = self.client.create_run(
             experiment_id,
             run_name=trial.name,
             tags={
-                ROLE: "trial",
+                ROLE: TRIAL,
                 TRIAL_ID: trial.trial_id,
-                STATUS: RUNNING,
-                MLFLOW_PARENT_RUN_ID: parent_run_id,
+                STATUS: Status.RUNNING.value,
+                PARENT_RUN_ID: parent_run_id,
             },
         )
         params = [Param(k, v) for k, v in trial_params(trial).items()]
@@ -198,24 +193,25 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: dict) -> None:
         """One report from a trial: numbers keyed by name, and `step` = tokens seen."""
-        step = int(metrics.get("step", 0))
+        step = int(metrics.get(STEP, 0))
         now = int(time.time() * 1000)
         batch = [
             Metric(key, float(value), now, step)
             for key, value in metrics.items()
-            if key != "step" and value is not None
+            if key != STEP and value is not None
         ]
         self.client.log_batch(run_id, metrics=batch)
 
     def end_trial(
         self,
         run_id: str,
-        status: str,
+        status: Status | str,
         error: str | None = None,
         params: dict | None = None,
         artifacts: Iterable[Path] = (),
     ) -> None:
-        tags = [RunTag(STATUS, status)]
+        status = Status(status)
+        tags = [RunTag(STATUS, status.value)]
         if error:
             # MLflow tag values hold 8,000 characters; a traceback goes in as an artifact.
             tags.append(RunTag(ERROR, error[:7999]))
@@ -226,10 +222,10 @@ class Tracker:
         )
         for path in artifacts:
             self.client.log_artifact(run_id, str(path))
-        self.client.set_terminated(run_id, _MLFLOW_STATUS.get(status, "FAILED"))
+        self.client.set_terminated(run_id, status.mlflow_status)
 
     def kill_trial(self, run_id: str, reason: str) -> None:
         """A trial the user stopped: neither result nor failure, and never left RUNNING."""
-        self.client.set_tag(run_id, STATUS, "KILLED")
+        self.client.set_tag(run_id, STATUS, Status.KILLED.value)
         self.client.set_tag(run_id, ERROR, reason)
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        self.client.set_terminated(run_id, Status.KILLED.mlflow_status)

@@ -26,6 +26,20 @@ import psutil
 import torch
 
 from scaling import hardware, inference
+from scaling.contract import (
+    CHECKPOINT,
+    COMPILE_S,
+    LR,
+    MFU,
+    PEAK_MEM_BYTES,
+    STEP,
+    STEP_TIME_S,
+    TOKENS_PER_S,
+    TRAIN_LOSS,
+    VAL_LOSS,
+    WALL_S,
+    Status,
+)
 from scaling.data import ByteDataModule, prepare
 from scaling.module import Diverged, GPTModule, lr_factor
 from scaling.spec import TrialSpec
@@ -34,13 +48,11 @@ Report = Callable[[dict, "Path | None"], None]
 RESUME_FILE = "last.ckpt"
 RESUME_META = "resume.json"  # {"tokens": training tokens seen at the resume point}
 
-FINISHED, OOM, DIVERGED, FAILED = "FINISHED", "OOM", "DIVERGED", "FAILED"
-
 
 @dataclass
 class TrialResult:
-    status: str
-    metrics: dict = field(default_factory=dict)  # final step_time_s, peak_mem_bytes, wall_s
+    status: Status
+    metrics: dict = field(default_factory=dict)  # the final ones: step time, memory, wall time
     val_loss: float | None = None
     params: dict = field(default_factory=dict)  # what the device resolved: precision, device
     # Wall-clock (unix) times of the first step's start and the last step's end: what a grid
@@ -123,11 +135,11 @@ class MetricsReporter(L.Callback):
             raise Diverged(f"training loss became {loss} at {step * train.tokens_per_step} tokens")
         self.report(
             {
-                "step": step * train.tokens_per_step,
-                "train_loss": loss,
-                "lr": lr,
-                "tokens_per_s": tokens_per_s,
-                "mfu": tokens_per_s * self.trial.flops_per_token / self.peak_flops,
+                STEP: step * train.tokens_per_step,
+                TRAIN_LOSS: loss,
+                LR: lr,
+                TOKENS_PER_S: tokens_per_s,
+                MFU: tokens_per_s * self.trial.flops_per_token / self.peak_flops,
             },
             None,
         )
@@ -152,7 +164,7 @@ class MetricsReporter(L.Callback):
             if trainer.is_global_zero:
                 (self.resume_dir / RESUME_META).write_text(json.dumps({"tokens": tokens}))
                 resume_point = self.resume_dir
-        self.report({"step": tokens, "val_loss": module.val_loss}, resume_point)
+        self.report({STEP: tokens, VAL_LOSS: module.val_loss}, resume_point)
 
 
 class PeakMemory:
@@ -212,7 +224,7 @@ def run(
     resume_from: str | Path | None = None,
     distributed: dict | None = None,
 ) -> TrialResult:
-    """Train `trial` to its token budget; the checkpoint lands in `out_dir`/checkpoint.pt.
+    """Train `trial` to its token budget; the checkpoint lands in `out_dir` (CHECKPOINT).
 
     `distributed` runs it as one data-parallel worker of several: Trainer options (strategy,
     plugins, devices) and `prepare`, a function the Trainer goes through before fitting."""
@@ -233,7 +245,7 @@ def run(
     try:
         result = _fit(trial, reporter, precision, out_dir, resume_from, distributed or {})
     except Diverged as exc:
-        return TrialResult(DIVERGED, error=str(exc))
+        return TrialResult(Status.DIVERGED, error=str(exc))
     except (torch.OutOfMemoryError, RuntimeError) as exc:
         if not _is_out_of_memory(exc):
             raise
@@ -242,15 +254,17 @@ def run(
             f"{trial.gpt_config.name} (params {trial.params:,}) at seq_len {trial.seq_len}, "
             f"micro-batch {trial.micro_batch_size}"
         )
-        return TrialResult(OOM, error=f"out of memory for {where}: {first_line}")
+        return TrialResult(Status.OOM, error=f"out of memory for {where}: {first_line}")
     steady = reporter.step_times[len(reporter.step_times) // 10 :] or reporter.step_times
     if reporter.compile_s is not None:
-        result.metrics["compile_s"] = reporter.compile_s
+        result.metrics[COMPILE_S] = reporter.compile_s
     result.params["compile"] = compiled
     result.metrics.update(
-        step_time_s=sum(steady) / len(steady),
-        peak_mem_bytes=memory.peak_bytes(),
-        wall_s=time.perf_counter() - started,
+        {
+            STEP_TIME_S: sum(steady) / len(steady),
+            PEAK_MEM_BYTES: memory.peak_bytes(),
+            WALL_S: time.perf_counter() - started,
+        }
     )
     if result.checkpoint is not None:  # timed after wall_s: it is not part of training
         result.metrics.update(_decode_latencies(result.checkpoint))
@@ -309,7 +323,7 @@ def _fit(
     trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=False)
     if reporter.last_eval_step != trainer.global_step:
         trainer.validate(module, datamodule=data, verbose=False)
-    checkpoint = out_dir / "checkpoint.pt" if trainer.is_global_zero else None
+    checkpoint = out_dir / CHECKPOINT if trainer.is_global_zero else None
     if checkpoint:
         torch.save(
             {
@@ -321,7 +335,7 @@ def _fit(
             checkpoint,
         )
     return TrialResult(
-        FINISHED,
+        Status.FINISHED,
         val_loss=module.val_loss,
         params={"precision": precision, "device": hardware.device_type()},
         checkpoint=checkpoint,

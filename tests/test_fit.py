@@ -137,18 +137,6 @@ def test_scaling_fit_refuses_bad_input_with_one_line(tmp_path):
     assert not (tmp_path / "f.json").exists()
 
 
-def test_the_analysis_side_never_imports_torch_or_ray():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, analysis.fit, analysis.laws; "
-        "print(sorted(m for m in ('torch', 'ray', 'lightning') if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.strip() == "[]", result.stderr
-
-
 def test_a_csv_of_runs_reads_with_a_column_mapping():
     from analysis.runs import from_csv
 

@@ -1,0 +1,282 @@
+"""What the training side writes and the analysis side reads, each name spelled once.
+
+The MLflow tags, metric and param names, the trial statuses, how trials and models are named,
+how attention is written, the FLOPs a token costs, and the GPUs' datasheet peaks. Standard
+library only: `analysis` imports this module and nothing else of `scaling`, so a report can be
+made where torch and Ray are not installed. The README's "What MLflow holds" says the same for
+people; renaming anything here renames it on both sides at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------
+# MLflow tags. A `scaling run` is a grid run; each of its trials a child run.
+
+ROLE = "scaling.role"  # GRID or TRIAL
+GRID, TRIAL = "grid", "trial"
+TRIAL_ID = "scaling.trial_id"  # a hash of the resolved trial config: reruns skip FINISHED ones
+STATUS = "scaling.status"  # a Status
+ERROR = "scaling.error"  # why a trial ended other than FINISHED
+DRIVER = "scaling.driver"  # host:pid of the `scaling run` that owns a grid run
+SPEC_FILE = "scaling.spec"  # the spec file's name, on the grid run
+PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag: the trial's grid run
+# Artifacts: a FINISHED trial's weights, a FAILED one's traceback, the report on the grid run.
+CHECKPOINT = "checkpoint.pt"  # {"config", "trial", "tokens_seen", "state_dict"}, weights_only
+ERROR_FILE = "error.txt"
+REPORT_ARTIFACTS = "report"
+
+
+class Status(str, Enum):
+    """How a trial ended (the STATUS tag), or where it stands while the grid runs."""
+
+    PENDING = "PENDING"  # the live table only: not started yet
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"  # trained to its budget: the only status that is fitted
+    OOM = "OOM"
+    DIVERGED = "DIVERGED"
+    FAILED = "FAILED"  # raised after its retries
+    KILLED = "KILLED"  # stopped by the user, or its driver died
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_result(self) -> bool:
+        """A trial that ran and told us something: a diverged or out-of-memory point is a
+        result of the scaling study, not a failure of the tool."""
+        return self in (Status.FINISHED, Status.OOM, Status.DIVERGED)
+
+    @property
+    def mlflow_status(self) -> str:
+        """MLflow's own run status: only a trained model counts as FINISHED."""
+        if self in (Status.FINISHED, Status.KILLED, Status.RUNNING):
+            return self.value
+        return "FAILED"
+
+
+def trial_runs_filter(parent_run_id: str | None = None) -> str:
+    """MLflow's search filter for an experiment's trial runs, or one grid run's."""
+    query = f"tags.`{ROLE}` = '{TRIAL}'"
+    if parent_run_id:
+        query += f" and tags.`{PARENT_RUN_ID}` = '{parent_run_id}'"
+    return query
+
+
+def grid_runs_filter() -> str:
+    return f"tags.`{ROLE}` = '{GRID}'"
+
+
+def latest_trial_runs(client: Any, experiment_id: str, parent_run_id: str | None = None) -> list:
+    """Each trial's latest run (a grid run again reruns what did not finish), for an
+    `MlflowClient`: the record both the status table and the report read."""
+    runs = client.search_runs(
+        [experiment_id],
+        trial_runs_filter(parent_run_id),
+        order_by=["attributes.start_time DESC"],
+        max_results=50000,
+    )
+    latest: dict[str, Any] = {}
+    for run in runs:  # newest first: the first seen of each trial is its latest
+        latest.setdefault(run.data.tags.get(TRIAL_ID), run)
+    return list(latest.values())
+
+
+class NoSuchExperiment(LookupError):
+    """The store has no experiment of that name; the message is the one line the user sees."""
+
+    def __init__(self, name: str, tracking_uri: str):
+        super().__init__(f"experiment: no experiment '{name}' in {tracking_uri}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Params of a trial run: its shape and budget (written at its start), and where it ran
+# (written at its end). Every `train.*`, `data.*` and `resources.*` value goes in too.
+
+TRIAL_PARAMS = ("n_layer", "d_model", "n_head", "seq_len", "tokens", "params", "params_total",
+                "flops_per_token", "attention", "seed", "flops")  # fmt: skip
+RUN_PARAMS = ("precision", "compile", "device", "host", "ray_node_id")
+TOKENS_PER_STEP_PARAM = "train.tokens_per_step"
+
+# ---------------------------------------------------------------------------------------------
+# Metrics of a trial run. Every report carries STEP, the training tokens seen, which is
+# MLflow's step for the metrics in it.
+
+STEP = "step"
+TRAIN_LOSS, LR, TOKENS_PER_S, MFU = "train_loss", "lr", "tokens_per_s", "mfu"
+VAL_LOSS = "val_loss"  # nats per byte, on the grid's shared validation tokens
+STEP_TIME_S = "step_time_s"  # mean optimizer step, the first 10% left out
+PEAK_MEM_BYTES, WALL_S = "peak_mem_bytes", "wall_s"
+COMPILE_S = "compile_s"  # a compiled model's first step, kept out of the step time
+RESUMED_AT = "resumed_at"  # the tokens a retried trial picked up from
+TRAINING_METRICS = (TRAIN_LOSS, LR, TOKENS_PER_S, MFU)  # every log_interval_steps
+FINAL_METRICS = (STEP_TIME_S, PEAK_MEM_BYTES, WALL_S, COMPILE_S)  # once, at the end
+METRICS = (*TRAINING_METRICS, VAL_LOSS, *FINAL_METRICS, RESUMED_AT)
+# After training: seconds to generate a token (batch 1, KV cache) with C tokens before it.
+DECODE_PREFIX = "decode_s_per_token_at_"
+
+
+def decode_metric(context: int) -> str:
+    return f"{DECODE_PREFIX}{context}"
+
+
+def decode_context(metric: str) -> int | None:
+    """The context a decode metric was timed at; None for any other metric."""
+    rest = metric.removeprefix(DECODE_PREFIX)
+    return int(rest) if rest != metric and rest.isdigit() else None
+
+
+# What a Tune trial's last report says of its outcome, for the driver's callbacks.
+RESULT_STATUS, RESULT_ERROR = "scaling_status", "scaling_error"
+
+# ---------------------------------------------------------------------------------------------
+# Attention: `dense`, or `sliding_window:W` (each token sees itself and the W-1 before it).
+
+DENSE = "dense"
+_SLIDING_WINDOW = "sliding_window"
+
+
+def parse_attention(text: str) -> int | None:
+    """`dense` -> None; `sliding_window:W` -> W. Raises ValueError with the accepted forms."""
+    if text == DENSE:
+        return None
+    kind, _, width = text.partition(":")
+    if kind == _SLIDING_WINDOW and width.isdigit() and int(width) > 0:
+        return int(width)
+    raise ValueError("must be 'dense' or 'sliding_window:W' with W a positive integer")
+
+
+def attention_name(window: int | None) -> str:
+    """The one spelling of an attention: `sliding_window:0256` and `:256` are one trial."""
+    return DENSE if window is None else f"{_SLIDING_WINDOW}:{window}"
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs (PaLM appendix B, nanoGPT's estimate_mfu): 6 per matmul weight per training token,
+# plus 12·n_layer·d_model per key attended (QKᵀ and AV, forward and backward). Causal masking
+# is not discounted; a sliding window attends to min(seq_len, window) keys.
+
+
+def matmul_weights(n_layer: int, d_model: int, vocab_size: int) -> int:
+    """Weights in a matmul per token: the blocks' (12·d² each) and the output head's."""
+    return 12 * n_layer * d_model**2 + vocab_size * d_model
+
+
+def attention_flops_per_key(n_layer: int, d_model: int) -> int:
+    return 12 * n_layer * d_model
+
+
+def keys_attended(seq_len: int, window: int | None) -> int:
+    return seq_len if window is None else min(seq_len, window)
+
+
+def flops_per_token(
+    n_layer: int, d_model: int, seq_len: int, vocab_size: int, window: int | None = None
+) -> int:
+    """Training FLOPs per token, forward and backward."""
+    return 6 * matmul_weights(n_layer, d_model, vocab_size) + attention_flops_per_key(
+        n_layer, d_model
+    ) * keys_attended(seq_len, window)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names: a model `L4-d256` (`L4-d256-W256` with a sliding window: a different model to time),
+# a trial `L4-d256-T512-W256-D1.25M-s0` (the budget only when the grid has several).
+
+_MODEL = r"L(?P<n_layer>\d+)-d(?P<d_model>\d+)"
+_MODEL_NAME = re.compile(rf"^{_MODEL}(?:-W(?P<window>\d+))?$")
+_TRIAL_NAME = re.compile(
+    rf"^{_MODEL}-T(?P<seq_len>\d+)(?:-W(?P<window>\d+))?(?:-(?P<budget>[DC][^-]+))?"
+    r"-s(?P<seed>\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class ModelName:
+    n_layer: int
+    d_model: int
+    window: int | None = None
+
+    @property
+    def shape(self) -> str:
+        """The name without the window: the same weights, attended differently."""
+        return f"L{self.n_layer}-d{self.d_model}"
+
+    def __str__(self) -> str:
+        return self.shape + (f"-W{self.window}" if self.window is not None else "")
+
+    @classmethod
+    def parse(cls, text: str) -> ModelName:
+        match = _MODEL_NAME.match(text)
+        if match is None:
+            raise ValueError(f"'{text}' is not a model name like L4-d256 or L4-d256-W256")
+        return cls(*_ints(match, "n_layer", "d_model", "window"))
+
+
+@dataclass(frozen=True)
+class TrialName:
+    model: ModelName
+    seq_len: int
+    seed: int
+    budget: str | None = None  # `D1.25M` (tokens) or `C1e+12` (FLOPs)
+
+    def __str__(self) -> str:
+        window = f"-W{self.model.window}" if self.model.window is not None else ""
+        budget = f"-{self.budget}" if self.budget else ""
+        return f"{self.model.shape}-T{self.seq_len}{window}{budget}-s{self.seed}"
+
+    @classmethod
+    def parse(cls, text: str) -> TrialName:
+        match = _TRIAL_NAME.match(text)
+        if match is None:
+            raise ValueError(f"'{text}' is not a trial name like L4-d256-T512-s0")
+        n_layer, d_model, window, seq_len, seed = _ints(
+            match, "n_layer", "d_model", "window", "seq_len", "seed"
+        )
+        return cls(ModelName(n_layer, d_model, window), seq_len, seed, match["budget"])
+
+
+def _ints(match: re.Match, *groups: str) -> list[Any]:
+    return [None if match[g] is None else int(match[g]) for g in groups]
+
+
+def tokens_budget(tokens: float) -> str:
+    """`D1.25M`: a trial's token budget in its name."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if tokens >= scale:
+            return f"D{tokens / scale:.3g}{unit}"
+    return f"D{tokens:.0f}"
+
+
+def compute_budget(flops: float) -> str:
+    """`C1e+12`: a trial's FLOP budget (an IsoFLOP grid) in its name."""
+    return f"C{flops:.0e}"
+
+
+# ---------------------------------------------------------------------------------------------
+# GPUs: dense (no sparsity) peak FLOP/s from the vendors' datasheets, by precision. The
+# denominator of MFU on a GPU, and what predicted FLOPs become GPU-hours with.
+
+GPU_PEAK_FLOPS = {
+    "H200": {"bf16": 989e12, "fp32": 67e12},
+    "H100": {"bf16": 989e12, "fp32": 67e12},  # SXM; the PCIe card is lower (756e12)
+    "A100": {"bf16": 312e12, "fp32": 19.5e12},
+    "L40S": {"bf16": 362e12, "fp32": 91.6e12},
+    "A10": {"bf16": 125e12, "fp32": 31.2e12},
+}
+
+
+def gpu_named(name: str) -> str | None:
+    """The table's name for a GPU a user named (`h100` is `H100`), or None if unknown."""
+    return next((gpu for gpu in GPU_PEAK_FLOPS if gpu.lower() == name.strip().lower()), None)
+
+
+def gpu_in_device_name(device_name: str) -> str | None:
+    """The table's GPU in a driver's device name (`NVIDIA H100 80GB HBM3` is `H100`): the
+    longest name that appears, so `A100` is never read as `A10`."""
+    found = [gpu for gpu in GPU_PEAK_FLOPS if gpu.lower() in device_name.lower()]
+    return max(found, key=len) if found else None
