@@ -359,8 +359,9 @@ def _budgets(text: str) -> list[float]:
 
 
 def cmd_report(args) -> int:
+    from analysis.analyse import analyse
     from analysis.fit import FitError
-    from analysis.report import analyse, write_report
+    from analysis.report import write_report
     from analysis.runs import from_mlflow
     from scaling.tracking import Tracker
 
@@ -404,8 +405,10 @@ def cmd_report(args) -> int:
 
 
 def _report_summary(analysis) -> str:
+    from analysis.analyse import Refused
+
     fit = analysis.chinchilla
-    if isinstance(fit, str):
+    if isinstance(fit, Refused):
         return f"Chinchilla fit refused: {fit}"
     lines = [f"T={analysis.seq_len}: " + str(fit).splitlines()[0]]
     for name in ("alpha", "beta", "a"):
@@ -414,7 +417,7 @@ def _report_summary(analysis) -> str:
     held = analysis.held_out
     lines.append(
         f"  held-out error: {held}"
-        if isinstance(held, str)
+        if isinstance(held, Refused)
         else f"  held-out largest size: mean absolute error {held.mean_abs_error:.2%}"
     )
     return "\n".join(lines)

@@ -258,8 +258,8 @@ def test_bad_report_requests_get_one_line(report, tmp_path):
 def test_an_experiment_with_nothing_finished_is_refused_with_its_reason():
     import pandas as pd
 
+    from analysis.analyse import analyse
     from analysis.fit import FitError
-    from analysis.report import analyse
     from analysis.runs import Runs
 
     oom = {"run_id": "a", "name": "L1-d32-T64-s0", "status": "OOM", "error": "out of memory"}
@@ -354,7 +354,8 @@ def test_the_report_splits_dense_from_windowed_attention(tmp_path):
 
 def test_a_report_can_be_made_from_a_csv_of_final_results(tmp_path):
     """The analysis side alone: final (N, D, loss) rows, no shapes, curves or timings."""
-    from analysis.report import analyse, write_report
+    from analysis.analyse import analyse
+    from analysis.report import write_report
     from analysis.runs import from_csv
 
     rows = [f"{N},{D},{LAW.loss(N, D)}" for N in (1e6, 3e6, 1e7, 3e7) for D in (1e8, 3e8, 1e9)]

@@ -1,0 +1,252 @@
+"""Choosing what a grid's report fits, and fitting it: `analyse(runs)` returns an `Analysis`.
+
+Loss depends on context length and attention, so the loss laws use one of each: the
+attention with the most finished runs (dense on a tie), then the length with the most, the
+longest of those on a tie (the context users usually plan for). Time is fitted per length and
+per model. A fit the data cannot support is kept as `Refused(reason)`, which the report prints
+where the fit would have been; nothing is raised unless nothing finished at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis import frontier, inference, timing
+from analysis.fit import (
+    ChinchillaFit,
+    FitError,
+    SaturatingFit,
+    fit_chinchilla,
+    fit_power_law,
+    fit_saturating,
+)
+from analysis.laws import PowerLaw
+from analysis.runs import Runs
+from scaling.contract import DENSE, GPU_PEAK_FLOPS, MFU, VAL_LOSS, ModelName, parse_attention
+
+DEFAULT_BUDGETS = (1e18, 1e20, 1e22)
+DEFAULT_GPU = "H100"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A fit the data could not support, and why: the report shows the reason in its place."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def attempt(function, *args, **kwargs):
+    """`function(*args, **kwargs)`, or `Refused` with the reason its FitError gave."""
+    try:
+        return function(*args, **kwargs)
+    except FitError as exc:
+        return Refused(str(exc))
+
+
+@dataclass(kw_only=True)
+class Analysis:
+    """Every fit of one report, each a result or `Refused`."""
+
+    experiment: str
+    source: str
+    runs: Runs
+    finished: pd.DataFrame  # the finished runs with a loss, each with its model name, `size`
+    seq_len: int | None  # the sequence length the loss laws use (None: results without one)
+    attention: str  # the attention the loss laws use
+    points: pd.DataFrame  # the finished runs at that length and attention
+    chinchilla: ChinchillaFit | Refused
+    held_out: frontier.HeldOut | Refused
+    approach_1: frontier.ComputeOptimal | Refused
+    approach_2: frontier.ComputeOptimal | Refused
+    fixed_tokens: SaturatingFit | Refused  # E + A/N^alpha where one token count has 3+ sizes
+    fixed_tokens_D: float
+    time_vs_params: dict[int, PowerLaw | Refused]  # by sequence length
+    seq_len_costs: dict[str, timing.SeqLenCost | Refused]  # by model name
+    seq_len_exponents: dict[str, PowerLaw | Refused]  # time per token ∝ T^k, by model name
+    decode_curves: pd.DataFrame  # size, context, seconds per generated token
+    cost_split: pd.DataFrame  # training against inference, per model
+    claims: dict[str, str]
+    predictions: pd.DataFrame | Refused
+    gpu: str
+    mfu: float | None
+    mfu_source: str
+
+
+def model_name(row) -> str:
+    """`L4-d256`, or `L4-d256-W256` for a sliding window of 256: a different model to time;
+    `N=1e+06` for a row of results that gives only the parameter count."""
+    if pd.isna(row["n_layer"]):
+        return f"N={row['params']:.3g}"
+    window = parse_attention(row["attention"])
+    return str(ModelName(int(row["n_layer"]), int(row["d_model"]), window))
+
+
+def finished_runs(runs: Runs, experiment: str) -> pd.DataFrame:
+    """The finished runs with a loss, their attention spelled (dense when not recorded) and
+    their model named; refuses an experiment with none."""
+    finished = runs.finished.dropna(subset=[VAL_LOSS, "params", "tokens"]).copy()
+    if finished.empty:
+        raise FitError(f"experiment '{experiment}' has no FINISHED trial to fit")
+    if "attention" not in finished:
+        finished["attention"] = DENSE
+    finished["attention"] = finished["attention"].fillna(DENSE)
+    finished["size"] = finished.apply(model_name, axis=1)
+    return finished
+
+
+def loss_law_points(finished: pd.DataFrame) -> tuple[str, int | None, pd.DataFrame]:
+    """The attention and sequence length the loss laws use, and the runs that have them."""
+    kinds = finished.groupby("attention").size()
+    attention = max(kinds.index, key=lambda k: (kinds[k], k == DENSE))
+    same_attention = finished[finished["attention"] == attention]
+    counts = same_attention.groupby("seq_len").size()
+    if counts.empty:  # results without lengths (a CSV): all of them
+        return attention, None, same_attention
+    seq_len = int(max(counts.index, key=lambda T: (counts[T], T)))
+    return attention, seq_len, same_attention[same_attention["seq_len"] == seq_len]
+
+
+def analyse(
+    runs: Runs,
+    experiment: str,
+    source: str = "",
+    budgets=DEFAULT_BUDGETS,
+    gpu: str = DEFAULT_GPU,
+    mfu: float | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> Analysis:
+    """Fit everything the grid supports; `gpu` is a name of `GPU_PEAK_FLOPS`."""
+    finished = finished_runs(runs, experiment)
+    attention, seq_len, points = loss_law_points(finished)
+    N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", VAL_LOSS))
+    chinchilla = attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
+    curves = {run_id: runs.curves[run_id] for run_id in points["run_id"]}
+    by_tokens = points.groupby("tokens")
+    D_fixed = max(by_tokens.groups, key=lambda d: (by_tokens.get_group(d)["params"].nunique(), d))
+    fixed = by_tokens.get_group(D_fixed)
+
+    timed = finished.dropna(subset=["time_per_token"])
+    seq_len_costs = {
+        size: attempt(
+            timing.fit_seq_len_cost,
+            group["seq_len"],
+            group["time_per_token"],
+            d_model=int(group["d_model"].iloc[0]),
+        )
+        for size, group in timed.groupby("size", sort=False)
+    }
+    mfu, mfu_source = _mfu(points, seq_len, mfu)
+    return Analysis(
+        experiment=experiment,
+        source=source,
+        runs=runs,
+        finished=finished,
+        seq_len=seq_len,
+        attention=attention,
+        points=points,
+        chinchilla=chinchilla,
+        held_out=attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200)),
+        approach_1=attempt(frontier.approach_1, curves, points),
+        approach_2=attempt(frontier.approach_2, N, D, points["flops"], L),
+        fixed_tokens=attempt(
+            fit_saturating, fixed["params"], fixed[VAL_LOSS], bootstrap=min(bootstrap, 200)
+        ),
+        fixed_tokens_D=float(D_fixed),
+        time_vs_params=_time_vs_params(timed, attention),
+        seq_len_costs=seq_len_costs,
+        seq_len_exponents=_seq_len_exponents(timed),
+        decode_curves=inference.decode_curves(finished, runs.decode),
+        cost_split=inference.cost_split(finished, runs.decode),
+        claims=_claims(timed, seq_len, attention, seq_len_costs),
+        predictions=_predictions(chinchilla, budgets, gpu, mfu),
+        gpu=gpu,
+        mfu=mfu,
+        mfu_source=mfu_source,
+    )
+
+
+def _time_vs_params(timed: pd.DataFrame, attention: str) -> dict[int, PowerLaw | Refused]:
+    """t = c·N^k per length, comparing like with like: the loss laws' attention only."""
+    same_kind = timed[timed["attention"] == attention]
+    return {
+        int(T): attempt(
+            fit_power_law, group["params"], group["time_per_token"], f"time per token at T={T}"
+        )
+        for T, group in same_kind.groupby("seq_len")
+    }
+
+
+def _seq_len_exponents(timed: pd.DataFrame) -> dict[str, PowerLaw | Refused]:
+    return {
+        size: attempt(
+            fit_power_law,
+            group["seq_len"],
+            group["time_per_token"],
+            f"time per token against sequence length for {size}",
+            min_points=2,
+        )
+        for size, group in timed.groupby("size", sort=False)
+    }
+
+
+def _claims(timed: pd.DataFrame, seq_len, attention: str, costs: dict) -> dict[str, str]:
+    at_length = timed[(timed["seq_len"] == seq_len) & (timed["attention"] == attention)]
+    exponential = attempt(
+        timing.claim_exponential, at_length["params"], at_length["time_per_token"]
+    )
+    quadratic = []
+    for size, cost in reversed(list(costs.items())):  # the largest size first
+        runs = timed[timed["size"] == size]
+        lengths = sorted(runs["seq_len"].unique())
+        window = parse_attention(runs["attention"].iloc[0])
+        text = (
+            str(cost)
+            if isinstance(cost, Refused)
+            else timing.claim_quadratic(cost, lengths[:-1] or lengths, window)
+        )
+        quadratic.append(f"{size}: {text}")
+    return {
+        "quadratic": "\n".join(quadratic) or "no size was timed at two or more lengths",
+        "exponential": str(exponential),
+    }
+
+
+def _mfu(points: pd.DataFrame, seq_len, given: float | None) -> tuple[float | None, str]:
+    """The MFU GPU-hours are priced at, and where it came from: given, else the median of
+    the grid's largest size."""
+    if given is not None:
+        return given, "given with --mfu"
+    if MFU not in points or not points[MFU].notna().any():
+        return None, "no MFU was measured"
+    largest = points[points["params"] == points["params"].max()]
+    device = largest["device"].dropna()
+    return float(largest[MFU].median()), (
+        f"the median MFU of the grid's largest size ({largest['size'].iloc[0]}, "
+        f"T={seq_len}) on {device.iloc[0] if len(device) else 'its device'}"
+    )
+
+
+def _predictions(fit, budgets, gpu: str, mfu: float | None) -> pd.DataFrame | Refused:
+    """N_opt, D_opt and loss with intervals per FLOP budget, and GPU-hours at `mfu`."""
+    if isinstance(fit, Refused):
+        return Refused(f"no predictions: the Chinchilla fit was refused ({fit})")
+    peak = GPU_PEAK_FLOPS[gpu]["bf16"]
+    rows = []
+    for C in budgets:
+        row = {"flops": float(C)}
+        for name, quantity in (
+            ("n_opt", lambda law, C=C: law.n_opt(C)),
+            ("d_opt", lambda law, C=C: law.d_opt(C)),
+            ("loss", lambda law, C=C: law.loss_opt(C)),
+        ):
+            row[name] = float(quantity(fit.law))
+            row[f"{name}_ci95"] = fit.interval(quantity)
+        row["gpu_hours"] = C / (peak * mfu) / 3600 if mfu else None
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,181 @@
+"""What the fitted laws say between and beyond a grid's points, tabulated for the plots.
+
+The plots only draw: every line and band a figure shows is computed here, from the fits and
+the points they were fitted to. Each function returns a frame, empty (with its columns) when
+there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.fit import ChinchillaFit, fit_power_law
+from analysis.frontier import ComputeOptimal, isoflop_budgets
+from analysis.laws import PowerLaw
+from analysis.timing import SeqLenCost
+from scaling.contract import attention_flops_per_key, keys_attended, parse_attention
+
+BAND_SAMPLES = 300  # bootstrap laws a band is drawn from: enough for its 2.5% and 97.5% points
+
+
+@dataclass(frozen=True)
+class Curves:
+    frontier: pd.DataFrame  # flops, loss, low, high: the fit's best loss at each compute
+    fixed_tokens: pd.DataFrame  # tokens, params, loss, low, high: the fit's slices at fixed D
+    isoflop: pd.DataFrame  # flops, params, loss: a parabola, or the fit's profile, per budget
+    isoflop_minima: pd.DataFrame  # flops, params, loss
+    isoflop_from_law: bool  # no budget had a parabola: the profiles drawn are the fit's
+    time_vs_params: pd.DataFrame  # seq_len, params, seconds: t = c·N^k per length
+    seq_len_cost: pd.DataFrame  # size, seq_len, seconds, dense_seconds, flop_model_seconds
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"):
+        low, high = np.nanpercentile(values, [2.5, 97.5], axis=0)
+    return low, high
+
+
+def _grid_flops_per_token(points: pd.DataFrame) -> PowerLaw:
+    """The grid's FLOPs per token as a power law in N (output head and attention counted),
+    so the law's tokens can be turned into the grid's own FLOPs at any size."""
+    return fit_power_law(points["params"], points["flops_per_token"], "FLOPs per token")
+
+
+def frontier(fit: ChinchillaFit | None, points: pd.DataFrame) -> pd.DataFrame:
+    """min over N of L(N, C / flops_per_token(N)) from 1/3 to 30 times the grid's compute,
+    with N from 1/100 to 100 times its sizes: the compute-optimal loss in the grid's FLOPs."""
+    if fit is None:
+        return pd.DataFrame(columns=["flops", "loss", "low", "high"])
+    per_token = _grid_flops_per_token(points)
+    flops = points["flops"]
+    C = np.logspace(np.log10(flops.min() / 3), np.log10(flops.max() * 30), 60)
+    N = np.logspace(np.log10(points["params"].min() / 100), np.log10(points["params"].max() * 100))
+    D = C[:, None] / per_token(N)[None, :]
+
+    def best(law) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.nanmin(law.loss(N[None, :], D), axis=1)
+
+    low = high = np.full_like(C, np.nan)
+    if fit.samples:
+        low, high = _band(np.array([best(law) for law in fit.samples[:BAND_SAMPLES]]))
+    return pd.DataFrame({"flops": C, "loss": best(fit.law), "low": low, "high": high})
+
+
+def fixed_tokens(fit: ChinchillaFit | None, points: pd.DataFrame) -> pd.DataFrame:
+    """The fit at the grid's smallest, geometric-mean and largest token counts, over sizes
+    from half the smallest to 30 times the largest."""
+    columns = ["tokens", "params", "loss", "low", "high"]
+    if fit is None:
+        return pd.DataFrame(columns=columns)
+    tokens = points["tokens"]
+    N = np.logspace(np.log10(points["params"].min() / 2), np.log10(points["params"].max() * 30))
+    frames = []
+    for D in sorted({tokens.min(), float(np.exp(np.log(tokens).mean())), tokens.max()}):
+        low = high = np.full_like(N, np.nan)
+        if fit.samples:
+            low, high = _band(np.array([law.at_tokens(D)(N) for law in fit.samples]))
+        loss = fit.law.at_tokens(D)(N)
+        frames.append(pd.DataFrame(dict(zip(columns, (D, N, loss, low, high)))))
+    return pd.concat(frames, ignore_index=True)
+
+
+def isoflop(
+    approach_2: ComputeOptimal | None, fit: ChinchillaFit | None, points: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Loss against log N per FLOP budget, and each profile's minimum: approach 2's parabolas
+    over the sizes each budget tried; without any, the fit's profiles at three budgets across
+    the grid, a minimum only where it falls inside the sizes drawn."""
+    lines, minima = [], []
+    parabolas = approach_2.parabolas if approach_2 is not None else []
+    if parabolas:
+        budgets = isoflop_budgets(points["flops"])
+        for parabola in parabolas:
+            sizes = points.loc[np.isclose(budgets, parabola["flops"]), "params"]
+            log_n = np.linspace(np.log(sizes.min()), np.log(sizes.max()))
+            loss = np.polyval(parabola["coefficients"], log_n)
+            best = np.polyval(parabola["coefficients"], np.log(parabola["n_opt"]))
+            lines.append((parabola["flops"], np.exp(log_n), loss))
+            minima.append((parabola["flops"], parabola["n_opt"], best))
+    elif fit is not None:
+        per_token = _grid_flops_per_token(points)
+        N = np.logspace(
+            np.log10(points["params"].min() / 10), np.log10(points["params"].max() * 10)
+        )
+        for C in np.geomspace(points["flops"].min(), points["flops"].max(), 3):
+            loss = fit.law.loss(N, C / per_token(N))
+            lines.append((C, N, loss))
+            k = int(np.nanargmin(loss))
+            if 0 < k < len(N) - 1:  # a minimum at the edge of the sizes drawn is no minimum
+                minima.append((C, N[k], loss[k]))
+    frame = pd.concat(
+        [pd.DataFrame({"flops": C, "params": N, "loss": L}) for C, N, L in lines]
+        or [pd.DataFrame(columns=["flops", "params", "loss"])],
+        ignore_index=True,
+    )
+    from_law = not parabolas and fit is not None
+    return frame, pd.DataFrame(minima, columns=["flops", "params", "loss"]), from_law
+
+
+def time_vs_params(laws: dict[int, PowerLaw], timed: pd.DataFrame) -> pd.DataFrame:
+    """Each length's fitted t = c·N^k across the sizes timed there."""
+    frames = []
+    for T, law in laws.items():
+        sizes = timed.loc[timed["seq_len"] == T, "params"]
+        N = np.logspace(np.log10(sizes.min()), np.log10(sizes.max()))
+        frames.append(pd.DataFrame({"seq_len": T, "params": N, "seconds": law(N)}))
+    return pd.concat(frames or [pd.DataFrame(columns=["seq_len", "params", "seconds"])])
+
+
+def seq_len_cost(costs: dict[str, SeqLenCost], timed: pd.DataFrame) -> pd.DataFrame:
+    """Per model, time per token against T from 0 to past the longest length timed: the fit
+    a + b·T (`seconds`), its dense part a, and what the FLOP model expects, time in proportion
+    to FLOPs per token (attention 12·L·d·min(T, window)) matched at the shortest length."""
+    T = np.linspace(0, timed["seq_len"].max() * 1.1, 100) if len(timed) else np.array([])
+    frames = []
+    for size, group in timed.groupby("size", sort=False):
+        cost = costs.get(size)
+        fitted = isinstance(cost, SeqLenCost)
+        at_shortest = group[group["seq_len"] == group["seq_len"].min()]
+        shortest = at_shortest.iloc[0]
+        window = parse_attention(shortest["attention"])
+        attention = attention_flops_per_key(int(shortest["n_layer"]), int(shortest["d_model"]))
+        keys = keys_attended(int(shortest["seq_len"]), window)
+        dense = shortest["flops_per_token"] - attention * keys
+        per_flop = at_shortest["time_per_token"].median() / shortest["flops_per_token"]
+        keys_at_T = T if window is None else np.minimum(T, window)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "size": size,
+                    "seq_len": T,
+                    "seconds": cost.a + cost.b * T if fitted else np.nan,
+                    "dense_seconds": cost.a if fitted else np.nan,
+                    "flop_model_seconds": (dense + attention * keys_at_T) * per_flop,
+                }
+            )
+        )
+    columns = ["size", "seq_len", "seconds", "dense_seconds", "flop_model_seconds"]
+    return pd.concat(frames or [pd.DataFrame(columns=columns)], ignore_index=True)
+
+
+def tabulate(analysis) -> Curves:
+    """Every curve the report's plots draw, from an `Analysis`."""
+    fit = analysis.chinchilla if isinstance(analysis.chinchilla, ChinchillaFit) else None
+    approach_2 = analysis.approach_2 if isinstance(analysis.approach_2, ComputeOptimal) else None
+    timed = analysis.finished.dropna(subset=["time_per_token"])
+    same_attention = timed[timed["attention"] == analysis.attention]
+    laws = {T: law for T, law in analysis.time_vs_params.items() if isinstance(law, PowerLaw)}
+    lines, minima, from_law = isoflop(approach_2, fit, analysis.points)
+    return Curves(
+        frontier=frontier(fit, analysis.points),
+        fixed_tokens=fixed_tokens(fit, analysis.points),
+        isoflop=lines,
+        isoflop_minima=minima,
+        isoflop_from_law=from_law,
+        time_vs_params=time_vs_params(laws, same_attention),
+        seq_len_cost=seq_len_cost(analysis.seq_len_costs, timed),
+    )
