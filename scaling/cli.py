@@ -26,12 +26,11 @@ from scaling.contract import (
     GPU_PEAK_FLOPS,
     STATUS,
     TOKENS_PER_S,
-    TRIAL_ID,
     VAL_LOSS,
     WALL_S,
+    NoSuchExperiment,
     Status,
     gpu_named,
-    grid_runs_filter,
 )
 from scaling.errors import InputError
 
@@ -234,14 +233,8 @@ def cmd_status(args) -> int:
 
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
-    experiment_id = tracker.experiment_id(args.experiment, create=False)
-    if experiment_id is None:
-        raise UsageError(f"experiment: no experiment '{args.experiment}' in {tracker.tracking_uri}")
-    latest = {}
-    for run in tracker.trial_runs(experiment_id):  # newest first: keep each trial's latest run
-        latest.setdefault(run.data.tags.get(TRIAL_ID), run)
     runs = sorted(
-        latest.values(),
+        tracker.latest_trial_runs(args.experiment),
         key=lambda r: (
             int(r.data.params.get("params", 0)),
             int(r.data.params.get("seq_len", 0)),
@@ -373,9 +366,6 @@ def cmd_report(args) -> int:
         raise UsageError(f"--mfu: must be a fraction in (0, 1], got {args.mfu}")
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
-    experiment_id = tracker.experiment_id(args.experiment, create=False)
-    if experiment_id is None:
-        raise UsageError(f"experiment: no experiment '{args.experiment}' in {tracker.tracking_uri}")
     runs = from_mlflow(tracker.tracking_uri, args.experiment)
     try:
         analysis = analyse(
@@ -390,15 +380,7 @@ def cmd_report(args) -> int:
     except FitError as exc:
         raise UsageError(f"{args.experiment}: {exc}") from None
     out = write_report(analysis, args.out)
-    # The dashboard links to the report: it goes with the grid's latest parent run.
-    grids = tracker.client.search_runs(
-        [experiment_id],
-        grid_runs_filter(),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if grids:
-        tracker.client.log_artifacts(grids[0].info.run_id, str(out), artifact_path="report")
+    tracker.attach_report(args.experiment, out)
     print(_report_summary(analysis))
     print(f"wrote {out / 'report.html'}")
     return 0
@@ -588,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except InputError as exc:
+    except (InputError, NoSuchExperiment) as exc:
         print(exc, file=sys.stderr)
         return USAGE_ERROR
 

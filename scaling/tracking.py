@@ -27,6 +27,7 @@ from scaling.contract import (
     ERROR,
     GRID,
     PARENT_RUN_ID,
+    REPORT_ARTIFACTS,
     ROLE,
     SPEC_FILE,
     STATUS,
@@ -34,8 +35,10 @@ from scaling.contract import (
     TRIAL,
     TRIAL_ID,
     TRIAL_PARAMS,
+    NoSuchExperiment,
     Status,
     grid_runs_filter,
+    latest_trial_runs,
     trial_runs_filter,
 )
 from scaling.errors import InputError
@@ -94,11 +97,33 @@ class Tracker:
                 f"--tracking-uri: cannot use tracking store {self.tracking_uri}: {first_line}"
             ) from None
 
-    def experiment_id(self, name: str, create: bool = True) -> str | None:
+    def experiment_id(self, name: str, create: bool = True) -> str:
+        """The experiment's id, made if need be; without `create`, NoSuchExperiment."""
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        return self.client.create_experiment(name) if create else None
+        if not create:
+            raise NoSuchExperiment(name, self.tracking_uri)
+        return self.client.create_experiment(name)
+
+    def latest_trial_runs(self, experiment: str) -> list:
+        """Each trial's latest run in the experiment named `experiment`."""
+        return latest_trial_runs(self.client, self.experiment_id(experiment, create=False))
+
+    def attach_report(self, experiment: str, folder: Path) -> str | None:
+        """Log a report's files to the experiment's latest grid run, where the dashboard
+        shows them; returns that run's id (None when no grid ran in the experiment)."""
+        grids = self.client.search_runs(
+            [self.experiment_id(experiment, create=False)],
+            grid_runs_filter(),
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not grids:
+            return None
+        run_id = grids[0].info.run_id
+        self.client.log_artifacts(run_id, str(folder), artifact_path=REPORT_ARTIFACTS)
+        return run_id
 
     def trial_runs(self, experiment_id: str) -> list:
         """Every trial run of the experiment, newest first."""
