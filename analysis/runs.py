@@ -117,19 +117,43 @@ def from_mlflow(
     return Runs(table, curves, pd.DataFrame(decode, columns=DECODE_COLUMNS))
 
 
-def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
-    """A CSV of final results; `columns` maps canonical names to the file's (e.g.
-    {"params": "Model Size", "flops": "Training FLOP", "val_loss": "loss"}). Missing tokens
-    are derived from FLOPs (D = C / 6N); rows count as FINISHED unless a status column says."""
-    table = pd.read_csv(path).rename(columns={v: k for k, v in (columns or {}).items()})
-    for needed in ("params", VAL_LOSS):
-        if needed not in table.columns:
-            raise ValueError(
-                f"{path}: no column for '{needed}' (columns: {', '.join(map(str, table.columns))})"
-            )
+class CsvError(ValueError):
+    """A CSV that cannot be read as results: the file, the canonical column at fault (None
+    for the file itself) and what is wrong, so a caller can name its own flag for the column."""
+
+    def __init__(self, path: str, problem: str, column: str | None = None):
+        self.path, self.problem, self.column = path, problem, column
+        super().__init__(f"{path}: " + (f"{column}: " if column else "") + problem)
+
+
+def from_csv(
+    path: str, columns: dict[str, str] | None = None, drop_highest_loss: int = 0
+) -> Runs:
+    """A CSV of final results. `columns` maps canonical names to the file's, e.g.
+    {"params": "Model Size", "flops": "Training FLOP", VAL_LOSS: "loss"}; tokens missing from
+    the file are derived from FLOPs (D = C / 6N); rows count as FINISHED unless a status column
+    says otherwise; `drop_highest_loss` leaves out that many of the highest-loss rows (the
+    Chinchilla replication drops 5)."""
+    table = _read_csv(path)
+    named = {name: (columns or {}).get(name, name) for name in NUMBER_COLUMNS}
+    for name in ("params", VAL_LOSS):
+        if named[name] not in table.columns:
+            listed = ", ".join(map(str, table.columns))
+            raise CsvError(path, f"no column '{named[name]}' (columns: {listed})", name)
+    if named["tokens"] not in table.columns and named["flops"] not in table.columns:
+        raise CsvError(
+            path,
+            f"neither a tokens column '{named['tokens']}' nor a FLOPs column "
+            f"'{named['flops']}' to derive tokens from (D = C / 6N)",
+            "tokens",
+        )
+    for name, column in named.items():
+        if column in table.columns:
+            table[column] = _numbers(table[column], path, name)
+    table = table.rename(columns={column: name for name, column in named.items()})
+    if drop_highest_loss:
+        table = table.drop(table[VAL_LOSS].nlargest(drop_highest_loss).index)
     if "tokens" not in table.columns:
-        if "flops" not in table.columns:
-            raise ValueError(f"{path}: no 'tokens' column and no 'flops' to derive it from")
         table["tokens"] = table["flops"] / (6 * table["params"])
     if "flops" not in table.columns:
         table["flops"] = 6 * table["params"] * table["tokens"]
@@ -137,6 +161,7 @@ def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
         table["status"] = Status.FINISHED.value
     # The columns a grid's table has and a CSV may lack (shapes, timings): present, but empty.
     table = table.reindex(columns=[*table.columns, *(c for c in COLUMNS if c not in table)])
+    table = table.reset_index(drop=True)
     table["run_id"] = table["run_id"].fillna(pd.Series(table.index.astype(str), table.index))
     table["name"] = table["name"].fillna(table["run_id"])
     table["flops_per_token"] = table["flops_per_token"].fillna(table["flops"] / table["tokens"])
@@ -148,3 +173,24 @@ def from_csv(path: str, columns: dict[str, str] | None = None) -> Runs:
         for _, row in table.iterrows()
     }
     return Runs(table, curves)
+
+
+# The numeric columns a CSV of results may give: what each is checked as a number for.
+NUMBER_COLUMNS = ("params", "tokens", "flops", VAL_LOSS)
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise CsvError(path, "no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CsvError(path, f"not a readable CSV: {str(exc).splitlines()[0]}") from None
+
+
+def _numbers(values: pd.Series, path: str, name: str) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.isna().any():
+        row = int(numbers.isna().to_numpy().nonzero()[0][0])
+        raise CsvError(path, f"column '{values.name}' row {row + 1} is not a number", name)
+    return numbers

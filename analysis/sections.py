@@ -65,14 +65,15 @@ def _exponent(law) -> str:
 
 
 def title(a: Analysis) -> list[Block]:
+    length = f" at sequence length {a.seq_len}" if a.seq_len is not None else ""
     attention = f" with {a.attention} attention" if a.finished["attention"].nunique() > 1 else ""
     return [
         ("h1", f"Scaling report: {a.experiment}"),
         (
             "p",
             f"{len(a.runs.finished)} finished runs of {len(a.runs.table)} ({a.source}). Loss "
-            f"laws are fitted on the {len(a.points)} finished runs at sequence length "
-            f"{a.seq_len}{attention}; intervals are 95% bootstrap intervals.",
+            f"laws are fitted on the {len(a.points)} finished runs{length}{attention}; "
+            "intervals are 95% bootstrap intervals.",
         ),
     ]
 

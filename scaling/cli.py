@@ -274,53 +274,44 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_fit(args) -> int:
-    import pandas as pd
+# Which flag names each column a CSV of results is read by.
+CSV_FLAGS = {
+    "params": "--params-col",
+    "tokens": "--tokens-col",
+    "flops": "--flops-col",
+    VAL_LOSS: "--loss-col",
+}
 
-    from analysis.fit import FitError, fit_chinchilla
 
-    try:
-        table = pd.read_csv(args.csv)
-    except FileNotFoundError:
-        raise UsageError(f"{args.csv}: no such file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{args.csv}: not a readable CSV: {str(exc).splitlines()[0]}") from None
-
-    def column(flag: str, name: str, required: bool = True):
-        if name not in table.columns:
-            if not required:
-                return None
-            raise UsageError(
-                f"{args.csv}: {flag}: no column '{name}' "
-                f"(columns: {', '.join(map(str, table.columns))})"
-            )
-        values = pd.to_numeric(table[name], errors="coerce")
-        if values.isna().any():
-            row = int(values.isna().to_numpy().nonzero()[0][0])
-            raise UsageError(f"{args.csv}: {flag}: column '{name}' row {row + 1} is not a number")
-        return values.to_numpy(dtype=float)
+def _read_results(args):
+    """The CSV of `args.csv` as runs, its columns named by the column flags."""
+    from analysis.runs import CsvError, from_csv
 
     if args.drop_highest_loss < 0:
         raise UsageError(
             f"--drop-highest-loss: must be a non-negative integer, got {args.drop_highest_loss}"
         )
-    loss = column("--loss-col", args.loss_col)
-    keep = loss.argsort()[: len(loss) - args.drop_highest_loss]
-    params = column("--params-col", args.params_col)[keep]
-    tokens = column("--tokens-col", args.tokens_col, required=False)
-    if tokens is None:
-        flops = column("--flops-col", args.flops_col, required=False)
-        if flops is None:
-            raise UsageError(
-                f"{args.csv}: --tokens-col: neither a tokens column "
-                f"'{args.tokens_col}' nor a FLOPs column '{args.flops_col}' to "
-                "derive tokens from (D = C / 6N)"
-            )
-        tokens = flops[keep] / (6 * params)
-    else:
-        tokens = tokens[keep]
+    columns = {name: getattr(args, flag[2:].replace("-", "_")) for name, flag in CSV_FLAGS.items()}
     try:
-        fit = fit_chinchilla(params, tokens, loss[keep], bootstrap=args.bootstrap, seed=args.seed)
+        return from_csv(args.csv, columns, args.drop_highest_loss)
+    except CsvError as exc:
+        flag = f"{CSV_FLAGS[exc.column]}: " if exc.column else ""
+        raise UsageError(f"{exc.path}: {flag}{exc.problem}") from None
+
+
+def cmd_fit(args) -> int:
+    from analysis.fit import FitError, fit_chinchilla
+    from analysis.report import write_json
+
+    points = _read_results(args).finished
+    try:
+        fit = fit_chinchilla(
+            points["params"],
+            points["tokens"],
+            points[VAL_LOSS],
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
     except FitError as exc:
         raise UsageError(f"{args.csv}: {exc}") from None
     print(fit)
@@ -332,12 +323,7 @@ def cmd_fit(args) -> int:
             "dropped_highest_loss": args.drop_highest_loss,
         },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(out)  # a reader never sees half a file
-    print(f"wrote {out}")
+    print(f"wrote {write_json(document, args.out)}")
     return 0
 
 
@@ -358,29 +344,28 @@ def cmd_report(args) -> int:
     from analysis.runs import from_mlflow
     from scaling.tracking import Tracker
 
+    if (args.experiment is None) == (args.csv is None):
+        raise UsageError("report: give an EXPERIMENT from MLflow or --csv FILE, not both")
     budgets = _budgets(args.budgets)
     gpu = gpu_named(args.gpu)
     if gpu is None:
         raise UsageError(f"--gpu: unknown GPU '{args.gpu}', known: {', '.join(GPU_PEAK_FLOPS)}")
     if args.mfu is not None and not 0 < args.mfu <= 1:
         raise UsageError(f"--mfu: must be a fraction in (0, 1], got {args.mfu}")
-    tracker = Tracker(args.tracking_uri)
-    tracker.check_reachable()
-    runs = from_mlflow(tracker.tracking_uri, args.experiment)
+    if args.csv:
+        tracker, name = None, Path(args.csv).stem
+        runs, source = _read_results(args), f"CSV {args.csv}"
+    else:
+        tracker, name = Tracker(args.tracking_uri), args.experiment
+        tracker.check_reachable()
+        runs, source = from_mlflow(tracker.tracking_uri, name), f"MLflow {tracker.tracking_uri}"
     try:
-        analysis = analyse(
-            runs,
-            args.experiment,
-            source=f"MLflow {tracker.tracking_uri}",
-            budgets=budgets,
-            gpu=gpu,
-            mfu=args.mfu,
-            bootstrap=args.bootstrap,
-        )
+        analysis = analyse(runs, name, source, budgets, gpu, mfu=args.mfu, bootstrap=args.bootstrap)
     except FitError as exc:
-        raise UsageError(f"{args.experiment}: {exc}") from None
+        raise UsageError(f"{args.csv or name}: {exc}") from None
     out = write_report(analysis, args.out)
-    tracker.attach_report(args.experiment, out)
+    if tracker is not None:
+        tracker.attach_report(name, out)
     print(_report_summary(analysis))
     print(f"wrote {out / 'report.html'}")
     return 0
@@ -392,7 +377,8 @@ def _report_summary(analysis) -> str:
     fit = analysis.chinchilla
     if isinstance(fit, Refused):
         return f"Chinchilla fit refused: {fit}"
-    lines = [f"T={analysis.seq_len}: " + str(fit).splitlines()[0]]
+    length = f"T={analysis.seq_len}: " if analysis.seq_len is not None else ""
+    lines = [length + str(fit).splitlines()[0]]
     for name in ("alpha", "beta", "a"):
         low, high = fit.interval(lambda law, n=name: getattr(law, n)) or (float("nan"),) * 2
         lines.append(f"  {name:>5} = {getattr(fit.law, name):.4g}  [{low:.4g}, {high:.4g}]")
@@ -471,6 +457,26 @@ def cmd_sample(args) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _csv_columns(parser: argparse.ArgumentParser) -> None:
+    """The options that say which columns of a CSV of results hold what."""
+    parser.add_argument("--params-col", default="params", help="parameters N (default: params)")
+    parser.add_argument(
+        "--tokens-col", default="tokens", help="training tokens D (default: tokens)"
+    )
+    parser.add_argument(
+        "--flops-col",
+        default="flops",
+        help="training FLOPs C, for D = C / 6N when there is no tokens column",
+    )
+    parser.add_argument("--loss-col", default="loss", help="final loss (default: loss)")
+    parser.add_argument(
+        "--drop-highest-loss",
+        type=int,
+        default=0,
+        help="leave out the K highest-loss rows (the replication drops 5)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="scaling", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -516,27 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="fit the Chinchilla law to a CSV of runs")
     fit.add_argument("csv")
-    fit.add_argument("--params-col", default="params", help="parameters N (default: params)")
-    fit.add_argument("--tokens-col", default="tokens", help="training tokens D (default: tokens)")
-    fit.add_argument(
-        "--flops-col",
-        default="flops",
-        help="training FLOPs C, for D = C / 6N when there is no tokens column",
-    )
-    fit.add_argument("--loss-col", default="loss", help="final loss (default: loss)")
+    _csv_columns(fit)
     fit.add_argument("--bootstrap", type=int, default=1000, help="resamples for the intervals")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument(
-        "--drop-highest-loss",
-        type=int,
-        default=0,
-        help="leave out the K highest-loss rows (the replication drops 5)",
-    )
     fit.add_argument("--out", default="fits.json", help="where to write the fit as JSON")
     fit.set_defaults(func=cmd_fit)
 
-    report = commands.add_parser("report", help="fit a grid's runs and write the scaling report")
-    report.add_argument("experiment")
+    report = commands.add_parser(
+        "report", help="fit a grid's runs (or a CSV of results) and write the scaling report"
+    )
+    report.add_argument("experiment", nargs="?", help="the experiment in MLflow")
+    report.add_argument("--csv", help="a CSV of final results instead (see the column options)")
+    _csv_columns(report)
     report.add_argument("--tracking-uri", help=uri_help)
     report.add_argument("--out", default="report", help="the report's folder (default: report)")
     report.add_argument(

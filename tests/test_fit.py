@@ -137,6 +137,41 @@ def test_scaling_fit_refuses_bad_input_with_one_line(tmp_path):
     assert not (tmp_path / "f.json").exists()
 
 
+def test_scaling_report_from_a_csv_gives_the_replications_answer(tmp_path):
+    out = tmp_path / "report"
+    result = scaling(
+        "report",
+        "--csv",
+        str(CHINCHILLA),
+        "--params-col",
+        "Model Size",
+        "--flops-col",
+        "Training FLOP",
+        "--loss-col",
+        "loss",
+        "--drop-highest-loss",
+        "5",
+        "--bootstrap",
+        "50",
+        "--gpu",
+        "h100",  # GPU names are case-insensitive
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    fits = json.loads((out / "fits.json").read_text())
+    expected = {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.3473, "beta": 0.3672}
+    for name, value in expected.items():
+        assert fits["chinchilla"][name]["value"] == pytest.approx(value, rel=0.005), name
+    assert fits["runs"]["fitted"] == 240 and fits["seq_len"] is None
+    assert fits["predictions"]["gpu"] == "H100"
+    assert fits["source"] == f"CSV {CHINCHILLA}"
+    both = scaling("report", "smoke", "--csv", str(CHINCHILLA), "--out", str(tmp_path / "x"))
+    assert both.returncode == 2
+    assert both.stderr.strip() == ("report: give an EXPERIMENT from MLflow or --csv FILE, not both")
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_csv_of_runs_reads_with_a_column_mapping():
     from analysis.runs import from_csv
 
@@ -146,5 +181,5 @@ def test_a_csv_of_runs_reads_with_a_column_mapping():
     assert len(runs.finished) == 245
     row = runs.table.iloc[0]
     assert row["tokens"] == pytest.approx(row["flops"] / (6 * row["params"]))
-    with pytest.raises(ValueError, match="no column for 'params'"):
+    with pytest.raises(ValueError, match=r"params: no column 'params' \(columns: x, y"):
         from_csv(str(CHINCHILLA))
