@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# MLflow sets its own log level when imported; its INFO lines ("creating tables") are noise here.
-os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-# Its download progress bars on stderr would bury the one-line errors the CLI promises.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from rich.console import Console
 from rich.table import Table
@@ -35,6 +29,21 @@ from scaling.contract import (
 from scaling.errors import InputError
 
 USAGE_ERROR = 2
+# Defaults the command sets unless the user has: MLflow and Ray read some of them on import,
+# so they are set before either is imported.
+ENVIRONMENT = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # MLflow sets its own log level on import; its INFO lines ("creating tables") are noise.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    # Download progress bars on stderr would bury the one-line errors the CLI promises, and a
+    # "View run" link per run on stdout would break the progress table.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # Tune's own console output would fight the progress table; errors still reach callbacks.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 
 
 class UsageError(InputError):
@@ -182,6 +191,7 @@ def cmd_run(args) -> int:
     spec, trials = spec_lib.load(args.spec)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
+    max_failures = _max_failures()
     try:
         cache = prepare(spec.data)  # once, here: every trial then finds the token cache built
     except spec_lib.SpecError as exc:
@@ -208,6 +218,7 @@ def cmd_run(args) -> int:
             args.storage,
             args.max_concurrent,
             callbacks=[progress],
+            max_failures=max_failures,
         )
     except KeyboardInterrupt:
         outcome = None
@@ -226,6 +237,14 @@ def cmd_run(args) -> int:
         summary += (", " if summary else "") + skipped
     print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
     return 0 if outcome.ok else 1
+
+
+def _max_failures() -> int:
+    """Tune's retries of a trial: SCALING_MAX_FAILURES, else 2."""
+    text = os.environ.get("SCALING_MAX_FAILURES", "2")
+    if not text.isdigit():
+        raise UsageError(f"SCALING_MAX_FAILURES: must be a non-negative integer, got '{text}'")
+    return int(text)
 
 
 def cmd_status(args) -> int:
@@ -563,7 +582,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure() -> None:
+    """The command's environment defaults and log levels, before anything imports MLflow or
+    Ray: importing `scaling` changes neither for a program that uses it as a library."""
+    for key, value in ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
+    configure()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

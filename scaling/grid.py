@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import socket
@@ -21,10 +20,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-# Tune's own console output would fight the progress table; errors still reach the callbacks.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 import ray
 from ray import tune
@@ -47,11 +42,6 @@ from scaling.spec import Spec, TrialSpec
 
 if TYPE_CHECKING:  # the driver's side only: workers need not import MLflow
     from scaling.tracking import Tracker
-
-logging.getLogger("ray.tune").setLevel(logging.WARNING)
-
-# How many times Tune restarts a trial that raised or whose worker died.
-MAX_FAILURES = int(os.environ.get("SCALING_MAX_FAILURES", "2"))
 
 
 @dataclass
@@ -99,7 +89,7 @@ def train_distributed(config: dict) -> None:
             name=f"{trial.name}-{tune.get_context().get_trial_id()}",
             storage_path=config["storage"],
             callbacks=[TuneReportCallback()],
-            failure_config=FailureConfig(max_failures=MAX_FAILURES),
+            failure_config=FailureConfig(max_failures=config["max_failures"]),
         ),
     )
     trainer.fit()
@@ -300,7 +290,10 @@ def run_grid(
     storage: str,
     max_concurrent: int | None = None,
     callbacks: list[tune.Callback] = (),
+    max_failures: int = 2,
 ) -> GridOutcome:
+    """Run the trials not FINISHED in the experiment before; a trial that raises or whose
+    worker dies is retried `max_failures` times, from its last resume point."""
     experiment_id = tracker.experiment_id(spec.experiment)
     tracker.close_abandoned(experiment_id)
     finished = tracker.finished_trial_ids(experiment_id)
@@ -325,6 +318,7 @@ def run_grid(
         param_space={
             "trial": tune.grid_search([t.model_dump(mode="json") for t in todo]),
             "storage": storage,
+            "max_failures": max_failures,
         },
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent or spec.resources.max_concurrent,
@@ -337,7 +331,7 @@ def run_grid(
             storage_path=storage,
             # A multi-worker trial is retried by Ray Train inside it, from its resume point.
             failure_config=tune.FailureConfig(
-                max_failures=0 if spec.resources.workers_per_trial > 1 else MAX_FAILURES
+                max_failures=0 if spec.resources.workers_per_trial > 1 else max_failures
             ),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[tracking, *callbacks],

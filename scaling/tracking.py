@@ -44,10 +44,6 @@ from scaling.contract import (
 from scaling.errors import InputError
 from scaling.spec import Spec, TrialSpec
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# MLflow prints a "View run" link per run to stdout, which would break the progress table.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
 RUNNING = RunStatus.to_string(RunStatus.RUNNING)  # MLflow's run status, not a trial's
 
 

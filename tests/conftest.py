@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from scaling.cli import configure
+
+configure()  # the command's environment, for the tests that call the library in this process
 
 
 @pytest.fixture(scope="session", autouse=True)
