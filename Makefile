@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test test-fast lint bench clean browser
 
 # torch first and pinned: the CPU build of 2.13.0 is what `pip install torch==2.13.0` finds
 # here; letting lightning pull a plain `torch` would fetch a multi-GB CUDA build instead.
@@ -37,8 +37,14 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 
+# Everything, as CI runs it, with the slowest tests named.
 test: lint browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
+
+# The fast tier (under a minute): specs, the model, fits, frontier, timing, the report from a
+# CSV, the contract, and the driver's callbacks fed real Tune trials. No Ray, no Lightning run.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow" --durations=5
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,4 +1,5 @@
-"""Session fixtures. Real components only: the stdlib corpus, real Lightning, real MLflow."""
+"""Session fixtures. Real components only: the stdlib corpus, real Lightning, real MLflow.
+Everything a test writes lies under pytest's temporary folders, HOME included."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import pytest
 from scaling.cli import configure
 
 configure()  # the command's environment, for the tests that call the library in this process
+
+
+@pytest.fixture(scope="session", autouse=True)
+def home(tmp_path_factory) -> Path:
+    """A HOME of the session's own: Ray writes its auth token under ~/.ray, and the tests'
+    Rays (and everything they start) must not touch the user's."""
+    path = tmp_path_factory.mktemp("home")
+    os.environ["HOME"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,6 +16,8 @@ import pytest
 from helpers import free_port, run_grid, scaling, tiny_spec, write_spec
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.slow  # a two-node Ray cluster and an MLflow server
+
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
@@ -60,8 +62,8 @@ def ray_cluster(tmp_path_factory):
     """Two Ray nodes of one CPU each, started as a user would: a two-trial grid uses both."""
     ray = str(Path(sys.executable).with_name("ray"))
     port = free_port()
-    # Token auth, as the README sets a cluster up: a token (made here if this machine has none
-    # yet, as a new machine does not), then every node and client presents it.
+    # Token auth, as the README sets a cluster up: a token (made in the session's HOME, see
+    # conftest), then every node and client presents it.
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
     common = ["--num-cpus", "1", "--object-store-memory", str(128 * 1024**2), "--block"]

@@ -13,6 +13,8 @@ from scaling.config import BOS
 from scaling.data import ByteDataModule, Corpus, RandomWindows, is_validation, prepare
 from scaling.spec import DataSpec, SpecError
 
+pytestmark = pytest.mark.slow  # the standard library's corpus tokenised
+
 
 @pytest.fixture
 def corpus_dir(tmp_path):

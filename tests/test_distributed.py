@@ -11,6 +11,8 @@ from mlflow import MlflowClient
 from scaling import trial as trial_lib
 from scaling.spec import expand, parse
 
+pytestmark = pytest.mark.slow  # Ray Train workers on a local Ray
+
 SPEC = tiny_spec(
     "ddp",
     grid={"seq_len": [64], "tokens": [32768]},

@@ -13,6 +13,8 @@ import pytest
 from helpers import SCALING, run_grid, scaling, tiny_spec, trial_runs, write_spec
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.slow  # each fault is done to a real grid on a local Ray
+
 TINY = {"n_layer": 1, "d_model": 32, "n_head": 2}
 
 
@@ -47,6 +49,14 @@ def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | N
             pytest.fail(f"the grid ended before {what}: {process.communicate()}")
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def is_trial(process: psutil.Process) -> bool:
+    """Whether the process is a Tune trial's worker (an `ImplicitFunc` actor)."""
+    try:
+        return "ray::ImplicitFunc" in " ".join(process.cmdline())
+    except psutil.Error:  # it ended, or is not ours to read
+        return False
 
 
 def statuses(runs) -> dict[str, str]:
@@ -125,11 +135,9 @@ def test_a_killed_worker_is_retried_from_its_last_resume_point(tmp_path):
             return runs[0] if len(history) >= 2 else None
 
         run = wait_for(evaluated_twice, 240, "two evaluations", driver)
-        workers = [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if "ray::ImplicitFunc" in " ".join(p.info["cmdline"] or [])
-        ]
+        # The trial's worker among the processes this grid started (its local Ray's), and no
+        # other Ray on the machine.
+        workers = [p for p in psutil.Process(driver.pid).children(recursive=True) if is_trial(p)]
         assert workers, "no Tune trial worker found"
         for worker in workers:
             worker.kill()

@@ -103,6 +103,7 @@ def report(tmp_path_factory):
     return {"folder": folder, "uri": uri, "parent": parent, "stdout": result.stdout, "fits": fits}
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_the_known_law_is_recovered_with_intervals(report):
     fits = report["fits"]
     assert fits["seq_len"] == 256  # more finished runs there (one T=128 run went OOM)
@@ -119,6 +120,7 @@ def test_the_known_law_is_recovered_with_intervals(report):
     assert "alpha = " in report["stdout"] and "held-out largest size" in report["stdout"]
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_compute_optimal_allocation_by_three_approaches(report):
     fits = report["fits"]
     approach_2 = fits["approach_2"]
@@ -131,6 +133,7 @@ def test_compute_optimal_allocation_by_three_approaches(report):
     assert fits["approach_1"]["n_opt"]["exponent"] > 0
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_time_laws_and_the_two_claims(report):
     time = report["fits"]["time"]
     k = time["per_token_vs_params"]["256"]
@@ -148,6 +151,7 @@ def test_time_laws_and_the_two_claims(report):
     )
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_predictions_and_failed_runs_are_listed(report):
     fits = report["fits"]
     rows = fits["predictions"]["rows"]
@@ -166,6 +170,7 @@ def test_predictions_and_failed_runs_are_listed(report):
     ]
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_the_report_files_and_the_dashboard_link(report):
     folder = report["folder"] / "report"
     names = {p.name for p in (folder / "plots").iterdir()}
@@ -199,6 +204,7 @@ def chromium() -> str:
     return found
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_the_report_opens_in_a_real_browser(report, tmp_path):
     """Chromium loads the report; a script added to a copy reads back every image's decoded
     width and the page's text, which --dump-dom prints."""
@@ -242,6 +248,7 @@ def test_the_report_opens_in_a_real_browser(report, tmp_path):
         assert headline in result.stdout, headline
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_bad_report_requests_get_one_line(report, tmp_path):
     uri = report["uri"]
     missing = scaling("report", "nosuch", "--tracking-uri", uri, "--out", str(tmp_path / "r"))
@@ -268,6 +275,7 @@ def test_an_experiment_with_nothing_finished_is_refused_with_its_reason():
         analyse(Runs(table), "tiny")
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_the_inference_section_splits_training_from_generation(report):
     inference = report["fits"]["inference"]
     largest = [r for r in inference["cost_split"] if r["size"] == "L4-d128"]
@@ -309,6 +317,7 @@ def strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
+@pytest.mark.slow  # the real command on a recorded grid
 def test_the_report_splits_dense_from_windowed_attention(tmp_path):
     spec_file = write_spec(tmp_path / "attention-laws.yaml", ATTENTION_SPEC)
     spec, trials = spec_lib.load(spec_file)

@@ -14,6 +14,8 @@ import pytest
 from helpers import SCALING, free_port, scaling, tiny_spec, write_spec
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.slow  # the CLI runs a grid on a local Ray
+
 DESIGN_PARAMS = [
     "n_layer",
     "d_model",

@@ -285,6 +285,7 @@ def test_bad_files_are_refused(tmp_path):
         spec_lib.load(scalar)
 
 
+@pytest.mark.slow  # the real command in a fresh process
 def test_plan_json_lists_every_trial_with_the_contract_fields():
     result = scaling("plan", str(REPO / "experiments" / "smoke.yaml"), "--json")
     assert result.returncode == 0, result.stderr
@@ -309,12 +310,14 @@ def test_plan_json_lists_every_trial_with_the_contract_fields():
         assert trial["flops"] == trial["flops_per_token"] * trial["tokens"]
 
 
+@pytest.mark.slow  # the real command in a fresh process
 def test_plan_prints_a_table_with_totals():
     result = scaling("plan", str(REPO / "experiments" / "smoke.yaml"))
     assert result.returncode == 0, result.stderr
     assert "L3-d96-T512-D1.25M-s0" in result.stdout and "total" in result.stdout
 
 
+@pytest.mark.slow  # the real command in a fresh process
 def test_a_bad_spec_exits_2_with_one_line_and_no_traceback(tmp_path):
     path = write_spec(tmp_path / "smoke.yaml", tiny_spec(grid={"seq_len": [64, -3], "tokens": [1]}))
     for command in ("plan", "run"):
@@ -327,6 +330,7 @@ def test_a_bad_spec_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke.yaml"]  # nothing written
 
 
+@pytest.mark.slow  # the real command in a fresh process
 def test_more_validation_tokens_than_the_corpus_holds_are_refused_before_running(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -347,6 +351,7 @@ def test_more_validation_tokens_than_the_corpus_holds_are_refused_before_running
     assert line.startswith(f"{spec}: train.eval_tokens: 65536 is more than the ")
 
 
+@pytest.mark.slow  # the real command in a fresh process
 def test_a_bad_flag_exits_2_with_one_line():
     result = scaling("plan", "x.yaml", "--bogus")
     assert result.returncode == 2
@@ -354,6 +359,7 @@ def test_a_bad_flag_exits_2_with_one_line():
     assert "--bogus" in result.stderr
 
 
+@pytest.mark.slow  # the real command in a fresh process
 def test_plan_estimates_time_and_memory_here_and_on_a_named_gpu(tmp_path, cache_dir):
     spec = write_spec(
         tmp_path / "tiny.yaml", tiny_spec(grid={"seq_len": [64], "tokens": [8192 * 40]})
@@ -374,6 +380,7 @@ def test_plan_estimates_time_and_memory_here_and_on_a_named_gpu(tmp_path, cache_
     assert "one H100 per trial at an assumed MFU of 40%" in table.stdout
 
 
+@pytest.mark.slow  # the real command in a fresh process
 def test_plan_refuses_an_unknown_device_with_one_line(tmp_path):
     spec = write_spec(tmp_path / "tiny.yaml", tiny_spec())
     result = scaling("plan", str(spec), "--device", "tpu-v9")

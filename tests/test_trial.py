@@ -15,6 +15,8 @@ from scaling.data import ValidationWindows, prepare
 from scaling.model import GPT
 from scaling.spec import expand, parse
 
+pytestmark = pytest.mark.slow  # real Lightning training
+
 
 class Reports(list):
     """A `report` for trial.run that keeps the metrics it is given."""
@@ -55,12 +57,12 @@ def test_a_trial_trains_to_its_budget_and_reports_the_design_metrics(finished):
     assert result.params["precision"] in ("bf16", "fp32")
 
 
-def test_the_schedule_warms_up_then_decays_to_min_lr_at_the_last_step():
+def test_the_schedule_warms_up_then_decays_to_min_lr_at_the_last_step(tmp_path):
     trial = make_trial(
         train={"warmup_tokens": 8192, "log_interval_steps": 1, "lr": 1e-3, "min_lr_ratio": 0.1}
     )
     reports = Reports()
-    trial_lib.run(trial, reports, "/tmp/scaling-test-schedule")
+    trial_lib.run(trial, reports, tmp_path / "schedule")
     lrs = [r["lr"] for r in reports if "lr" in r]
     assert lrs[:2] == pytest.approx([0.5e-3, 1e-3])
     assert lrs[-1] == pytest.approx(1e-4)
@@ -89,19 +91,19 @@ def test_the_checkpoint_loads_with_weights_only_and_reproduces_the_validation_lo
     assert loss.item() == pytest.approx(result.val_loss, abs=2e-2)
 
 
-def test_the_same_seed_trains_the_same_model(finished):
+def test_the_same_seed_trains_the_same_model(finished, tmp_path):
     trial, result, _ = finished
-    again = trial_lib.run(trial, None, "/tmp/scaling-test-again")
+    again = trial_lib.run(trial, None, tmp_path / "again")
     assert again.val_loss == pytest.approx(result.val_loss, abs=1e-6)
 
 
-def test_gradient_accumulation_keeps_tokens_per_step_and_the_result():
+def test_gradient_accumulation_keeps_tokens_per_step_and_the_result(tmp_path):
     whole = make_trial(train={"precision": "fp32"})
     accumulated = make_trial(train={"precision": "fp32", "micro_batch_size": 16})
     assert accumulated.accumulate_grad_batches == 4 and accumulated.steps == whole.steps
     a_reports, b_reports = Reports(), Reports()
-    a = trial_lib.run(whole, a_reports, "/tmp/scaling-test-whole")
-    b = trial_lib.run(accumulated, b_reports, "/tmp/scaling-test-accumulated")
+    a = trial_lib.run(whole, a_reports, tmp_path / "whole")
+    b = trial_lib.run(accumulated, b_reports, tmp_path / "accumulated")
     assert [r["step"] for r in a_reports] == [r["step"] for r in b_reports]
     assert b.val_loss == pytest.approx(a.val_loss, abs=1e-3)
     a_train = [r["train_loss"] for r in a_reports if "train_loss" in r]
@@ -109,22 +111,22 @@ def test_gradient_accumulation_keeps_tokens_per_step_and_the_result():
     assert b_train == pytest.approx(a_train, abs=1e-3)
 
 
-def test_a_loss_that_goes_non_finite_ends_the_trial_as_diverged():
+def test_a_loss_that_goes_non_finite_ends_the_trial_as_diverged(tmp_path):
     trial = make_trial(train={"lr": 1e6})
-    result = trial_lib.run(trial, None, "/tmp/scaling-test-diverged")
+    result = trial_lib.run(trial, None, tmp_path / "diverged")
     assert result.status == "DIVERGED"
     assert "loss became nan" in result.error
 
 
-def test_running_out_of_memory_ends_the_trial_as_oom_with_the_size_that_failed():
+def test_running_out_of_memory_ends_the_trial_as_oom_with_the_size_that_failed(tmp_path):
     # 12·d² weights of d = 131072 want ~800 GB: the allocator refuses, as on a full GPU.
     trial = make_trial(model={"sizes": [{"n_layer": 1, "d_model": 131072, "n_head": 1}]})
-    result = trial_lib.run(trial, None, "/tmp/scaling-test-oom")
+    result = trial_lib.run(trial, None, tmp_path / "oom")
     assert result.status == "OOM"
     assert result.error.startswith("out of memory for L1-d131072 (params 206,158,823,424)")
 
 
-def test_at_equal_tokens_a_bigger_model_reaches_a_lower_validation_loss():
+def test_at_equal_tokens_a_bigger_model_reaches_a_lower_validation_loss(tmp_path):
     # A flat or inverted curve here means a bug in the schedule, the optimizer or the data.
     small, large = expand(
         parse(
@@ -140,8 +142,8 @@ def test_at_equal_tokens_a_bigger_model_reaches_a_lower_validation_loss():
             )
         )
     )
-    small_loss = trial_lib.run(small, None, "/tmp/scaling-test-small").val_loss
-    large_loss = trial_lib.run(large, None, "/tmp/scaling-test-large").val_loss
+    small_loss = trial_lib.run(small, None, tmp_path / "small").val_loss
+    large_loss = trial_lib.run(large, None, tmp_path / "large").val_loss
     assert large_loss < small_loss - 0.1
 
 
