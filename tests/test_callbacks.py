@@ -1,0 +1,170 @@
+"""The driver's Tune callbacks, fed what Tune feeds them: real Tune `Trial` objects (their
+results, checkpoints and error files as Tune keeps them) and result dicts as our trainables
+report them, with a real MLflow store behind the tracking callback. No Ray is started."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from helpers import tiny_spec
+from mlflow import MlflowClient
+from ray import tune
+from ray.train._internal.session import _TrainingResult
+from ray.train._internal.storage import StorageContext
+from ray.tune.experiment import Trial
+from ray.tune.result import EXPR_ERROR_FILE
+from rich.console import Console
+
+from scaling.grid import TrackingCallback
+from scaling.progress import GridProgress
+from scaling.spec import expand, parse
+from scaling.tracking import Tracker
+
+TRIALS = expand(parse(tiny_spec("callbacks", grid={"seq_len": [32, 64], "tokens": [32768]})))
+
+
+def tune_trial(spec, storage: Path) -> Trial:
+    """A Tune trial of `spec` as Tune makes one for our trainable, its files under `storage`."""
+    context = StorageContext(str(storage), experiment_dir_name="grid", trial_dir_name=spec.name)
+    return Trial(
+        "train_function",
+        config={"trial": spec.model_dump(mode="json")},
+        storage=context,
+        stub=True,  # not looked up in Ray's registry: no Ray runs here
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("store")
+    tracker = Tracker(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment_id = tracker.experiment_id("callbacks")
+    spec = parse(tiny_spec("callbacks"))
+    spec_file = folder / "callbacks.yaml"
+    spec_file.write_text("name: callbacks\n")
+    parent = tracker.start_grid(experiment_id, spec, spec_file, TRIALS)
+    return tracker, experiment_id, parent
+
+
+def steps(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def test_a_retried_trial_logs_each_step_once_and_its_finished_run_carries_the_checkpoint(
+    store, tmp_path
+):
+    tracker, experiment_id, parent = store
+    callback = TrackingCallback(tracker, experiment_id, parent)
+    trial = tune_trial(TRIALS[0], tmp_path / "runs")
+    callback.on_trial_start(iteration=0, trials=[trial], trial=trial)
+
+    def report(result: dict) -> None:
+        trial.update_last_result(result)
+        callback.on_trial_result(iteration=0, trials=[trial], trial=trial, result=result)
+
+    report({"step": 8192, "train_loss": 4.0, "lr": 0.01, "tokens_per_s": 9e4, "mfu": 0.1})
+    report({"step": 16384, "train_loss": 3.0, "lr": 0.01, "tokens_per_s": 9e4, "mfu": 0.1})
+    report({"step": 16384, "val_loss": 3.1})
+    # The worker died; Tune restarts the trial from its resume point at 8,192 tokens, and the
+    # steps up to 16,384 are reported a second time.
+    report({"step": 8192, "resumed_at": 8192})
+    report({"step": 16384, "train_loss": 3.5, "lr": 0.01, "tokens_per_s": 8e4, "mfu": 0.1})
+    report({"step": 16384, "val_loss": 3.2})
+    report({"step": 32768, "train_loss": 2.5, "lr": 0.001, "tokens_per_s": 8e4, "mfu": 0.1})
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "checkpoint.pt").write_bytes(b"weights")
+    trial.on_checkpoint(
+        _TrainingResult(checkpoint=tune.Checkpoint.from_directory(final), metrics={"step": 32768})
+    )
+    report(
+        {
+            "step": 32768,
+            "val_loss": 2.6,
+            "step_time_s": 0.05,
+            "wall_s": 3.0,
+            "decode_s_per_token_at_32": 0.001,
+            "scaling_status": "FINISHED",
+            "scaling_error": "",
+            "precision": "bf16",
+            "device": "cpu",
+        }
+    )
+    callback.on_trial_complete(iteration=0, trials=[trial], trial=trial)
+
+    client = tracker.client
+    (run,) = client.search_runs(
+        [experiment_id], f"attributes.run_name = '{TRIALS[0].name}'", max_results=5
+    )
+    run_id = run.info.run_id
+    assert steps(client, run_id, "train_loss") == [(8192, 4.0), (16384, 3.0), (32768, 2.5)]
+    assert steps(client, run_id, "val_loss") == [(16384, 3.1), (32768, 2.6)]
+    assert steps(client, run_id, "resumed_at") == [(8192, 8192)]
+    assert steps(client, run_id, "decode_s_per_token_at_32") == [(32768, 0.001)]
+    assert run.data.tags["scaling.status"] == "FINISHED" and run.info.status == "FINISHED"
+    assert run.data.tags["scaling.trial_id"] == TRIALS[0].trial_id
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.params["precision"] == "bf16" and run.data.params["n_layer"] == "1"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["checkpoint.pt"]
+    assert callback.statuses == {TRIALS[0].name: "FINISHED"}
+
+
+@pytest.mark.parametrize("outcome", ["error", "OOM"])
+def test_a_trial_that_fails_ends_with_its_reason_and_no_checkpoint(store, tmp_path, outcome):
+    tracker, experiment_id, parent = store
+    callback = TrackingCallback(tracker, experiment_id, parent)
+    trial = tune_trial(TRIALS[1], tmp_path / "runs")
+    callback.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    if outcome == "error":
+        # Tune keeps the traceback in the trial's folder and calls on_trial_error.
+        folder = Path(trial.storage.trial_fs_path)
+        folder.mkdir(parents=True)
+        traceback = 'Traceback (most recent call last):\n  File "x.py"\nValueError: boom\n'
+        (folder / EXPR_ERROR_FILE).write_text(traceback)
+        trial.run_metadata.error_filename = EXPR_ERROR_FILE
+        callback.on_trial_error(iteration=0, trials=[trial], trial=trial)
+    else:
+        trial.update_last_result(
+            {"step": 32768, "scaling_status": "OOM", "scaling_error": "out of memory for L1"}
+        )
+        callback.on_trial_complete(iteration=0, trials=[trial], trial=trial)
+
+    run = tracker.client.get_run(callback.run_ids[TRIALS[1].trial_id])
+    artifacts = [a.path for a in tracker.client.list_artifacts(run.info.run_id)]
+    if outcome == "error":
+        assert run.data.tags["scaling.status"] == "FAILED"
+        assert run.data.tags["scaling.error"] == "ValueError: boom"
+        assert artifacts == ["error.txt"]
+    else:
+        assert run.data.tags["scaling.status"] == "OOM"
+        assert run.data.tags["scaling.error"] == "out of memory for L1"
+        assert artifacts == []
+    assert run.info.status == "FAILED"  # MLflow's own: no trained model came of it
+
+
+def test_the_progress_display_counts_the_trials_and_estimates_the_time_left(tmp_path):
+    output = io.StringIO()
+    console = Console(file=output, width=200)
+    progress = GridProgress(TRIALS, live=False, console=console)
+    first, second = (tune_trial(spec, tmp_path / "runs") for spec in TRIALS)
+    progress.on_trial_start(iteration=0, trials=[first, second], trial=first)
+    result = {"step": 16384, "val_loss": 3.25, "tokens_per_s": 8192.0}
+    progress.on_trial_result(iteration=0, trials=[first, second], trial=first, result=result)
+    # Half of the first trial's tokens left, the second's all: at the first's FLOP rate.
+    remaining = TRIALS[0].flops_per_token * 16384 + TRIALS[1].flops_per_token * 32768
+    assert progress.eta_seconds() == pytest.approx(remaining / (TRIALS[0].flops_per_token * 8192))
+    first.update_last_result({"step": 32768, "scaling_status": "FINISHED"})
+    progress.on_trial_complete(iteration=0, trials=[first, second], trial=first)
+    progress.on_trial_error(iteration=0, trials=[first, second], trial=second)
+    lines = [line.split("] ", 1)[1] for line in output.getvalue().splitlines()]
+    assert lines == [
+        f"{TRIALS[0].name}: RUNNING; 1 pending, 1 running",
+        f"{TRIALS[0].name}: val_loss 3.2500 at 16,384 tokens",
+        f"{TRIALS[0].name}: FINISHED, val_loss 3.2500; 1 pending, 0 running, 1 finished",
+        f"{TRIALS[1].name}: FAILED; 0 pending, 0 running, 1 finished, 1 failed",
+    ]
+    console.print(progress)  # the live table, as rich draws it
+    table = output.getvalue().split("\n", len(lines))[-1]
+    assert "0 pending, 0 running" in table and "3.2500" in table and "FAILED" in table
