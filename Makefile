@@ -29,6 +29,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check scaling analysis tests benchmarks
 	$(BIN)/ruff format --check scaling analysis tests benchmarks
+	$(BIN)/mypy scaling analysis
 
 # The report's browser test opens it in Debian's Chromium: installed here when missing.
 browser:

@@ -10,6 +10,7 @@ where the fit would have been; nothing is raised unless nothing finished at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -127,13 +128,14 @@ def analyse(
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", VAL_LOSS))
     chinchilla = attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
     curves = {run_id: runs.curves[run_id] for run_id in points["run_id"]}
-    by_tokens = points.groupby("tokens")
-    D_fixed = max(by_tokens.groups, key=lambda d: (by_tokens.get_group(d)["params"].nunique(), d))
-    fixed = by_tokens.get_group(D_fixed)
+    # Loss against size at one token count: the count with the most sizes (the largest on a tie).
+    sizes_at = points.groupby("tokens")["params"].nunique()
+    D_fixed = float(max(sizes_at.index.to_numpy(float), key=lambda d: (sizes_at[d], d)))
+    fixed = points[points["tokens"] == D_fixed]
 
     timed = finished.dropna(subset=["time_per_token"])
     seq_len_costs = {
-        size: attempt(
+        str(size): attempt(
             timing.fit_seq_len_cost,
             group["seq_len"],
             group["time_per_token"],
@@ -174,17 +176,17 @@ def analyse(
 def _time_vs_params(timed: pd.DataFrame, attention: str) -> dict[int, PowerLaw | Refused]:
     """t = c·N^k per length, comparing like with like: the loss laws' attention only."""
     same_kind = timed[timed["attention"] == attention]
-    return {
-        int(T): attempt(
-            fit_power_law, group["params"], group["time_per_token"], f"time per token at T={T}"
-        )
-        for T, group in same_kind.groupby("seq_len")
-    }
+    laws: dict[int, PowerLaw | Refused] = {}
+    for T in sorted(same_kind["seq_len"].unique()):
+        group = same_kind[same_kind["seq_len"] == T]
+        what = f"time per token at T={T}"
+        laws[int(T)] = attempt(fit_power_law, group["params"], group["time_per_token"], what)
+    return laws
 
 
 def _seq_len_exponents(timed: pd.DataFrame) -> dict[str, PowerLaw | Refused]:
     return {
-        size: attempt(
+        str(size): attempt(
             fit_power_law,
             group["seq_len"],
             group["time_per_token"],
@@ -239,7 +241,7 @@ def _predictions(fit, budgets, gpu: str, mfu: float | None) -> pd.DataFrame | Re
     peak = GPU_PEAK_FLOPS[gpu]["bf16"]
     rows = []
     for C in budgets:
-        row = {"flops": float(C)}
+        row: dict[str, Any] = {"flops": float(C)}
         for name, quantity in (
             ("n_opt", lambda law, C=C: law.n_opt(C)),
             ("d_opt", lambda law, C=C: law.d_opt(C)),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.analyse import Analysis, Refused
 from analysis.fit import ChinchillaFit, fit_power_law
 from analysis.frontier import ComputeOptimal, isoflop_budgets
 from analysis.laws import PowerLaw
@@ -130,15 +131,17 @@ def time_vs_params(laws: dict[int, PowerLaw], timed: pd.DataFrame) -> pd.DataFra
     return pd.concat(frames or [pd.DataFrame(columns=["seq_len", "params", "seconds"])])
 
 
-def seq_len_cost(costs: dict[str, SeqLenCost], timed: pd.DataFrame) -> pd.DataFrame:
+def seq_len_cost(costs: dict[str, SeqLenCost | Refused], timed: pd.DataFrame) -> pd.DataFrame:
     """Per model, time per token against T from 0 to past the longest length timed: the fit
     a + b·T (`seconds`), its dense part a, and what the FLOP model expects, time in proportion
     to FLOPs per token (attention 12·L·d·min(T, window)) matched at the shortest length."""
     T = np.linspace(0, timed["seq_len"].max() * 1.1, 100) if len(timed) else np.array([])
     frames = []
     for size, group in timed.groupby("size", sort=False):
-        cost = costs.get(size)
-        fitted = isinstance(cost, SeqLenCost)
+        cost = costs.get(str(size))
+        seconds = dense_seconds = np.full_like(T, np.nan)
+        if isinstance(cost, SeqLenCost):
+            seconds, dense_seconds = cost.a + cost.b * T, np.full_like(T, cost.a)
         at_shortest = group[group["seq_len"] == group["seq_len"].min()]
         shortest = at_shortest.iloc[0]
         window = parse_attention(shortest["attention"])
@@ -152,8 +155,8 @@ def seq_len_cost(costs: dict[str, SeqLenCost], timed: pd.DataFrame) -> pd.DataFr
                 {
                     "size": size,
                     "seq_len": T,
-                    "seconds": cost.a + cost.b * T if fitted else np.nan,
-                    "dense_seconds": cost.a if fitted else np.nan,
+                    "seconds": seconds,
+                    "dense_seconds": dense_seconds,
                     "flop_model_seconds": (dense + attention * keys_at_T) * per_flop,
                 }
             )
@@ -162,7 +165,7 @@ def seq_len_cost(costs: dict[str, SeqLenCost], timed: pd.DataFrame) -> pd.DataFr
     return pd.concat(frames or [pd.DataFrame(columns=columns)], ignore_index=True)
 
 
-def tabulate(analysis) -> Curves:
+def tabulate(analysis: Analysis) -> Curves:
     """Every curve the report's plots draw, from an `Analysis`."""
     fit = analysis.chinchilla if isinstance(analysis.chinchilla, ChinchillaFit) else None
     approach_2 = analysis.approach_2 if isinstance(analysis.approach_2, ComputeOptimal) else None

@@ -75,7 +75,9 @@ def minimize_rows(fun, X0, max_iter: int = 1000, history: int = 10, gtol: float 
     X = np.array(X0, dtype=np.result_type(X0, np.float32))  # float32 stays float32
     rows_all = np.arange(len(X))
     f, G = fun(X, rows_all)
-    steps, changes = [], []  # the last `history` (s, y, 1/(s·y)) per row
+    # The last `history` steps s and (gradient changes y, 1/(s·y)), each row's at once.
+    steps: list[np.ndarray] = []
+    changes: list[tuple[np.ndarray, np.ndarray]] = []
     active = np.ones(len(X), dtype=bool)
     for _ in range(max_iter):
         if not active.any():
@@ -258,15 +260,17 @@ def fit_chinchilla(params, tokens, loss, bootstrap: int = 0, seed: int = 0) -> C
 
     # The 4,500 starts only have to find the best basin: in float32 they cost half as much,
     # and the polish below finishes the winner in float64.
-    coarse = [v.astype(np.float32) for v in (log_n, log_d, log_l, ones)]
-    X, f = minimize_rows(lambda X, rows: huber_objective(X, *coarse), START_GRID.astype(np.float32))
-    start = X[np.nanargmin(np.where(np.isfinite(f), f, np.nan))].astype(float)
-    polished = minimize(
-        lambda x: tuple(v[0] for v in on_all_points(x[None, :], None)),
-        start,
-        jac=True,
-        method="L-BFGS-B",
+    n32, d32, l32, w32 = (v.astype(np.float32) for v in (log_n, log_d, log_l, ones))
+    X, f = minimize_rows(
+        lambda X, rows: huber_objective(X, n32, d32, l32, w32), START_GRID.astype(np.float32)
     )
+    start = X[np.nanargmin(np.where(np.isfinite(f), f, np.nan))].astype(float)
+
+    def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = on_all_points(x[None, :], None)
+        return float(value[0]), gradient[0]
+
+    polished = minimize(value_and_gradient, start, jac=True, method="L-BFGS-B")
     best = polished.x if polished.fun <= on_all_points(start[None, :], None)[0][0] else start
     result = ChinchillaFit(
         _law(best), float(on_all_points(best[None, :], None)[0][0]), len(N), len(START_GRID)

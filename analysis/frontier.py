@@ -49,11 +49,11 @@ class ComputeOptimal:
 def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame, n_points: int = 60):
     """At each of `n_points` log-spaced FLOP values, the lowest validation loss any run reached
     there (linear in log FLOPs between a run's evaluations) and the run that reached it."""
-    by_id = runs.set_index("run_id")
+    by_id = runs.set_index("run_id")[["name", "params", "flops_per_token"]].to_dict("index")
     usable = {
         run_id: curve.sort_values("flops")
         for run_id, curve in curves.items()
-        if run_id in by_id.index and len(curve) >= 2 and "flops" in curve
+        if run_id in by_id and len(curve) >= 2 and "flops" in curve
     }
     if not usable:
         raise FitError("approach 1: no finished run has a validation curve with 2 or more points")
@@ -72,7 +72,7 @@ def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame, n_points
             if best is None or loss < best[1]:
                 best = (run_id, loss)
         if best is not None:
-            run = by_id.loc[best[0]]
+            run = by_id[best[0]]
             rows.append(
                 {
                     "flops": C,
@@ -130,8 +130,11 @@ def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
         }
     )
     points["budget"] = isoflop_budgets(points["flops"])
-    optima, refused, parabolas = [], [], []
-    for budget, group in points.groupby("budget"):
+    optima: list[dict] = []
+    refused: list[str] = []
+    parabolas: list[dict] = []
+    for budget in np.unique(points["budget"]):
+        group = points[points["budget"] == budget]
         log_n = np.log(group["params"].to_numpy())
         where = f"budget {budget:.3g} FLOPs"
         if len(np.unique(log_n)) < 3:
@@ -140,7 +143,7 @@ def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
         curvature, slope, intercept = np.polyfit(log_n, group["loss"], 2)
         vertex = -slope / (2 * curvature) if curvature > 0 else np.nan
         if not (curvature > 0 and log_n.min() < vertex < log_n.max()):
-            smallest = group.loc[group["loss"].idxmin(), "params"]
+            smallest = group["params"].to_numpy()[group["loss"].to_numpy().argmin()]
             refused.append(
                 f"{where}: no interior minimum (lowest loss at N = {smallest:.3g}, an end of "
                 "the sizes tried), so N_opt lies outside the grid"
@@ -162,12 +165,12 @@ def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
         )
     if len(optima) < 2:
         raise FitError(_approach_2_refusal(refused, len(optima)))
-    optima = pd.DataFrame(optima)
+    best = pd.DataFrame(optima)
     return ComputeOptimal(
         "2",
-        optima,
-        fit_power_law(optima["flops"], optima["params"], "approach 2: N_opt(C)", min_points=2),
-        fit_power_law(optima["flops"], optima["tokens"], "approach 2: D_opt(C)", min_points=2),
+        best,
+        fit_power_law(best["flops"], best["params"], "approach 2: N_opt(C)", min_points=2),
+        fit_power_law(best["flops"], best["tokens"], "approach 2: D_opt(C)", min_points=2),
         refused,
         parabolas,
     )

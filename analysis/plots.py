@@ -15,6 +15,7 @@ from matplotlib.colors import LogNorm
 
 from analysis.analyse import Analysis, Refused
 from analysis.curves import Curves
+from analysis.laws import PowerLaw
 from scaling.contract import MFU, VAL_LOSS, ModelName
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +83,8 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
         if curve is not None and "flops" in curve:
             ax.plot(curve["flops"], curve[VAL_LOSS], color=colours[run["size"]], alpha=0.5, lw=1)
     for size, group in a.points.groupby("size"):
-        ax.scatter(group["flops"], group[VAL_LOSS], color=colours[size], label=size, zorder=3)
+        name = str(size)
+        ax.scatter(group["flops"], group[VAL_LOSS], color=colours[name], label=name, zorder=3)
     if not isinstance(a.approach_1, Refused):
         envelope = a.approach_1.points
         ax.plot(envelope["flops"], envelope["loss"], color="black", lw=2.5, label="lower envelope")
@@ -92,8 +94,14 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
             best["flops"], best["loss"], "--", color="crimson", label="Chinchilla fit: best loss"
         )
         if best["low"].notna().any():
-            band = {"color": "crimson", "alpha": 0.15, "label": "95% interval"}
-            ax.fill_between(best["flops"], best["low"], best["high"], **band)
+            ax.fill_between(
+                best["flops"],
+                best["low"],
+                best["high"],
+                color="crimson",
+                alpha=0.15,
+                label="95% interval",
+            )
     ax.set(xscale="log", xlabel="training FLOPs", ylabel="validation loss (nats/byte)")
     ax.set_title(f"Loss against compute, T={a.seq_len}")
     ax.legend(fontsize=8)
@@ -155,11 +163,12 @@ def time_per_token(a: Analysis, curves: Curves, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     timed = a.finished.dropna(subset=["time_per_token"])
     timed = timed[timed["attention"] == a.attention]
-    for T, group in timed.groupby("seq_len"):
+    for T in sorted(timed["seq_len"].unique()):
+        group = timed[timed["seq_len"] == T]
         (dots,) = ax.plot(group["params"], group["time_per_token"] * 1e6, "o")
         law = a.time_vs_params.get(int(T))
         line = curves.time_vs_params[curves.time_vs_params["seq_len"] == T]
-        if not len(line):
+        if not isinstance(law, PowerLaw) or not len(line):
             continue
         ci = law.exponent_ci95
         label = f"T={T}: t ∝ N^{law.exponent:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
@@ -178,7 +187,7 @@ def seq_len_split(a: Analysis, curves: Curves, path: Path) -> None:
     timed = a.finished.dropna(subset=["time_per_token"])
     styles = _styles(_sizes_in_order(timed))
     for size, group in timed.groupby("size"):
-        colour, marker, line = styles[size]
+        colour, marker, line = styles[str(size)]
         ax.plot(group["seq_len"], group["time_per_token"] * 1e6, marker, color=colour)
         cost = curves.seq_len_cost[curves.seq_len_cost["size"] == size]
         if cost["seconds"].notna().any():
@@ -200,7 +209,7 @@ def decode_latency(a: Analysis, curves: Curves, path: Path) -> None:
     latency = a.decode_curves
     styles = _styles(list(latency["size"].drop_duplicates()))
     for size, curve in latency.groupby("size", sort=False):
-        colour, marker, line = styles[size]
+        colour, marker, line = styles[str(size)]
         ax.plot(curve["context"], curve["seconds"] * 1e3, marker + line, color=colour, label=size)
     ax.set(xscale="log", xlabel="context length (tokens before the new one)")
     ax.set(ylabel="ms per generated token", ylim=(0, None))

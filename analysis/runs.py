@@ -126,9 +126,7 @@ class CsvError(ValueError):
         super().__init__(f"{path}: " + (f"{column}: " if column else "") + problem)
 
 
-def from_csv(
-    path: str, columns: dict[str, str] | None = None, drop_highest_loss: int = 0
-) -> Runs:
+def from_csv(path: str, columns: dict[str, str] | None = None, drop_highest_loss: int = 0) -> Runs:
     """A CSV of final results. `columns` maps canonical names to the file's, e.g.
     {"params": "Model Size", "flops": "Training FLOP", VAL_LOSS: "loss"}; tokens missing from
     the file are derived from FLOPs (D = C / 6N); rows count as FINISHED unless a status column

@@ -86,7 +86,7 @@ def claim_exponential(params, time_per_token) -> str:
     difference under 2 means these timings cannot tell the two forms apart."""
     power = fit_power_law(params, time_per_token, "time against parameters")
     exponential = fit_exponential(params, time_per_token, "time against parameters")
-    low, high = power.exponent_ci95
+    low, high = power.exponent_ci95 or (float("nan"), float("nan"))
     difference = exponential.aic - power.aic
     if difference >= 2:
         verdict, comparison = "false", "the power law fits better"

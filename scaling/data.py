@@ -63,7 +63,7 @@ class Corpus:
     def files(self) -> list[tuple[str, Path]]:
         if self.spec.source == "stdlib":
             return _stdlib_files()
-        files = _glob_files(self.spec.path)
+        files = _glob_files(self.spec.path or "")  # DataSpec gives source 'files' a path
         if not files:
             raise SpecError(f"data.path: no files match '{self.spec.path}'")
         return files
@@ -100,7 +100,7 @@ class Corpus:
     @cached_property
     def _hf_dataset(self):
         try:
-            import datasets  # only when asked for: it is heavy and optional
+            import datasets  # type: ignore[import-not-found]  # optional, heavy: only when asked
         except ImportError:
             raise SpecError(
                 "data.source: 'huggingface' needs the datasets package: pip install datasets"

@@ -17,6 +17,7 @@ import shutil
 import socket
 import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,7 +89,8 @@ def train_distributed(config: dict) -> None:
         run_config=RunConfig(
             name=f"{trial.name}-{tune.get_context().get_trial_id()}",
             storage_path=config["storage"],
-            callbacks=[TuneReportCallback()],
+            # Ray's documented pairing; its type hints name another Callback base class.
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             failure_config=FailureConfig(max_failures=config["max_failures"]),
         ),
     )
@@ -178,7 +180,7 @@ class TrackingCallback(tune.Callback):
         self.tracker, self.experiment_id, self.parent = tracker, experiment_id, parent_run_id
         self.run_ids: dict[str, str] = {}  # scaling trial_id -> MLflow run id
         self.logged: dict[str, dict[str, int]] = defaultdict(dict)  # run id -> metric -> step
-        self.statuses: dict[str, str] = {}  # trial name -> final status
+        self.statuses: dict[str, Status] = {}  # trial name -> final status
 
     def __getstate__(self) -> dict:
         # Tune pickles its run config (callbacks included) for Tuner.restore. A grid resumes
@@ -289,7 +291,7 @@ def run_grid(
     tracker: Tracker,
     storage: str,
     max_concurrent: int | None = None,
-    callbacks: list[tune.Callback] = (),
+    callbacks: Sequence[tune.Callback] = (),
     max_failures: int = 2,
 ) -> GridOutcome:
     """Run the trials not FINISHED in the experiment before; a trial that raises or whose

@@ -12,6 +12,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -70,8 +71,8 @@ def resolve_compile(compile: str | bool) -> bool:
     return device_type() == "cuda" if compile == "auto" else bool(compile)
 
 
-def lightning_precision(precision: str) -> str:
-    return {"bf16": "bf16-mixed", "fp32": "32-true"}[precision]
+def lightning_precision(precision: str) -> Literal["bf16-mixed", "32-true"]:
+    return "bf16-mixed" if precision == "bf16" else "32-true"
 
 
 def peak_flops(precision: str) -> float:

@@ -65,18 +65,19 @@ class KVCache:
 
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Write the new tokens' keys and values; return every key and value now visible."""
-        if self.keys[layer] is None:
+        keys, values = self.keys[layer], self.values[layer]
+        if keys is None or values is None:
             B, H, _, D = k.shape
-            self.keys[layer] = k.new_zeros(B, H, self.capacity, D)
-            self.values[layer] = v.new_zeros(B, H, self.capacity, D)
+            keys = self.keys[layer] = k.new_zeros(B, H, self.capacity, D)
+            values = self.values[layer] = v.new_zeros(B, H, self.capacity, D)
         T = k.size(2)
         kept = min(T, self.capacity)  # of a long prompt, only the last window's keys matter
         positions = torch.arange(self.length + T - kept, self.length + T, device=k.device)
         slots = positions % self.capacity
-        self.keys[layer][:, :, slots] = k[:, :, T - kept :]
-        self.values[layer][:, :, slots] = v[:, :, T - kept :]
+        keys[:, :, slots] = k[:, :, T - kept :]
+        values[:, :, slots] = v[:, :, T - kept :]
         filled = min(self.length + T, self.capacity)
-        return self.keys[layer][:, :, :filled], self.values[layer][:, :, :filled]
+        return keys[:, :, :filled], values[:, :, :filled]
 
 
 class CausalSelfAttention(nn.Module):

@@ -4,6 +4,7 @@ is not a terminal (or with --quiet)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ray import tune
 from rich.console import Console
@@ -43,7 +44,7 @@ class GridProgress(tune.Callback):
 
     # Tune's events ----------------------------------------------------------------------------
 
-    def setup(self, **info) -> None:
+    def setup(self, *args: Any, **info: Any) -> None:
         if self.live:
             self.live.start()
 

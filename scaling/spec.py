@@ -148,15 +148,19 @@ class SizeSpec(StrictModel):
 
     @model_validator(mode="after")
     def _shape_or_target(self) -> SizeSpec:
-        shape = (self.n_layer, self.d_model, self.n_head)
         if self.params is not None:
-            if any(v is not None for v in shape):
+            if self.shape != (None, None, None):
                 raise ValueError("give either 'params' or 'n_layer, d_model, n_head', not both")
-        elif any(v is None for v in shape):
+        elif self.n_layer is None or self.d_model is None or self.n_head is None:
             raise ValueError("needs 'n_layer', 'd_model' and 'n_head' (or a target 'params')")
         elif self.d_model % self.n_head:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
         return self
+
+    @property
+    def shape(self) -> tuple[Any, Any, Any]:
+        """(n_layer, d_model, n_head): all three for an explicit shape, none for a target."""
+        return (self.n_layer, self.d_model, self.n_head)
 
 
 def _attention(text: str) -> str:
@@ -311,25 +315,21 @@ class TrialSpec(StrictModel):
 def shape_for_params(target: float, aspect_ratio: float, head_dim: int) -> GPTConfig:
     """The aspect-ratio rule: for each depth L, width d = aspect_ratio·L rounded to a multiple
     of head_dim; keep the (L, d) whose non-embedding count is closest to the target in log."""
-    best = None
+    configs = []
     for n_layer in range(1, 129):
         d_model = max(head_dim, round(aspect_ratio * n_layer / head_dim) * head_dim)
-        config = GPTConfig(n_layer, d_model, d_model // head_dim, seq_len=1)
-        gap = abs(math.log(config.params / target))
-        if best is None or gap < best[0]:
-            best = (gap, config)
-    return best[1]
+        configs.append(GPTConfig(n_layer, d_model, d_model // head_dim, seq_len=1))
+    return min(configs, key=lambda config: abs(math.log(config.params / target)))
 
 
 def _sizes(model: ModelSpec, train: TrainSpec) -> list[tuple[tuple[int, int, int], TrainSpec]]:
     """Each size's shape, and the training config it runs with (its own lr, if it has one)."""
     sizes = []
     for size in model.sizes:
+        shape = size.shape
         if size.params is not None:
             c = shape_for_params(size.params, model.aspect_ratio, model.head_dim)
             shape = (c.n_layer, c.d_model, c.n_head)
-        else:
-            shape = (size.n_layer, size.d_model, size.n_head)
         sizes.append((shape, train.model_copy(update={"lr": size.lr}) if size.lr else train))
     return sizes
 
@@ -337,12 +337,9 @@ def _sizes(model: ModelSpec, train: TrainSpec) -> list[tuple[tuple[int, int, int
 def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
     """The spec's trials, in a stable order; refuses grids whose points cannot be trained."""
     grid, train = spec.grid, spec.train
-    if grid.tokens:
-        budgets = [("tokens", b) for b in grid.tokens]
-    elif grid.tokens_per_param:
-        budgets = [("tokens_per_param", b) for b in grid.tokens_per_param]
-    else:
-        budgets = [("compute", b) for b in grid.compute]
+    # The one budget axis the spec gives (GridSpec checks there is exactly one).
+    kind = next(k for k in ("tokens", "tokens_per_param", "compute") if getattr(grid, k))
+    budgets: list[float] = getattr(grid, kind)
 
     for i, T in enumerate(grid.seq_len):
         if train.tokens_per_step % T:
@@ -372,7 +369,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
 
     trials = []
     several_budgets = len(budgets) > 1
-    for ((L, d, h), size_train), attention, T, (kind, budget), seed in itertools.product(
+    for ((L, d, h), size_train), attention, T, budget, seed in itertools.product(
         _sizes(spec.model, train), spec.model.attention, grid.seq_len, budgets, grid.seeds
     ):
         config = GPTConfig(L, d, h, T, window=parse_attention(attention))
@@ -389,7 +386,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
         if several_budgets:
             label = compute_budget(budget) if kind == "compute" else tokens_budget(tokens)
         name = str(TrialName(ModelName(L, d, config.window), T, seed, label))
-        resolved = {
+        resolved: dict[str, Any] = {
             "experiment": spec.experiment,
             "n_layer": L,
             "d_model": d,
@@ -435,7 +432,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: Any) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "literal_error":
         message = "must be " + message.removeprefix("Input should be ")
