@@ -10,10 +10,11 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 # torch first and pinned: the CPU build of 2.13.0 is what `pip install torch==2.13.0` finds
 # here; letting lightning pull a plain `torch` would fetch a multi-GB CUDA build instead.
-$(STAMP): pyproject.toml
+# The rest at the versions tested, from constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
