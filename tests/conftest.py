@@ -15,10 +15,12 @@ configure()  # the command's environment, for the tests that call the library in
 
 @pytest.fixture(scope="session", autouse=True)
 def home(tmp_path_factory) -> Path:
-    """A HOME of the session's own: Ray writes its auth token under ~/.ray, and the tests'
-    Rays (and everything they start) must not touch the user's."""
+    """A HOME and a working folder of the session's own: Ray writes its auth token under
+    ~/.ray, and a SQLite MLflow store keeps artifacts in ./mlruns, so the tests (and the Rays
+    and commands they start) touch neither the user's home nor the checkout."""
     path = tmp_path_factory.mktemp("home")
     os.environ["HOME"] = str(path)
+    os.chdir(path)
     return path
 
 
