@@ -7,8 +7,8 @@ point of a 4,500-point grid; the best objective wins. Bootstrap resamples give t
 
 The 4,500 starts (and the bootstrap's resamples) run together: one vectorised L-BFGS over all
 of them at once (in float32: it only has to find the best basin), then scipy's L-BFGS-B
-polishes the winner in float64. One scipy call per start would take about 25 s here; together
-they take a few seconds.
+polishes the winner in float64: many times faster than one scipy call per start
+(benchmarks/fit_chinchilla.py, figures in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

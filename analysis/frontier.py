@@ -29,7 +29,6 @@ ENVELOPE_REACH = 1.02
 class ComputeOptimal:
     """N_opt(C) and D_opt(C) as power laws, with the points they were fitted to."""
 
-    approach: str
     points: pd.DataFrame  # flops, params, tokens, loss (and the run, for approach 1)
     n_opt: PowerLaw
     d_opt: PowerLaw
@@ -95,7 +94,6 @@ def approach_1(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> ComputeOp
             "is lowest at every compute, so the grid does not show N_opt moving with compute"
         )
     return ComputeOptimal(
-        "1",
         envelope,
         fit_power_law(envelope["flops"], envelope["params"], "approach 1: N_opt(C)"),
         fit_power_law(envelope["flops"], envelope["tokens"], "approach 1: D_opt(C)"),
@@ -167,7 +165,6 @@ def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
         raise FitError(_approach_2_refusal(refused, len(optima)))
     best = pd.DataFrame(optima)
     return ComputeOptimal(
-        "2",
         best,
         fit_power_law(best["flops"], best["params"], "approach 2: N_opt(C)", min_points=2),
         fit_power_law(best["flops"], best["tokens"], "approach 2: D_opt(C)", min_points=2),

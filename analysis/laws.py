@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,9 +55,6 @@ class ChinchillaLaw:
     def at_tokens(self, D: float) -> SaturatingPowerLaw:
         """Loss against parameters at D training tokens: (E + B/D^beta) + A/N^alpha."""
         return SaturatingPowerLaw(self.E + self.B / D**self.beta, self.A, self.alpha)
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

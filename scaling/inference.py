@@ -94,7 +94,7 @@ def decode_seconds(
 
 def decode_precision(device_type: str) -> str:
     """bf16 autocast on CUDA; fp32 on CPUs, where one token at a time spends more on autocast's
-    per-call weight casts than bf16 saves (L4-d128 here: 1.3 ms a token in fp32, 2.3 in bf16)."""
+    per-call weight casts than bf16 saves (measured in benchmarks/RESULTS.md)."""
     return "bf16" if device_type == "cuda" else "fp32"
 
 

@@ -1,5 +1,6 @@
 """`scaling run` for real: a two-trial grid into a SQLite MLflow store, checked against the
-DESIGN contract; then `scaling status`, a rerun that skips, and the dashboard's REST API."""
+README's "What MLflow holds"; then `scaling status`, a rerun that skips, and the dashboard's
+REST API."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow  # the CLI runs a grid on a local Ray
 
-DESIGN_PARAMS = [
+CONTRACT_PARAMS = [
     "n_layer",
     "d_model",
     "n_head",
@@ -81,7 +82,7 @@ def test_each_trial_is_a_child_run_with_the_contract_tags_and_params(grid):
         assert tags["scaling.trial_id"] == planned["trial_id"]
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert "scaling.error" not in tags
-        for key in DESIGN_PARAMS:
+        for key in CONTRACT_PARAMS:
             assert params[key] == str(planned[key]), key
         # The rest of the resolved config, and what the device resolved.
         assert params["train.lr"] == "0.01" and params["train.tokens_per_step"] == "4096"

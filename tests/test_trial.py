@@ -38,7 +38,7 @@ def finished(tmp_path_factory):
     return trial, trial_lib.run(trial, reports, out), reports
 
 
-def test_a_trial_trains_to_its_budget_and_reports_the_design_metrics(finished):
+def test_a_trial_trains_to_its_budget_and_reports_the_contract_metrics(finished):
     _, result, reports = finished
     assert result.status == "FINISHED" and result.error is None
     training = [r for r in reports if "train_loss" in r]
