@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from scaling.config import BOS
 from scaling.hardware import cache_dir
-from scaling.spec import DataSpec, SpecError
+from scaling.spec import DataSpec, Spec, SpecError
 
 TOKEN_DTYPE = np.uint16
 
@@ -182,6 +182,22 @@ def prepare(spec: DataSpec, root: Path | None = None, progress: bool = True) -> 
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    return cache
+
+
+def prepare_for(spec: Spec, source: str) -> TokenCache:
+    """The spec's token cache, built once before a grid starts (its trials then find it),
+    and checked to hold the validation tokens every trial is evaluated on."""
+    try:
+        cache = prepare(spec.data)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    available = cache.meta()["val_tokens"] - 1
+    if spec.train.eval_tokens > available:
+        raise SpecError(
+            f"{source}: train.eval_tokens: {spec.train.eval_tokens} is more than the "
+            f"{available} validation tokens of the corpus; lower it or raise data.val_fraction"
+        )
     return cache
 
 

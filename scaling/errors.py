@@ -3,3 +3,7 @@
 
 class InputError(ValueError):
     pass
+
+
+class UsageError(InputError):
+    """A bad flag or argument on the command line."""

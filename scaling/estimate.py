@@ -111,6 +111,33 @@ def estimate_on_gpu(trial: TrialSpec, gpu: str, mfu: float) -> Estimate:
     return Estimate(train_s + eval_s + SETUP_S, state_bytes(trial) + activation_bytes(trial))
 
 
+def estimates(trials: list[TrialSpec], gpu: str | None = None, mfu: float = 0.4):
+    """Each trial's estimate, and a line saying on what basis: measured on this machine, or
+    on one `gpu` (a name of the GPU table) per trial at an assumed MFU."""
+    if gpu is None:
+        process = process_bytes()
+        basis = "estimates: step times measured here, one shape at a time"
+        return [estimate_here(t, process) for t in trials], basis
+    basis = f"estimates: one {gpu} per trial at an assumed MFU of {mfu:.0%}"
+    return [estimate_on_gpu(t, gpu, mfu) for t in trials], basis
+
+
+# What `scaling plan --json` lists of each trial, with its estimate.
+PLAN_FIELDS = ("name", "trial_id", "n_layer", "d_model", "n_head", "seq_len", "tokens", "seed",
+               "attention", "params", "params_total", "flops_per_token", "flops", "steps",
+               "batch_size")  # fmt: skip
+
+
+def plan_row(trial: TrialSpec, guess: Estimate) -> dict:
+    row = {key: getattr(trial, key) for key in PLAN_FIELDS}
+    row.update(
+        tokens_per_param=trial.tokens / trial.params,
+        est_seconds=guess.seconds,
+        est_peak_bytes=guess.peak_bytes,
+    )
+    return row
+
+
 def process_bytes() -> int:
     """Resident memory of a process holding what a grid's trial worker holds besides its
     model: torch, Lightning, Ray Tune and the token cache's pages."""

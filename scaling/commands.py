@@ -1,0 +1,376 @@
+"""What each `scaling` command does: the library called with the parsed arguments, and what
+it returns printed. Bad input raises UsageError, which `cli.main` prints as one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from scaling import spec as spec_lib
+from scaling.contract import (
+    ERROR,
+    GPU_PEAK_FLOPS,
+    STATUS,
+    TOKENS_PER_S,
+    VAL_LOSS,
+    WALL_S,
+    Status,
+    gpu_named,
+)
+from scaling.errors import UsageError
+
+
+def _console() -> Console:
+    # Piped output keeps every column: rich would otherwise squeeze it to 80 characters.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _count(n: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def plan(args) -> int:
+    from scaling import estimate
+
+    spec, trials = spec_lib.load(args.spec)
+    gpu = None if args.device == "here" else gpu_named(args.device)
+    if args.device != "here" and gpu is None:
+        raise UsageError(
+            f"--device: unknown device '{args.device}': 'here' or one of "
+            + ", ".join(GPU_PEAK_FLOPS)
+        )
+    if gpu is not None and not 0 < args.mfu <= 1:
+        raise UsageError(f"--mfu: must be a fraction in (0, 1], got {args.mfu}")
+    estimates, basis = estimate.estimates(trials, gpu, args.mfu)
+    if args.json:
+        rows = [estimate.plan_row(t, guess) for t, guess in zip(trials, estimates)]
+        print(json.dumps(rows, indent=1))
+        return 0
+    table = Table(
+        title=f"{args.spec}: {len(trials)} trials, experiment '{spec.experiment}'",
+        caption=basis,
+    )
+    columns = ("trial", "L/d/h", "params", "params_total", "seq_len", "tokens", "tokens/param",
+               "FLOPs/token", "FLOPs", "est. time", "est. memory")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "trial" else "right")
+    for t, guess in zip(trials, estimates):
+        table.add_row(
+            t.name,
+            f"{t.n_layer}/{t.d_model}/{t.n_head}",
+            _count(t.params),
+            _count(t.params_total),
+            str(t.seq_len),
+            _count(t.tokens),
+            f"{t.tokens / t.params:.3g}",
+            _count(t.flops_per_token),
+            f"{t.flops:.3g}",
+            _seconds(guess.seconds),
+            f"{guess.peak_bytes / 2**30:.2f} GiB",
+        )
+    table.add_section()
+    table.add_row(
+        "total",
+        *[""] * 4,
+        _count(sum(t.tokens for t in trials)),
+        *[""] * 2,
+        f"{sum(t.flops for t in trials):.3g}",
+        _seconds(sum(g.seconds for g in estimates)) + " (one at a time)",
+        f"max {max(g.peak_bytes for g in estimates) / 2**30:.2f} GiB",
+    )
+    _console().print(table)
+    return 0
+
+
+def run(args) -> int:
+    if (args.address or os.environ.get("RAY_ADDRESS")) and (
+        Path.home() / ".ray" / "auth_token"
+    ).exists():
+        # `ray start` turns token auth on and leaves the token here; a client must say so
+        # before Ray is imported, as Ray reads its auth mode once, at import.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from scaling import grid
+    from scaling.data import prepare_for
+    from scaling.progress import GridProgress
+    from scaling.tracking import Tracker
+
+    spec, trials = spec_lib.load(args.spec)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
+    max_failures = _max_failures()
+    prepare_for(spec, args.spec)
+    tracker = Tracker(args.tracking_uri)
+    tracker.check_reachable()
+    print(f"{len(trials)} trials of '{spec.experiment}', tracking in {tracker.tracking_uri}")
+    grid.connect(args.address)
+    grid.check_storage(args.storage)
+    console = Console()
+    progress = GridProgress(trials, live=console.is_terminal and not args.quiet, console=console)
+    try:
+        outcome = grid.run_grid(
+            spec,
+            Path(args.spec),
+            trials,
+            tracker,
+            args.storage,
+            args.max_concurrent,
+            callbacks=[progress],
+            max_failures=max_failures,
+        )
+    except KeyboardInterrupt:
+        outcome = None
+    finally:
+        progress.stop()
+    if outcome is None or outcome.interrupted:
+        resume = f"scaling run {args.spec}" + (
+            f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+        )
+        print(f"interrupted: finished trials are kept. Resume with: {resume}", file=sys.stderr)
+        return 130
+    counts = Counter(outcome.statuses.values())
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if outcome.skipped:
+        skipped = f"{len(outcome.skipped)} skipped (already {Status.FINISHED})"
+        summary += (", " if summary else "") + skipped
+    print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
+    return 0 if outcome.ok else 1
+
+
+def _max_failures() -> int:
+    """Tune's retries of a trial: SCALING_MAX_FAILURES, else 2."""
+    text = os.environ.get("SCALING_MAX_FAILURES", "2")
+    if not text.isdigit():
+        raise UsageError(f"SCALING_MAX_FAILURES: must be a non-negative integer, got '{text}'")
+    return int(text)
+
+
+def status(args) -> int:
+    from scaling.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    tracker.check_reachable()
+    runs = sorted(
+        tracker.latest_trial_runs(args.experiment),
+        key=lambda r: (
+            int(r.data.params.get("params", 0)),
+            int(r.data.params.get("seq_len", 0)),
+            r.info.run_name,
+        ),
+    )
+    counts = Counter(run.data.tags.get(STATUS, "?") for run in runs)
+    table = Table(title=f"{args.experiment}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    columns = ("trial", "status", "params", "seq_len", "tokens", VAL_LOSS, "tokens/s", WALL_S,
+               "run id", "error")  # fmt: skip
+    for column in columns:
+        table.add_column(column)
+    for run in runs:
+        m, p = run.data.metrics, run.data.params
+        table.add_row(
+            run.info.run_name,
+            run.data.tags.get(STATUS, "?"),
+            _count(int(p.get("params", 0))),
+            p.get("seq_len", ""),
+            _count(int(p.get("tokens", 0))),
+            f"{m[VAL_LOSS]:.4f}" if VAL_LOSS in m else "",
+            _count(m[TOKENS_PER_S]) if TOKENS_PER_S in m else "",
+            f"{m[WALL_S]:.1f}" if WALL_S in m else "",
+            run.info.run_id,
+            run.data.tags.get(ERROR, ""),
+        )
+    _console().print(table)
+    return 0
+
+
+# Which flag names each column a CSV of results is read by.
+CSV_FLAGS = {
+    "params": "--params-col",
+    "tokens": "--tokens-col",
+    "flops": "--flops-col",
+    VAL_LOSS: "--loss-col",
+}
+
+
+def _read_results(args):
+    """The CSV of `args.csv` as runs, its columns named by the column flags."""
+    from analysis.runs import CsvError, from_csv
+
+    if args.drop_highest_loss < 0:
+        raise UsageError(
+            f"--drop-highest-loss: must be a non-negative integer, got {args.drop_highest_loss}"
+        )
+    columns = {name: getattr(args, flag[2:].replace("-", "_")) for name, flag in CSV_FLAGS.items()}
+    try:
+        return from_csv(args.csv, columns, args.drop_highest_loss)
+    except CsvError as exc:
+        flag = f"{CSV_FLAGS[exc.column]}: " if exc.column else ""
+        raise UsageError(f"{exc.path}: {flag}{exc.problem}") from None
+
+
+def fit(args) -> int:
+    from analysis.fit import FitError, fit_chinchilla
+    from analysis.report import write_json
+
+    points = _read_results(args).finished
+    try:
+        fit = fit_chinchilla(
+            points["params"],
+            points["tokens"],
+            points[VAL_LOSS],
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
+    except FitError as exc:
+        raise UsageError(f"{args.csv}: {exc}") from None
+    print(fit)
+    document = {
+        "chinchilla": fit.to_dict(),
+        "data": {
+            "file": str(args.csv),
+            "points": fit.n_points,
+            "dropped_highest_loss": args.drop_highest_loss,
+        },
+    }
+    print(f"wrote {write_json(document, args.out)}")
+    return 0
+
+
+def _budgets(text: str) -> list[float]:
+    try:
+        budgets = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--budgets: must be numbers separated by commas, got '{text}'") from None
+    if not budgets or any(not b > 0 for b in budgets):
+        raise UsageError(f"--budgets: must be positive FLOP counts, got '{text}'")
+    return budgets
+
+
+def report(args) -> int:
+    from analysis.analyse import analyse
+    from analysis.fit import FitError
+    from analysis.report import write_report
+    from analysis.runs import from_mlflow
+    from scaling.tracking import Tracker
+
+    if (args.experiment is None) == (args.csv is None):
+        raise UsageError("report: give an EXPERIMENT from MLflow or --csv FILE, not both")
+    budgets = _budgets(args.budgets)
+    gpu = gpu_named(args.gpu)
+    if gpu is None:
+        raise UsageError(f"--gpu: unknown GPU '{args.gpu}', known: {', '.join(GPU_PEAK_FLOPS)}")
+    if args.mfu is not None and not 0 < args.mfu <= 1:
+        raise UsageError(f"--mfu: must be a fraction in (0, 1], got {args.mfu}")
+    if args.csv:
+        tracker, name = None, Path(args.csv).stem
+        runs, source = _read_results(args), f"CSV {args.csv}"
+    else:
+        tracker, name = Tracker(args.tracking_uri), args.experiment
+        tracker.check_reachable()
+        runs, source = from_mlflow(tracker.tracking_uri, name), f"MLflow {tracker.tracking_uri}"
+    try:
+        analysis = analyse(runs, name, source, budgets, gpu, mfu=args.mfu, bootstrap=args.bootstrap)
+    except FitError as exc:
+        raise UsageError(f"{args.csv or name}: {exc}") from None
+    out = write_report(analysis, args.out)
+    if tracker is not None:
+        tracker.attach_report(name, out)
+    print(_report_summary(analysis))
+    print(f"wrote {out / 'report.html'}")
+    return 0
+
+
+def _report_summary(analysis) -> str:
+    from analysis.analyse import Refused
+
+    fit = analysis.chinchilla
+    if isinstance(fit, Refused):
+        return f"Chinchilla fit refused: {fit}"
+    length = f"T={analysis.seq_len}: " if analysis.seq_len is not None else ""
+    lines = [length + str(fit).splitlines()[0]]
+    for name in ("alpha", "beta", "a"):
+        low, high = fit.interval(lambda law, n=name: getattr(law, n)) or (float("nan"),) * 2
+        lines.append(f"  {name:>5} = {getattr(fit.law, name):.4g}  [{low:.4g}, {high:.4g}]")
+    held = analysis.held_out
+    lines.append(
+        f"  held-out error: {held}"
+        if isinstance(held, Refused)
+        else f"  held-out largest size: mean absolute error {held.mean_abs_error:.2%}"
+    )
+    return "\n".join(lines)
+
+
+def ui(args) -> int:
+    import mlflow
+
+    uri = args.tracking_uri or mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        raise UsageError(
+            f"--tracking-uri: {uri} is already a tracking server; open it in a browser"
+        )
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    command = [
+        str(mlflow_bin) if mlflow_bin.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
+    print(f"MLflow dashboard for {uri}: http://127.0.0.1:{args.port}", flush=True)
+    # The dashboard needs no job runner: without it the server is a few processes, not 15.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+def sample(args) -> int:
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens: must be a positive integer, got {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise UsageError(f"--temperature: must be 0 (greedy) or more, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k: must be a positive integer, got {args.top_k}")
+    from scaling import inference
+    from scaling.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = tracker.download_checkpoint(args.run_id, scratch)
+        model, trial = inference.load_model(checkpoint)
+    context = model.config.seq_len
+    prompt = len(inference.encode(args.prompt))
+    if prompt >= context:
+        raise UsageError(
+            f"--prompt: BOS + {prompt - 1} prompt bytes leave no room in the {context}-token "
+            f"context {trial['name']} was trained with"
+        )
+    total = prompt + args.max_new_tokens
+    if total > context:
+        raise UsageError(
+            f"--max-new-tokens: BOS + {prompt - 1} prompt bytes + "
+            f"{args.max_new_tokens} new tokens = {total}, more than the {context}-token context "
+            f"{trial['name']} was trained with (its learned positions end there)"
+        )
+    text = inference.sample(
+        model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed
+    )
+    print(text)
+    return 0
