@@ -15,6 +15,9 @@ from analysis.fit import FitError, fit_chinchilla, huber_objective
 from analysis.laws import ChinchillaLaw
 
 CHINCHILLA = Path(__file__).resolve().parent / "data" / "chinchilla_fig4_epoch.csv"
+# The file's columns, and the 5 highest losses left out, as the replication fits them.
+AS_THE_REPLICATION = ["--params-col", "Model Size", "--flops-col", "Training FLOP",
+                      "--loss-col", "loss", "--drop-highest-loss", "5"]  # fmt: skip
 
 
 def chinchilla_points():
@@ -104,14 +107,7 @@ def test_scaling_fit_prints_the_fit_with_intervals_and_writes_json(tmp_path):
     result = scaling(
         "fit",
         str(CHINCHILLA),
-        "--params-col",
-        "Model Size",
-        "--flops-col",
-        "Training FLOP",
-        "--loss-col",
-        "loss",
-        "--drop-highest-loss",
-        "5",
+        *AS_THE_REPLICATION,
         "--bootstrap",
         "200",
         "--out",
@@ -149,14 +145,7 @@ def test_scaling_report_from_a_csv_gives_the_replications_answer(tmp_path):
         "report",
         "--csv",
         str(CHINCHILLA),
-        "--params-col",
-        "Model Size",
-        "--flops-col",
-        "Training FLOP",
-        "--loss-col",
-        "loss",
-        "--drop-highest-loss",
-        "5",
+        *AS_THE_REPLICATION,
         "--bootstrap",
         "50",
         "--gpu",
