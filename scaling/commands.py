@@ -45,9 +45,9 @@ def _seconds(s: float) -> str:
 
 
 def plan(args) -> int:
-    from scaling import estimate
-
     spec, trials = spec_lib.load(args.spec)
+    from scaling import estimate  # torch: only once the spec is known to be good
+
     gpu = None if args.device == "here" else gpu_named(args.device)
     if args.device != "here" and gpu is None:
         raise UsageError(
@@ -98,21 +98,22 @@ def plan(args) -> int:
 
 
 def run(args) -> int:
+    spec, trials = spec_lib.load(args.spec)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
+    max_failures = _max_failures()
     if (args.address or os.environ.get("RAY_ADDRESS")) and (
         Path.home() / ".ray" / "auth_token"
     ).exists():
         # `ray start` turns token auth on and leaves the token here; a client must say so
         # before Ray is imported, as Ray reads its auth mode once, at import.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Ray, torch and MLflow only once the input is known to be good: bad input fails at once.
     from scaling import grid
     from scaling.data import prepare_for
     from scaling.progress import GridProgress
     from scaling.tracking import Tracker
 
-    spec, trials = spec_lib.load(args.spec)
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
-    max_failures = _max_failures()
     prepare_for(spec, args.spec)
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
