@@ -147,7 +147,7 @@ def test_scaling_report_from_a_csv_gives_the_replications_answer(tmp_path):
         str(CHINCHILLA),
         *AS_THE_REPLICATION,
         "--bootstrap",
-        "50",
+        "10",
         "--gpu",
         "h100",  # GPU names are case-insensitive
         "--out",

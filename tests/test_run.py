@@ -15,6 +15,8 @@ import pytest
 from helpers import SCALING, free_port, scaling, tiny_spec, write_spec
 from mlflow import MlflowClient
 
+from scaling.cli import main
+
 pytestmark = pytest.mark.slow  # the CLI runs a grid on a local Ray
 
 CONTRACT_PARAMS = [
@@ -112,7 +114,7 @@ def test_each_trial_has_the_contract_metrics_with_step_in_tokens(grid):
         assert 0 < decode.value < 1
 
 
-def test_sample_generates_reproducible_text_from_a_trials_checkpoint(grid):
+def test_sample_generates_reproducible_text_from_a_trials_checkpoint(grid, capsys):
     client = grid["client"]
     experiment = client.get_experiment_by_name("pair")
     run_id = next(
@@ -120,29 +122,32 @@ def test_sample_generates_reproducible_text_from_a_trials_checkpoint(grid):
         for run in trial_runs(client, experiment.experiment_id)
         if run.info.run_name == "L1-d32-T64-s0"
     )
-
-    def sample(*flags: str) -> subprocess.CompletedProcess:
-        return scaling("sample", run_id, "--tracking-uri", grid["uri"], *flags)
-
-    first = sample("--prompt", "def ", "--max-new-tokens", "40", "--seed", "3")
+    flags = ("--prompt", "def ", "--max-new-tokens", "40", "--seed", "3")
+    first = scaling("sample", run_id, "--tracking-uri", grid["uri"], *flags)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("def ") and len(first.stdout) > len("def \n")
-    again = sample("--prompt", "def ", "--max-new-tokens", "40", "--seed", "3")
-    assert again.stdout == first.stdout
-    greedy = [sample("--temperature", "0", "--seed", str(s)).stdout for s in (1, 2)]
+
+    def sample(*flags: str) -> tuple[int, str, str]:
+        """The same command in this process: torch is imported once, not per call."""
+        code = main(["sample", run_id, "--tracking-uri", grid["uri"], *flags])
+        printed = capsys.readouterr()
+        return code, printed.out, printed.err
+
+    assert sample(*flags) == (0, first.stdout, "")  # the same seed, the same text
+    greedy = [sample("--temperature", "0", "--seed", str(s))[1] for s in (1, 2)]
     assert greedy[0] == greedy[1]  # greedy decoding does not draw
 
-    too_long = sample("--prompt", "def ", "--max-new-tokens", "60")
-    assert too_long.returncode == 2
-    assert too_long.stderr.strip() == (
+    assert sample("--prompt", "def ", "--max-new-tokens", "60") == (
+        2,
+        "",
         "--max-new-tokens: BOS + 4 prompt bytes + 60 new tokens = 65, more than the 64-token "
-        "context L1-d32-T64-s0 was trained with (its learned positions end there)"
+        "context L1-d32-T64-s0 was trained with (its learned positions end there)\n",
     )
-    long_prompt = sample("--prompt", "x" * 63)
-    assert long_prompt.returncode == 2
-    assert long_prompt.stderr.strip() == (
+    assert sample("--prompt", "x" * 63) == (
+        2,
+        "",
         "--prompt: BOS + 63 prompt bytes leave no room in the 64-token context L1-d32-T64-s0 "
-        "was trained with"
+        "was trained with\n",
     )
     unknown = scaling("sample", "0123abcd", "--tracking-uri", grid["uri"])
     assert unknown.returncode == 2
