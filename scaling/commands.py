@@ -261,12 +261,6 @@ def _budgets(text: str) -> list[float]:
 
 
 def report(args) -> int:
-    from analysis.analyse import analyse
-    from analysis.fit import FitError
-    from analysis.report import write_report
-    from analysis.runs import from_mlflow
-    from scaling.tracking import Tracker
-
     if (args.experiment is None) == (args.csv is None):
         raise UsageError("report: give an EXPERIMENT from MLflow or --csv FILE, not both")
     budgets = _budgets(args.budgets)
@@ -275,6 +269,12 @@ def report(args) -> int:
         raise UsageError(f"--gpu: unknown GPU '{args.gpu}', known: {', '.join(GPU_PEAK_FLOPS)}")
     if args.mfu is not None and not 0 < args.mfu <= 1:
         raise UsageError(f"--mfu: must be a fraction in (0, 1], got {args.mfu}")
+    from analysis.analyse import analyse
+    from analysis.fit import FitError
+    from analysis.report import write_report
+    from analysis.runs import from_mlflow
+    from scaling.tracking import Tracker
+
     if args.csv:
         tracker, name = None, Path(args.csv).stem
         runs, source = _read_results(args), f"CSV {args.csv}"
