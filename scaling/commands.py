@@ -118,8 +118,6 @@ def run(args) -> int:
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
     print(f"{len(trials)} trials of '{spec.experiment}', tracking in {tracker.tracking_uri}")
-    grid.connect(args.address)
-    grid.check_storage(args.storage)
     console = Console()
     progress = GridProgress(trials, live=console.is_terminal and not args.quiet, console=console)
     try:
@@ -130,6 +128,7 @@ def run(args) -> int:
             tracker,
             args.storage,
             args.max_concurrent,
+            address=args.address,
             callbacks=[progress],
             max_failures=max_failures,
         )

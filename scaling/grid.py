@@ -291,15 +291,20 @@ def run_grid(
     tracker: Tracker,
     storage: str,
     max_concurrent: int | None = None,
+    address: str | None = None,
     callbacks: Sequence[tune.Callback] = (),
     max_failures: int = 2,
 ) -> GridOutcome:
-    """Run the trials not FINISHED in the experiment before; a trial that raises or whose
-    worker dies is retried `max_failures` times, from its last resume point."""
+    """Run the trials not FINISHED in the experiment before, on the Ray at `address` (see
+    `connect`); a trial that raises or whose worker dies is retried `max_failures` times,
+    from its last resume point. With nothing left to run, Ray is not started at all."""
     experiment_id = tracker.experiment_id(spec.experiment)
     tracker.close_abandoned(experiment_id)
     finished = tracker.finished_trial_ids(experiment_id)
     todo = [t for t in trials if t.trial_id not in finished]
+    if todo:
+        connect(address)
+        check_storage(storage)  # before the grid's run is made: a refusal writes nothing
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
     outcome = GridOutcome(parent, skipped=[t.name for t in trials if t.trial_id in finished])
     if not todo:
