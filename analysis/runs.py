@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from scaling.contract import (
@@ -118,8 +119,8 @@ def from_mlflow(
 
 
 class CsvError(ValueError):
-    """A CSV that cannot be read as results: the file, the canonical column at fault (None
-    for the file itself) and what is wrong, so a caller can name its own flag for the column."""
+    """A CSV that cannot be read as results: the file, the canonical column (or argument) at
+    fault, None for the file itself, and what is wrong; a caller names its own flag for it."""
 
     def __init__(self, path: str, problem: str, column: str | None = None):
         self.path, self.problem, self.column = path, problem, column
@@ -127,11 +128,12 @@ class CsvError(ValueError):
 
 
 def from_csv(path: str, columns: dict[str, str] | None = None, drop_highest_loss: int = 0) -> Runs:
-    """A CSV of final results. `columns` maps canonical names to the file's, e.g.
-    {"params": "Model Size", "flops": "Training FLOP", VAL_LOSS: "loss"}; tokens missing from
-    the file are derived from FLOPs (D = C / 6N); rows count as FINISHED unless a status column
-    says otherwise; `drop_highest_loss` leaves out that many of the highest-loss rows (the
-    Chinchilla replication drops 5)."""
+    """A CSV of final results, one row per run. `columns` maps canonical names to the file's,
+    e.g. {"params": "Model Size", "flops": "Training FLOP", VAL_LOSS: "loss"}; tokens missing
+    from the file are derived from FLOPs (D = C / 6N). Rows count as FINISHED unless a status
+    column says otherwise, and only FINISHED rows must hold numbers. They come in order of
+    loss, the order the replication's fit took them in (a seeded bootstrap resamples by
+    position), less the `drop_highest_loss` highest (the replication drops 5), then the rest."""
     table = _read_csv(path)
     named = {name: (columns or {}).get(name, name) for name in NUMBER_COLUMNS}
     for name in ("params", VAL_LOSS):
@@ -145,21 +147,30 @@ def from_csv(path: str, columns: dict[str, str] | None = None, drop_highest_loss
             f"'{named['flops']}' to derive tokens from (D = C / 6N)",
             "tokens",
         )
-    for name, column in named.items():
-        if column in table.columns:
-            table[column] = _numbers(table[column], path, name)
     table = table.rename(columns={column: name for name, column in named.items()})
-    if drop_highest_loss:
-        table = table.drop(table[VAL_LOSS].nlargest(drop_highest_loss).index)
-    if "tokens" not in table.columns:
-        table["tokens"] = table["flops"] / (6 * table["params"])
-    if "flops" not in table.columns:
-        table["flops"] = 6 * table["params"] * table["tokens"]
     if "status" not in table.columns:
         table["status"] = Status.FINISHED.value
+    finished = (table["status"] == Status.FINISHED).to_numpy()
+    for name in NUMBER_COLUMNS:
+        if name in table.columns:
+            # FLOPs beside a tokens column are not used: they need not be numbers.
+            used = name != "flops" or "tokens" not in table.columns
+            table[name] = _numbers(table[name], path, name, named[name], finished & used)
+    if drop_highest_loss and drop_highest_loss >= finished.sum():
+        raise CsvError(
+            path,
+            f"cannot leave out {drop_highest_loss} of {finished.sum()} finished rows",
+            "drop_highest_loss",
+        )
+    done = table[finished]
+    by_loss = done.iloc[np.argsort(done[VAL_LOSS].to_numpy())[: len(done) - drop_highest_loss]]
+    table = pd.concat([by_loss, table[~finished]], ignore_index=True)
+    if "tokens" not in table.columns:
+        table["tokens"] = table["flops"] / (6 * table["params"])
+    six_nd = 6 * table["params"] * table["tokens"]
+    table["flops"] = table["flops"].fillna(six_nd) if "flops" in table.columns else six_nd
     # The columns a grid's table has and a CSV may lack (shapes, timings): present, but empty.
     table = table.reindex(columns=[*table.columns, *(c for c in COLUMNS if c not in table)])
-    table = table.reset_index(drop=True)
     table["run_id"] = table["run_id"].fillna(pd.Series(table.index.astype(str), table.index))
     table["name"] = table["name"].fillna(table["run_id"])
     table["flops_per_token"] = table["flops_per_token"].fillna(table["flops"] / table["tokens"])
@@ -186,9 +197,11 @@ def _read_csv(path: str) -> pd.DataFrame:
         raise CsvError(path, f"not a readable CSV: {str(exc).splitlines()[0]}") from None
 
 
-def _numbers(values: pd.Series, path: str, name: str) -> pd.Series:
+def _numbers(values: pd.Series, path: str, name: str, column: str, checked) -> pd.Series:
+    """`values` as numbers; a row of `checked` (a mask) that holds none is refused."""
     numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.isna().any():
-        row = int(numbers.isna().to_numpy().nonzero()[0][0])
-        raise CsvError(path, f"column '{values.name}' row {row + 1} is not a number", name)
+    bad = numbers.isna().to_numpy() & checked
+    if bad.any():
+        row = int(bad.nonzero()[0][0])
+        raise CsvError(path, f"column '{column}' row {row + 1} is not a number", name)
     return numbers

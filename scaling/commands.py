@@ -209,6 +209,8 @@ def _read_results(args):
     """The CSV of `args.csv` as runs, its columns named by the column flags."""
     from analysis.runs import CsvError, from_csv
 
+    if not args.csv:
+        raise UsageError("CSV: an empty path names no file")
     if args.drop_highest_loss < 0:
         raise UsageError(
             f"--drop-highest-loss: must be a non-negative integer, got {args.drop_highest_loss}"
@@ -217,7 +219,8 @@ def _read_results(args):
     try:
         return from_csv(args.csv, columns, args.drop_highest_loss)
     except CsvError as exc:
-        flag = f"{CSV_FLAGS[exc.column]}: " if exc.column else ""
+        flags = {**CSV_FLAGS, "drop_highest_loss": "--drop-highest-loss"}
+        flag = f"{flags[exc.column]}: " if exc.column else ""
         raise UsageError(f"{exc.path}: {flag}{exc.problem}") from None
 
 
@@ -260,7 +263,9 @@ def _budgets(text: str) -> list[float]:
 
 
 def report(args) -> int:
-    if (args.experiment is None) == (args.csv is None):
+    if args.experiment is None and args.csv is None:
+        raise UsageError("report: give an EXPERIMENT from MLflow, or --csv FILE")
+    if args.experiment is not None and args.csv is not None:
         raise UsageError("report: give an EXPERIMENT from MLflow or --csv FILE, not both")
     budgets = _budgets(args.budgets)
     gpu = gpu_named(args.gpu)
@@ -274,7 +279,7 @@ def report(args) -> int:
     from analysis.runs import from_mlflow
     from scaling.tracking import Tracker
 
-    if args.csv:
+    if args.csv is not None:
         tracker, name = None, Path(args.csv).stem
         runs, source = _read_results(args), f"CSV {args.csv}"
     else:
@@ -284,7 +289,7 @@ def report(args) -> int:
     try:
         analysis = analyse(runs, name, source, budgets, gpu, mfu=args.mfu, bootstrap=args.bootstrap)
     except FitError as exc:
-        raise UsageError(f"{args.csv or name}: {exc}") from None
+        raise UsageError(f"{name if args.csv is None else args.csv}: {exc}") from None
     out = write_report(analysis, args.out)
     if tracker is not None:
         tracker.attach_report(name, out)

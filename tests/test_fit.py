@@ -161,9 +161,21 @@ def test_scaling_report_from_a_csv_gives_the_replications_answer(tmp_path):
     assert fits["runs"]["fitted"] == 240 and fits["seq_len"] is None
     assert fits["predictions"]["gpu"] == "H100"
     assert fits["source"] == f"CSV {CHINCHILLA}"
-    both = scaling("report", "smoke", "--csv", str(CHINCHILLA), "--out", str(tmp_path / "x"))
-    assert both.returncode == 2
-    assert both.stderr.strip() == ("report: give an EXPERIMENT from MLflow or --csv FILE, not both")
+    # `scaling fit` on the same rows, seed and resamples: the same fit, intervals included.
+    fit = scaling("fit", str(CHINCHILLA), *AS_THE_REPLICATION, "--bootstrap", "10",
+                  "--out", str(tmp_path / "fit.json"))  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    alone = json.loads((tmp_path / "fit.json").read_text())["chinchilla"]
+    assert {**alone, "seq_len": None} == fits["chinchilla"]
+
+    for args, message in (
+        (["smoke", "--csv", str(CHINCHILLA)], "report: give an EXPERIMENT from MLflow or --csv "
+         "FILE, not both"),
+        ([], "report: give an EXPERIMENT from MLflow, or --csv FILE"),
+        (["--csv", ""], "CSV: an empty path names no file"),
+    ):  # fmt: skip
+        refused = scaling("report", *args, "--out", str(tmp_path / "x"))
+        assert (refused.returncode, refused.stderr.strip()) == (2, message)
     assert not (tmp_path / "x").exists()
 
 
@@ -178,3 +190,27 @@ def test_a_csv_of_runs_reads_with_a_column_mapping():
     assert row["tokens"] == pytest.approx(row["flops"] / (6 * row["params"]))
     with pytest.raises(ValueError, match=r"params: no column 'params' \(columns: x, y"):
         from_csv(str(CHINCHILLA))
+
+
+def test_a_csv_of_results_may_list_runs_that_did_not_finish(tmp_path):
+    """Only FINISHED rows must hold numbers; they come in order of loss, the highest left out
+    when asked; FLOPs beside a tokens column are not needed."""
+    from analysis.runs import CsvError, from_csv
+
+    csv = tmp_path / "results.csv"
+    csv.write_text(
+        "params,tokens,flops,loss,status\n"
+        "1e6,1e8,n/a,3.0,FINISHED\n"
+        "2e6,1e8,n/a,2.5,FINISHED\n"
+        "4e6,1e8,n/a,,OOM\n"
+        "8e6,1e8,n/a,2.2,FINISHED\n"
+    )
+    runs = from_csv(str(csv), {"val_loss": "loss"}, drop_highest_loss=1)
+    assert list(runs.finished["val_loss"]) == [2.2, 2.5]
+    assert list(runs.finished["flops"]) == [6 * 8e6 * 1e8, 6 * 2e6 * 1e8]
+    assert list(runs.not_finished["status"]) == ["OOM"]
+    with pytest.raises(CsvError, match="cannot leave out 3 of 3 finished rows"):
+        from_csv(str(csv), {"val_loss": "loss"}, drop_highest_loss=3)
+    csv.write_text("params,tokens,loss\n1e6,1e8,3.0\n2e6,1e8,\n")
+    with pytest.raises(CsvError, match="loss: column 'loss' row 2 is not a number"):
+        from_csv(str(csv), {"val_loss": "loss"})
