@@ -88,7 +88,7 @@ def from_mlflow(
         row = {
             "run_id": run.info.run_id,
             "name": run.info.run_name,
-            "status": tags.get(STATUS),
+            "status": tags.get(STATUS, Status.UNKNOWN.value),
             "error": tags.get(ERROR),
         }
         for key, kind in PARAM_COLUMNS.items():

@@ -19,11 +19,10 @@ from pathlib import Path
 
 from ray import tune
 
-from scaling import grid
+from scaling.cli import configure
 from scaling.data import prepare
 from scaling.hardware import cpu_model
 from scaling.spec import expand, parse
-from scaling.tracking import Tracker
 
 CONCURRENCY = 2
 SPEC = {
@@ -57,6 +56,10 @@ class Timings(tune.Callback):
 
 
 def main() -> None:
+    configure()  # the `scaling` command's environment: Tune's output and MLflow's kept quiet
+    from scaling import grid
+    from scaling.tracking import Tracker
+
     spec = parse(SPEC)
     trials = expand(spec)
     prepare(spec.data, progress=False)
@@ -64,7 +67,7 @@ def main() -> None:
         spec_path = Path(folder) / "grid-overhead.yaml"
         spec_path.write_text(json.dumps(SPEC))
         tracker = Tracker(f"sqlite:///{folder}/mlflow.db")
-        grid.connect(None)
+        grid.connect(None)  # before the clock starts: Ray's start-up is not the grid's overhead
         timings = Timings()
         began = time.time()
         outcome = grid.run_grid(
@@ -78,7 +81,8 @@ def main() -> None:
         )
         makespan = time.time() - began
     if not outcome.ok:
-        sys.exit(f"the benchmark grid did not finish: {outcome.statuses}")
+        statuses = {name: str(status) for name, status in outcome.statuses.items()}
+        sys.exit(f"the benchmark grid did not finish: {statuses}")
     start_overhead, end_overhead, training = [], [], []
     for name, result in timings.results.items():
         start_overhead.append(result["first_step_at"] - timings.started[name])

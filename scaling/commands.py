@@ -154,7 +154,7 @@ def run(args) -> int:
 def _max_failures() -> int:
     """Tune's retries of a trial: SCALING_MAX_FAILURES, else 2."""
     text = os.environ.get("SCALING_MAX_FAILURES", "2")
-    if not text.isdigit():
+    if not text.strip().isdigit():
         raise UsageError(f"SCALING_MAX_FAILURES: must be a non-negative integer, got '{text}'")
     return int(text)
 

@@ -1,10 +1,12 @@
 """What the training side writes and the analysis side reads, each name spelled once.
 
-The MLflow tags, metric and param names, the trial statuses, how trials and models are named,
-how attention is written, the FLOPs a token costs, and the GPUs' datasheet peaks. Standard
-library only: `analysis` imports this module and nothing else of `scaling`, so a report can be
-made where torch and Ray are not installed. The README's "What MLflow holds" says the same for
-people; renaming anything here renames it on both sides at once.
+The MLflow tags, the metric names, the trial statuses, the params both sides use, how trials
+and models are named, how attention is written, the FLOPs a token costs, and the GPUs'
+datasheet peaks. Standard library only: `analysis` imports this module and nothing else of
+`scaling`, so a report can be made where torch and Ray are not installed. The README's "What
+MLflow holds" says the same for people. Renaming a tag, metric or status here renames it on
+both sides at once; the analysis table's columns are checked against the params listed here
+(tests/test_contract.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Status(str, Enum):
     DIVERGED = "DIVERGED"
     FAILED = "FAILED"  # raised after its retries
     KILLED = "KILLED"  # stopped by the user, or its driver died
+    UNKNOWN = "UNKNOWN"  # a trial run without the tag: not one `scaling run` wrote
 
     def __str__(self) -> str:
         return self.value
@@ -99,7 +102,14 @@ class NoSuchExperiment(LookupError):
 
 TRIAL_PARAMS = ("n_layer", "d_model", "n_head", "seq_len", "tokens", "params", "params_total",
                 "flops_per_token", "attention", "seed", "flops")  # fmt: skip
-RUN_PARAMS = ("precision", "compile", "device", "host", "ray_node_id")
+PRECISION, COMPILE, DEVICE, HOST, RAY_NODE_ID = (
+    "precision",
+    "compile",
+    "device",
+    "host",
+    "ray_node_id",
+)
+RUN_PARAMS = (PRECISION, COMPILE, DEVICE, HOST, RAY_NODE_ID)
 TOKENS_PER_STEP_PARAM = "train.tokens_per_step"
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +142,16 @@ def decode_context(metric: str) -> int | None:
 
 # What a Tune trial's last report says of its outcome, for the driver's callbacks.
 RESULT_STATUS, RESULT_ERROR = "scaling_status", "scaling_error"
+
+
+def result_status(result: dict) -> Status:
+    """The status a trial's last report gives: FAILED when it gives none, or none known (a
+    callback on the driver must not raise: Tune would stop the whole grid)."""
+    try:
+        return Status(result.get(RESULT_STATUS, Status.FAILED))
+    except ValueError:
+        return Status.FAILED
+
 
 # ---------------------------------------------------------------------------------------------
 # Attention: `dense`, or `sliding_window:W` (each token sees itself and the W-1 before it).

@@ -30,13 +30,16 @@ from scaling.contract import (
     CHECKPOINT,
     DECODE_PREFIX,
     ERROR_FILE,
+    HOST,
     METRICS,
+    RAY_NODE_ID,
     RESULT_ERROR,
     RESULT_STATUS,
     RESUMED_AT,
     RUN_PARAMS,
     STEP,
     Status,
+    result_status,
 )
 from scaling.errors import InputError
 from scaling.spec import Spec, TrialSpec
@@ -154,8 +157,8 @@ def _run_and_report(trial, get_checkpoint, report, checkpoint_type, distributed=
             RESULT_STATUS: result.status.value,
             RESULT_ERROR: result.error or "",
             **result.params,
-            "host": socket.gethostname(),
-            "ray_node_id": ray.get_runtime_context().get_node_id(),
+            HOST: socket.gethostname(),
+            RAY_NODE_ID: ray.get_runtime_context().get_node_id(),
         }
         checkpoint = None
         if result.checkpoint is not None:
@@ -213,7 +216,7 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id, result = self.run_id(trial), trial.last_result or {}
-        status = Status(result.get(RESULT_STATUS, Status.FAILED))
+        status = result_status(result)
         params = {k: result[k] for k in RUN_PARAMS if k in result}
         with tempfile.TemporaryDirectory() as scratch:
             artifacts = []
@@ -298,13 +301,13 @@ def run_grid(
     """Run the trials not FINISHED in the experiment before, on the Ray at `address` (see
     `connect`); a trial that raises or whose worker dies is retried `max_failures` times,
     from its last resume point. With nothing left to run, Ray is not started at all."""
-    experiment_id = tracker.experiment_id(spec.experiment)
-    tracker.close_abandoned(experiment_id)
-    finished = tracker.finished_trial_ids(experiment_id)
+    finished = tracker.finished_trial_ids(spec.experiment)
     todo = [t for t in trials if t.trial_id not in finished]
     if todo:
         connect(address)
-        check_storage(storage)  # before the grid's run is made: a refusal writes nothing
+        check_storage(storage)  # before MLflow is written to: a refusal leaves no trace
+    experiment_id = tracker.experiment_id(spec.experiment)
+    tracker.close_abandoned(experiment_id)
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
     outcome = GridOutcome(parent, skipped=[t.name for t in trials if t.trial_id in finished])
     if not todo:

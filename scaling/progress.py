@@ -13,12 +13,12 @@ from rich.table import Table
 
 from scaling.contract import (
     RESULT_ERROR,
-    RESULT_STATUS,
     STEP,
     TOKENS_PER_S,
     TRAIN_LOSS,
     VAL_LOSS,
     Status,
+    result_status,
 )
 from scaling.spec import TrialSpec
 
@@ -62,7 +62,7 @@ class GridProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
-        self._set(trial, Status(result.get(RESULT_STATUS, Status.FAILED)), result.get(RESULT_ERROR))
+        self._set(trial, result_status(result), result.get(RESULT_ERROR))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._set(trial, Status.FAILED)

@@ -121,15 +121,6 @@ class Tracker:
         self.client.log_artifacts(run_id, str(folder), artifact_path=REPORT_ARTIFACTS)
         return run_id
 
-    def trial_runs(self, experiment_id: str) -> list:
-        """Every trial run of the experiment, newest first."""
-        return self.client.search_runs(
-            [experiment_id],
-            filter_string=trial_runs_filter(),
-            order_by=["attributes.start_time DESC"],
-            max_results=50000,
-        )
-
     def download_checkpoint(self, run_id: str, into: str | Path) -> Path:
         """A finished trial's checkpoint, downloaded into `into`."""
         try:
@@ -150,12 +141,18 @@ class Tracker:
             raise TrackingError(f"RUN_ID: trial {name} has no {CHECKPOINT}: {exc}") from None
         return Path(local)
 
-    def finished_trial_ids(self, experiment_id: str) -> set[str]:
-        return {
-            run.data.tags.get(TRIAL_ID)
-            for run in self.trial_runs(experiment_id)
-            if run.data.tags.get(STATUS) == Status.FINISHED
-        }
+    def finished_trial_ids(self, experiment: str) -> set[str]:
+        """The trial ids with a FINISHED run in the experiment named `experiment` (none when
+        there is no such experiment yet). Reads only: nothing is created."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return set()
+        runs = self.client.search_runs(
+            [found.experiment_id],
+            f"{trial_runs_filter()} and tags.`{STATUS}` = '{Status.FINISHED}'",
+            max_results=50000,
+        )
+        return {run.data.tags[TRIAL_ID] for run in runs}
 
     def start_grid(self, experiment_id: str, spec: Spec, spec_path: Path, trials: list) -> str:
         run = self.client.create_run(

@@ -28,10 +28,13 @@ import torch
 from scaling import hardware, inference
 from scaling.contract import (
     CHECKPOINT,
+    COMPILE,
     COMPILE_S,
+    DEVICE,
     LR,
     MFU,
     PEAK_MEM_BYTES,
+    PRECISION,
     STEP,
     STEP_TIME_S,
     TOKENS_PER_S,
@@ -258,7 +261,7 @@ def run(
     steady = reporter.step_times[len(reporter.step_times) // 10 :] or reporter.step_times
     if reporter.compile_s is not None:
         result.metrics[COMPILE_S] = reporter.compile_s
-    result.params["compile"] = compiled
+    result.params[COMPILE] = compiled
     result.metrics.update(
         {
             STEP_TIME_S: sum(steady) / len(steady),
@@ -337,7 +340,7 @@ def _fit(
     return TrialResult(
         Status.FINISHED,
         val_loss=module.val_loss,
-        params={"precision": precision, "device": hardware.device_type()},
+        params={PRECISION: precision, DEVICE: hardware.device_type()},
         checkpoint=checkpoint,
     )
 
