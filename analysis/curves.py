@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis import inference
 from analysis.analyse import Analysis, Refused
 from analysis.fit import ChinchillaFit, fit_power_law
 from analysis.frontier import ComputeOptimal, isoflop_budgets
 from analysis.laws import PowerLaw
 from analysis.timing import SeqLenCost
-from scaling.contract import attention_flops_per_key, keys_attended, parse_attention
+from scaling.contract import parse_attention
 
 BAND_SAMPLES = 300  # bootstrap laws a band is drawn from: enough for its 2.5% and 97.5% points
 
@@ -145,9 +146,8 @@ def seq_len_cost(costs: dict[str, SeqLenCost | Refused], timed: pd.DataFrame) ->
         at_shortest = group[group["seq_len"] == group["seq_len"].min()]
         shortest = at_shortest.iloc[0]
         window = parse_attention(shortest["attention"])
-        attention = attention_flops_per_key(int(shortest["n_layer"]), int(shortest["d_model"]))
-        keys = keys_attended(int(shortest["seq_len"]), window)
-        dense = shortest["flops_per_token"] - attention * keys
+        attention = inference.attention_flops(shortest)
+        dense = shortest["flops_per_token"] - attention * inference.keys(shortest)
         per_flop = at_shortest["time_per_token"].median() / shortest["flops_per_token"]
         keys_at_T = T if window is None else np.minimum(T, window)
         frames.append(

@@ -1,4 +1,5 @@
-"""fits.json: every fit of an `Analysis` as JSON, in the schema the README gives.
+"""fits.json: every fit of an `Analysis` as JSON, in the schema the README gives, and the
+atomic write of such a document.
 
 A value with an interval is `{"value": v, "ci95": [low, high]}` (`ci95` null without a
 bootstrap); a refused fit is `{"refused": "the reason"}` in place of its block; a number that
@@ -8,7 +9,9 @@ does not exist (a crossover that never comes) is null: JSON has no NaN or Infini
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -123,3 +126,13 @@ def _jsonable(item):
     if isinstance(item, float | int) or item is None:
         return item
     return str(item)
+
+
+def write_json(document: dict, path: str | Path) -> Path:
+    """`document` as JSON at `path`, written aside and renamed: a reader never sees half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=1))
+    tmp.replace(path)
+    return path

@@ -68,6 +68,11 @@ def _coloured_losses(fig, ax, points: pd.DataFrame, column: str, cmap: str, labe
     return norm, colour_map
 
 
+def _at_length(a: Analysis) -> str:
+    """`, T=512` in a loss plot's title: the length its laws use (results may have none)."""
+    return f", T={a.seq_len}" if a.seq_len is not None else ""
+
+
 def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", transform=ax.transAxes)
 
@@ -103,7 +108,7 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
                 label="95% interval",
             )
     ax.set(xscale="log", xlabel="training FLOPs", ylabel="validation loss (nats/byte)")
-    ax.set_title(f"Loss against compute, T={a.seq_len}")
+    ax.set_title(f"Loss against compute{_at_length(a)}")
     ax.legend(fontsize=8)
     _save(fig, path)
 
@@ -121,7 +126,7 @@ def loss_vs_params(a: Analysis, curves: Curves, path: Path) -> None:
     right = curves.fixed_tokens["params"].max() if len(curves.fixed_tokens) else n_max * 30
     ax.axvspan(n_max, right, color="grey", alpha=0.1, label="extrapolation")
     ax.set(xscale="log", xlabel="parameters N (non-embedding)", ylabel="validation loss")
-    ax.set_title(f"Loss against parameters at fixed tokens, T={a.seq_len}")
+    ax.set_title(f"Loss against parameters at fixed tokens{_at_length(a)}")
     ax.legend(fontsize=8)
     _save(fig, path)
 
@@ -129,17 +134,17 @@ def loss_vs_params(a: Analysis, curves: Curves, path: Path) -> None:
 def isoflop(a: Analysis, curves: Curves, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     norm, cmap = _coloured_losses(fig, ax, a.points, "flops", "cividis", "training FLOPs")
+    minima = curves.isoflop_minima
     for C, profile in curves.isoflop.groupby("flops"):
         label = f"fit at C = {C:.2g}" if curves.isoflop_from_law else None
         line = "--" if curves.isoflop_from_law else "-"
         ax.plot(profile["params"], profile["loss"], line, color=cmap(norm(C)), label=label)
-    for _, best in curves.isoflop_minima.iterrows():
-        colour = cmap(norm(best["flops"]))
-        ax.plot(best["params"], best["loss"], "*", ms=14, color=colour, mec="black")
+        for _, best in minima[minima["flops"] == C].iterrows():
+            ax.plot(best["params"], best["loss"], "*", ms=14, color=cmap(norm(C)), mec="black")
     if curves.isoflop_from_law and len(curves.isoflop):
         ax.legend(fontsize=8)
     ax.set(xscale="log", xlabel="parameters N", ylabel="final validation loss")
-    ax.set_title(f"IsoFLOP profiles, T={a.seq_len}")
+    ax.set_title(f"IsoFLOP profiles{_at_length(a)}")
     _save(fig, path)
 
 

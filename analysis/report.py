@@ -9,7 +9,6 @@ half a report.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -46,13 +45,3 @@ def write_report(a: Analysis, out_dir: str | Path) -> Path:
         if staging.exists():
             shutil.rmtree(staging)
     return out_dir
-
-
-def write_json(document: dict, path: str | Path) -> Path:
-    """`document` as JSON at `path`, written aside and renamed: a reader never sees half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)
-    return path

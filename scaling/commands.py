@@ -225,8 +225,8 @@ def _read_results(args):
 
 
 def fit(args) -> int:
+    from analysis.document import write_json
     from analysis.fit import FitError, fit_chinchilla
-    from analysis.report import write_json
 
     points = _read_results(args).finished
     try:

@@ -73,7 +73,7 @@ def kill_group(process: subprocess.Popen) -> None:
 def three_trials(name: str) -> dict:
     return tiny_spec(
         name,
-        grid={"seq_len": [32, 64, 128], "tokens": [196608]},
+        grid={"seq_len": [32, 64, 128], "tokens": [393216]},
         train={"eval_interval_tokens": 65536},
         resources={"cpus_per_trial": 1, "max_concurrent": 1},
     )

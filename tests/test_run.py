@@ -8,8 +8,10 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from helpers import SCALING, free_port, scaling, tiny_spec, write_spec
@@ -163,7 +165,13 @@ def test_status_prints_the_trials_by_status(grid):
     assert missing.returncode == 2 and "no experiment 'nope'" in missing.stderr
 
 
+def ray_sessions() -> set[Path]:
+    """The local Ray sessions this machine has started (one folder each)."""
+    return set(Path(tempfile.gettempdir(), "ray").glob("session_2*"))
+
+
 def test_a_rerun_skips_the_finished_trials(grid):
+    before = ray_sessions()
     result = scaling(
         "run",
         str(grid["spec"]),
@@ -175,6 +183,7 @@ def test_a_rerun_skips_the_finished_trials(grid):
     )
     assert result.returncode == 0, result.stderr
     assert "grid done: 2 skipped (already FINISHED)" in result.stdout
+    assert ray_sessions() == before  # with nothing left to run, no Ray was started
     client = grid["client"]
     experiment = client.get_experiment_by_name("pair")
     assert len(trial_runs(client, experiment.experiment_id)) == 2
