@@ -11,6 +11,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -64,6 +65,7 @@ def main() -> None:
     trials = expand(spec)
     prepare(spec.data, progress=False)
     with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)  # a SQLite store keeps its artifacts in ./mlruns: here, not the checkout
         spec_path = Path(folder) / "grid-overhead.yaml"
         spec_path.write_text(json.dumps(SPEC))
         tracker = Tracker(f"sqlite:///{folder}/mlflow.db")
