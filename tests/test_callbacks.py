@@ -17,7 +17,8 @@ from ray.tune.experiment import Trial
 from ray.tune.result import EXPR_ERROR_FILE
 from rich.console import Console
 
-from scaling.grid import TrackingCallback
+from scaling.contract import Status
+from scaling.grid import GridOutcome, TrackingCallback
 from scaling.progress import GridProgress
 from scaling.spec import expand, parse
 from scaling.tracking import Tracker
@@ -168,3 +169,11 @@ def test_the_progress_display_counts_the_trials_and_estimates_the_time_left(tmp_
     console.print(progress)  # the live table, as rich draws it
     table = output.getvalue().split("\n", len(lines))[-1]
     assert "0 pending, 0 running" in table and "3.2500" in table and "FAILED" in table
+
+
+def test_a_grid_whose_trials_all_ended_as_results_is_ok_and_one_failure_is_not():
+    """`scaling run` exits 0 when `ok`: a diverged or out-of-memory point is a result."""
+    results = {"a": Status.FINISHED, "b": Status.DIVERGED, "c": Status.OOM}
+    assert GridOutcome("parent", statuses=results).ok
+    assert not GridOutcome("parent", statuses={**results, "d": Status.FAILED}).ok
+    assert not GridOutcome("parent", statuses=results, interrupted=True).ok

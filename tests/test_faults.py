@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from helpers import SCALING, run_grid, scaling, tiny_spec, trial_runs, write_spec
+from helpers import SCALING, scaling, tiny_spec, trial_runs, write_spec
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow  # each fault is done to a real grid on a local Ray
@@ -73,7 +73,7 @@ def kill_group(process: subprocess.Popen) -> None:
 def three_trials(name: str) -> dict:
     return tiny_spec(
         name,
-        grid={"seq_len": [32, 64, 128], "tokens": [393216]},
+        grid={"seq_len": [32, 64, 128], "tokens": [196608]},
         train={"eval_interval_tokens": 65536},
         resources={"cpus_per_trial": 1, "max_concurrent": 1},
     )
@@ -158,7 +158,12 @@ def test_a_killed_worker_is_retried_from_its_last_resume_point(tmp_path):
     ]
 
 
-def test_diverged_and_out_of_memory_trials_are_results_and_the_grid_goes_on(tmp_path):
+def test_diverged_out_of_memory_and_raising_trials_end_with_their_reasons_the_others_finish(
+    tmp_path,
+):
+    """One grid, every way a trial can end: a diverged and an out-of-memory point are results
+    of the study; a trial that raises is retried, then FAILED with its traceback, and the grid
+    exits 1. (That a grid of results alone exits 0 is `GridOutcome.ok`, in test_callbacks.)"""
     spec = write_spec(
         tmp_path / "outcomes.yaml",
         tiny_spec(
@@ -166,6 +171,7 @@ def test_diverged_and_out_of_memory_trials_are_results_and_the_grid_goes_on(tmp_
             model={
                 "sizes": [
                     TINY,
+                    {**TINY, "d_model": 48},
                     {**TINY, "d_model": 64, "lr": 1e6},
                     {"n_layer": 1, "d_model": 131072, "n_head": 1},
                 ]
@@ -174,11 +180,21 @@ def test_diverged_and_out_of_memory_trials_are_results_and_the_grid_goes_on(tmp_
         ),
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_grid(spec, uri, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    driver = start_grid(
+        tmp_path,
+        spec,
+        uri,
+        "--quiet",
+        env={"SCALING_INJECT_FAILURE": "L1-d48-T64-s0", "SCALING_MAX_FAILURES": "1"},
+    )
+    out, err = driver.communicate(timeout=300)
+    kill_group(driver)
+    assert driver.returncode == 1, out + err
+    assert "grid done: 1 DIVERGED, 1 FAILED, 1 FINISHED, 1 OOM" in out
     runs = {r.info.run_name: r for r in trial_runs(uri, "outcomes")}
     assert statuses(runs.values()) == {
         "L1-d32-T64-s0": "FINISHED",
+        "L1-d48-T64-s0": "FAILED",
         "L1-d64-T64-s0": "DIVERGED",
         "L1-d131072-T64-s0": "OOM",
     }
@@ -190,38 +206,13 @@ def test_diverged_and_out_of_memory_trials_are_results_and_the_grid_goes_on(tmp_
             "out of memory for L1-d131072 (params 206,158,823,424) at seq_len 64, micro-batch 64"
         )
     )
-    assert all(r.info.status != "RUNNING" for r in runs.values())
-
-
-def test_a_trial_that_raises_fails_after_its_retries_and_the_others_finish(tmp_path):
-    spec = write_spec(
-        tmp_path / "raises.yaml",
-        tiny_spec(
-            "raises",
-            grid={"seq_len": [32, 64], "tokens": [32768]},
-            resources={"cpus_per_trial": 1},
-        ),
-    )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    driver = start_grid(
-        tmp_path,
-        spec,
-        uri,
-        "--quiet",
-        env={"SCALING_INJECT_FAILURE": "L1-d32-T64-s0", "SCALING_MAX_FAILURES": "1"},
-    )
-    out, err = driver.communicate(timeout=300)
-    kill_group(driver)
-    assert driver.returncode == 1, out + err
-    runs = {r.info.run_name: r for r in trial_runs(uri, "raises")}
-    assert statuses(runs.values()) == {"L1-d32-T32-s0": "FINISHED", "L1-d32-T64-s0": "FAILED"}
-    failed = runs["L1-d32-T64-s0"]
+    failed = runs["L1-d48-T64-s0"]
     assert failed.data.tags["scaling.error"] == (
-        "RuntimeError: failure injected into L1-d32-T64-s0 by SCALING_INJECT_FAILURE"
+        "RuntimeError: failure injected into L1-d48-T64-s0 by SCALING_INJECT_FAILURE"
     )
     artifacts = [a.path for a in MlflowClient(uri).list_artifacts(failed.info.run_id)]
     assert artifacts == ["error.txt"]
-    assert "grid done: 1 FAILED, 1 FINISHED" in out
+    assert all(r.info.status != "RUNNING" for r in runs.values())
 
 
 def test_ctrl_c_stops_the_trials_leaves_nothing_running_and_says_how_to_resume(tmp_path):
