@@ -8,7 +8,6 @@ half a report.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -33,7 +32,7 @@ def write_report(a: Analysis, out_dir: str | Path) -> Path:
         (staging / "report.md").write_text(render.markdown(blocks))
         title = f"Scaling report: {a.experiment}"
         (staging / "report.html").write_text(render.html_page(blocks, plots_dir, title))
-        (staging / "fits.json").write_text(json.dumps(document.fits_document(a), indent=1))
+        document.write_json(document.fits_document(a), staging / "fits.json")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}-old-{time.time_ns()}")
             out_dir.rename(old)

@@ -196,13 +196,15 @@ def status(args) -> int:
     return 0
 
 
-# Which flag names each column a CSV of results is read by.
+# Which flag names each column a CSV of results is read by, and the flag of each thing
+# `from_csv` may refuse.
 CSV_FLAGS = {
     "params": "--params-col",
     "tokens": "--tokens-col",
     "flops": "--flops-col",
     VAL_LOSS: "--loss-col",
 }
+CSV_ERROR_FLAGS = {**CSV_FLAGS, "drop_highest_loss": "--drop-highest-loss"}
 
 
 def _read_results(args):
@@ -219,8 +221,7 @@ def _read_results(args):
     try:
         return from_csv(args.csv, columns, args.drop_highest_loss)
     except CsvError as exc:
-        flags = {**CSV_FLAGS, "drop_highest_loss": "--drop-highest-loss"}
-        flag = f"{flags[exc.column]}: " if exc.column else ""
+        flag = f"{CSV_ERROR_FLAGS[exc.column]}: " if exc.column else ""
         raise UsageError(f"{exc.path}: {flag}{exc.problem}") from None
 
 
