@@ -65,8 +65,9 @@ def plan(args) -> int:
         title=f"{args.spec}: {len(trials)} trials, experiment '{spec.experiment}'",
         caption=basis,
     )
-    columns = ("trial", "L/d/h", "params", "params_total", "seq_len", "tokens", "tokens/param",
-               "FLOPs/token", "FLOPs", "est. time", "est. memory")  # fmt: skip
+    # Under wsd, `trains` is what each run trains itself and FLOPs what it spends.
+    columns = ("trial", "L/d/h", "params", "params_total", "seq_len", "tokens", "trains",
+               "tokens/param", "FLOPs/token", "FLOPs", "est. time", "est. memory")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "trial" else "right")
     for t, guess in zip(trials, estimates):
@@ -77,24 +78,50 @@ def plan(args) -> int:
             _count(t.params_total),
             str(t.seq_len),
             _count(t.tokens),
+            _trains(t),
             f"{t.tokens / t.params:.3g}",
             _count(t.flops_per_token),
-            f"{t.flops:.3g}",
+            f"{t.trained_flops:.3g}",
             _seconds(guess.seconds),
             f"{guess.peak_bytes / 2**30:.2f} GiB",
         )
     table.add_section()
+    seconds = sum(g.seconds for g in estimates)
     table.add_row(
         "total",
-        *[""] * 4,
-        _count(sum(t.tokens for t in trials)),
+        *[""] * 5,
+        _count(sum(t.trained_tokens for t in trials)),
         *[""] * 2,
-        f"{sum(t.flops for t in trials):.3g}",
-        _seconds(sum(g.seconds for g in estimates)) + " (one at a time)",
+        f"{sum(t.trained_flops for t in trials):.3g}",
+        _seconds(seconds) + " (one at a time)",
         f"max {max(g.peak_bytes for g in estimates) / 2**30:.2f} GiB",
     )
     _console().print(table)
+    if spec.train.schedule == "wsd":
+        twin = spec_lib.expand(spec_lib.cosine_twin(spec), args.spec)
+        twin_seconds = sum(g.seconds for g in estimate.estimates(twin, gpu, args.mfu)[0])
+        print(_saving(trials, twin, seconds, twin_seconds))
     return 0
+
+
+def _trains(trial: spec_lib.TrialSpec) -> str:
+    if trial.kind == "trunk":
+        return f"trunk to {_count(trial.tokens)}"
+    if trial.kind == "branch":
+        return f"{_count(trial.trained_tokens)} from {_count(trial.branch_at)}"
+    return _count(trial.tokens)
+
+
+def _saving(runs: list, twin: list, seconds: float, twin_seconds: float) -> str:
+    """What a WSD grid spends against the same grid under cosine, every budget from scratch."""
+    spent, cosine = sum(t.trained_flops for t in runs), sum(t.flops for t in twin)
+    trunks = sum(t.kind == "trunk" for t in runs)
+    return (
+        f"wsd: {trunks} trunks and {len(runs) - trunks} branches spend {spent:.3g} FLOPs, "
+        f"{spent / cosine:.2f}x the {cosine:.3g} of the same grid under cosine; "
+        f"time {_seconds(seconds)} against {_seconds(twin_seconds)} "
+        f"({seconds / twin_seconds:.2f}x)"
+    )
 
 
 def run(args) -> int:

@@ -27,6 +27,11 @@ ERROR = "scaling.error"  # why a trial ended other than FINISHED
 DRIVER = "scaling.driver"  # host:pid of the `scaling run` that owns a grid run
 SPEC_FILE = "scaling.spec"  # the spec file's name, on the grid run
 PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag: the trial's grid run
+# What a trial run trains: a whole budget (`trial`), or under the WSD schedule a constant-LR
+# `trunk`, or a `branch` that cools down from its trunk's checkpoint to one budget.
+KIND = "scaling.kind"
+KINDS = PLAIN, TRUNK, BRANCH = "trial", "trunk", "branch"
+TRUNK_NAME = "scaling.trunk"  # on a branch: its trunk's run name
 # Artifacts: a FINISHED trial's weights, a FAILED one's traceback, the report on the grid run.
 CHECKPOINT = "checkpoint.pt"  # {"config", "trial", "tokens_seen", "state_dict"}, weights_only
 ERROR_FILE = "error.txt"
@@ -111,6 +116,9 @@ PRECISION, COMPILE, DEVICE, HOST, RAY_NODE_ID = (
 )
 RUN_PARAMS = (PRECISION, COMPILE, DEVICE, HOST, RAY_NODE_ID)
 TOKENS_PER_STEP_PARAM = "train.tokens_per_step"
+# The schedule's params, on every trial run; BRANCH_AT (tokens) on branches.
+SCHEDULE, DECAY_FRACTION, DECAY_SHAPE = "schedule", "decay_fraction", "decay_shape"
+BRANCH_AT = "branch_at"
 
 # ---------------------------------------------------------------------------------------------
 # Metrics of a trial run. Every report carries STEP, the training tokens seen, which is
@@ -142,6 +150,8 @@ def decode_context(metric: str) -> int | None:
 
 # What a Tune trial's last report says of its outcome, for the driver's callbacks.
 RESULT_STATUS, RESULT_ERROR = "scaling_status", "scaling_error"
+# A trunk's report once a branch point's checkpoint is saved: its tokens. Its branch may start.
+RESULT_BRANCH_POINT = "scaling_branch_point"
 
 
 def result_status(result: dict) -> Status:
@@ -205,12 +215,15 @@ def flops_per_token(
 
 # ---------------------------------------------------------------------------------------------
 # Names: a model `L4-d256` (`L4-d256-W256` with a sliding window: a different model to time),
-# a trial `L4-d256-T512-W256-D1.25M-s0` (the budget only when the grid has several).
+# a trial `L4-d256-T512-W256-D1.25M-s0` (the budget only when the grid has several), a WSD
+# trunk `L4-d256-T512-trunk-s0`.
+
+TRUNK_LABEL = "trunk"  # a trunk's name has it where a trial's has its budget
 
 _MODEL = r"L(?P<n_layer>\d+)-d(?P<d_model>\d+)"
 _MODEL_NAME = re.compile(rf"^{_MODEL}(?:-W(?P<window>\d+))?$")
 _TRIAL_NAME = re.compile(
-    rf"^{_MODEL}-T(?P<seq_len>\d+)(?:-W(?P<window>\d+))?(?:-(?P<budget>[DC][^-]+))?"
+    rf"^{_MODEL}-T(?P<seq_len>\d+)(?:-W(?P<window>\d+))?(?:-(?P<budget>[DC][^-]+|trunk))?"
     r"-s(?P<seed>\d+)$"
 )
 
@@ -242,7 +255,7 @@ class TrialName:
     model: ModelName
     seq_len: int
     seed: int
-    budget: str | None = None  # `D1.25M` (tokens) or `C1e+12` (FLOPs)
+    budget: str | None = None  # `D1.25M` (tokens) or `C1e+12` (FLOPs), or TRUNK_LABEL
 
     def __str__(self) -> str:
         window = f"-W{self.model.window}" if self.model.window is not None else ""

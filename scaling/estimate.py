@@ -88,7 +88,7 @@ def _time_steps(trial: TrialSpec, precision: str, steps: int) -> float:
 
 def _evaluations(trial: TrialSpec) -> int:
     interval = trial.train.eval_interval_tokens
-    return -(-trial.tokens // interval) if interval < trial.tokens else 1
+    return -(-trial.trained_tokens // interval) if interval < trial.trained_tokens else 1
 
 
 def estimate_here(trial: TrialSpec, process_bytes: int) -> Estimate:
@@ -97,7 +97,8 @@ def estimate_here(trial: TrialSpec, process_bytes: int) -> Estimate:
     step_s = measured_step_seconds(trial, precision)
     # A validation is forward passes only: about a third of a training step per token.
     eval_s = trial.train.eval_tokens / trial.train.tokens_per_step * step_s / 3
-    seconds = trial.steps * step_s + _evaluations(trial) * eval_s + SETUP_S
+    steps = trial.trained_tokens // trial.train.tokens_per_step  # a branch's trunk did the rest
+    seconds = steps * step_s + _evaluations(trial) * eval_s + SETUP_S
     cpu = hardware.device_type() == "cpu"
     peak = state_bytes(trial) + activation_bytes(trial) + (process_bytes if cpu else 0)
     return Estimate(seconds, peak)
@@ -106,7 +107,7 @@ def estimate_here(trial: TrialSpec, process_bytes: int) -> Estimate:
 def estimate_on_gpu(trial: TrialSpec, gpu: str, mfu: float) -> Estimate:
     """On a named GPU at an assumed MFU: FLOPs over the achieved rate, plus validations."""
     rate = GPU_PEAK_FLOPS[gpu]["bf16"] * mfu
-    train_s = trial.flops / rate
+    train_s = trial.trained_flops / rate
     eval_s = _evaluations(trial) * trial.train.eval_tokens * trial.flops_per_token / 3 / rate
     return Estimate(train_s + eval_s + SETUP_S, state_bytes(trial) + activation_bytes(trial))
 
@@ -123,9 +124,11 @@ def estimates(trials: list[TrialSpec], gpu: str | None = None, mfu: float = 0.4)
 
 
 # What `scaling plan --json` lists of each trial, with its estimate.
-PLAN_FIELDS = ("name", "trial_id", "n_layer", "d_model", "n_head", "seq_len", "tokens", "seed",
-               "attention", "params", "params_total", "flops_per_token", "flops", "steps",
-               "batch_size")  # fmt: skip
+# `flops` is the grid point's compute (6ND-like); `trained_flops` what the run itself spends:
+# less for a WSD branch, whose trunk trained its first `branch_at` tokens.
+PLAN_FIELDS = ("name", "trial_id", "kind", "n_layer", "d_model", "n_head", "seq_len", "tokens",
+               "seed", "attention", "params", "params_total", "flops_per_token", "flops", "steps",
+               "batch_size", "branch_at", "trunk", "trained_tokens", "trained_flops")  # fmt: skip
 
 
 def plan_row(trial: TrialSpec, guess: Estimate) -> dict:

@@ -25,8 +25,10 @@ from pydantic import (
     model_validator,
 )
 
+from scaling import schedule
 from scaling.config import GPTConfig
 from scaling.contract import (
+    TRUNK_LABEL,
     ModelName,
     TrialName,
     attention_name,
@@ -78,6 +80,13 @@ def _fraction(value: Any) -> float:
     return number
 
 
+def _decay_fraction(value: Any) -> float:
+    number = _number(value)
+    if not 0 < number <= 1:
+        raise ValueError("must be a fraction in (0, 1]")
+    return number
+
+
 _positive_int = _checked(int, True, "must be a positive integer")
 _non_negative_int = _checked(int, False, "must be a non-negative integer")
 _positive_float = _checked(float, True, "must be a positive number")
@@ -87,6 +96,7 @@ PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
 PositiveFloat = Annotated[float, BeforeValidator(_positive_float)]
 Fraction = Annotated[float, BeforeValidator(_fraction)]
+DecayFraction = Annotated[float, BeforeValidator(_decay_fraction)]
 
 
 class StrictModel(BaseModel):
@@ -211,6 +221,10 @@ class TrainSpec(StrictModel):
     lr: PositiveFloat = 3e-3
     warmup_tokens: NonNegativeInt = 0
     min_lr_ratio: Fraction = 0.1
+    # `wsd`: one constant-LR trunk per size and a cooldown branch per budget (scaling/schedule.py)
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    decay_fraction: DecayFraction = 0.2  # wsd: the cooldown's share of each budget
+    decay_shape: Literal["1-sqrt", "linear"] = "1-sqrt"  # wsd: the cooldown's shape
     weight_decay: Annotated[float, BeforeValidator(_non_negative_float)] = 0.1
     beta1: Fraction = 0.9
     beta2: Fraction = 0.95
@@ -221,6 +235,26 @@ class TrainSpec(StrictModel):
     eval_interval_tokens: PositiveInt = 262144
     eval_tokens: PositiveInt = 65536
     log_interval_steps: PositiveInt = 5
+
+    @model_validator(mode="after")
+    def _decay_needs_wsd(self) -> TrainSpec:
+        # By value, not by the keys given: a trial's config travels as a full dump.
+        fields = type(self).model_fields
+        changed = [
+            k for k in ("decay_fraction", "decay_shape") if getattr(self, k) != fields[k].default
+        ]
+        if changed and self.schedule != "wsd":
+            raise ValueError(f"{changed[0]} applies to schedule 'wsd' only; add 'schedule: wsd'")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two trials' training the same, for their trial ids: the cosine
+        default's trials keep the ids they had before schedules could be chosen."""
+        values = self.model_dump(mode="json")
+        if self.schedule == "cosine":
+            for key in ("schedule", "decay_fraction", "decay_shape"):
+                values.pop(key)
+        return values
 
 
 class ResourcesSpec(StrictModel):
@@ -261,7 +295,12 @@ class Spec(StrictModel):
 
 
 class TrialSpec(StrictModel):
-    """Everything one training run needs; JSON-able so it can travel to a Ray worker."""
+    """Everything one training run needs; JSON-able so it can travel to a Ray worker.
+
+    A `trial` trains its budget from scratch. Under `train.schedule: wsd` the grid is trunks
+    and branches instead: a `trunk` trains at the peak LR (after warm-up) to its last
+    `branch_points` entry and saves a checkpoint at each; a `branch` is a grid point, started
+    from its trunk's checkpoint at `branch_at` tokens, that cools down to its budget."""
 
     name: str
     trial_id: str
@@ -280,6 +319,47 @@ class TrialSpec(StrictModel):
     data: DataSpec
     train: TrainSpec
     resources: ResourcesSpec
+    kind: Literal["trial", "trunk", "branch"] = "trial"
+    branch_at: int = 0  # a branch: the tokens where it leaves its trunk (0: from scratch)
+    trunk: str | None = None  # a branch: its trunk's name
+    trunk_id: str | None = None  # a branch: its trunk's trial_id
+    branch_points: list[int] = []  # a trunk: the tokens where its branches leave it
+
+    @property
+    def trained_tokens(self) -> int:
+        """The tokens this run trains itself: a branch's trunk trained the rest."""
+        return self.tokens - self.branch_at
+
+    @property
+    def trained_flops(self) -> float:
+        return float(self.flops_per_token * self.trained_tokens)
+
+    @property
+    def decay_steps(self) -> int:
+        return schedule.cooldown_steps(self.steps, self.train.decay_fraction)
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        """Steps that must end a Lightning epoch, for a checkpoint there: a trunk's branch
+        points, and a branch's own (where its trunk's validation left off)."""
+        points = self.branch_points if self.kind == "trunk" else [self.branch_at]
+        return [p // self.train.tokens_per_step for p in points if p]
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at optimizer `step` (from 0), as a factor of `train.lr`."""
+        train = self.train
+        if self.kind == "trunk":
+            return schedule.warmup(step, self.warmup_steps)
+        if train.schedule == "wsd":
+            return schedule.wsd(
+                step,
+                self.warmup_steps,
+                self.steps,
+                self.decay_steps,
+                train.min_lr_ratio,
+                train.decay_shape,
+            )
+        return schedule.cosine(step, self.warmup_steps, self.steps, train.min_lr_ratio)
 
     @property
     def gpt_config(self) -> GPTConfig:
@@ -297,7 +377,9 @@ class TrialSpec(StrictModel):
 
     @property
     def warmup_steps(self) -> int:
-        return min(self.steps, self.train.warmup_tokens // self.train.tokens_per_step)
+        steps = self.train.warmup_tokens // self.train.tokens_per_step
+        # A trunk and its branches must warm up alike, whatever their lengths.
+        return steps if self.train.schedule == "wsd" else min(self.steps, steps)
 
     @property
     def batch_size(self) -> int:
@@ -396,7 +478,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
             "seed": seed,
             "attention": attention,
             "data": spec.data.model_dump(mode="json"),
-            "train": size_train.model_dump(mode="json"),
+            "train": size_train.identity(),
         }
         trial_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
         trials.append(
@@ -408,14 +490,71 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
                 flops_per_token=per_token,
                 flops=float(per_token * tokens),
                 resources=spec.resources,
-                **resolved,
+                **{**resolved, "train": size_train},
             )
         )
     names = [t.name for t in trials]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SpecError(f"{source}: model.sizes: the grid repeats trial {duplicates[0]}")
-    return trials
+    return trunks_and_branches(trials) if train.schedule == "wsd" else trials
+
+
+def cosine_twin(spec: Spec) -> Spec:
+    """The same grid under the cosine schedule: every budget trained from scratch."""
+    defaults = {k: TrainSpec.model_fields[k].default for k in ("decay_fraction", "decay_shape")}
+    train = spec.train.model_copy(update={"schedule": "cosine", **defaults})
+    return spec.model_copy(update={"train": train})
+
+
+def trunks_and_branches(trials: list[TrialSpec]) -> list[TrialSpec]:
+    """A WSD grid: trials that differ only in their budget become branches of one trunk,
+    which runs to the last branch point. Each trunk is listed before its branches."""
+    groups: dict[str, list[TrialSpec]] = {}
+    for trial in trials:
+        groups.setdefault(_trunk_id(trial), []).append(trial)
+    units = []
+    for trunk_id, members in groups.items():
+        branches = []
+        for trial in members:
+            branch_at = (trial.steps - trial.decay_steps) * trial.train.tokens_per_step
+            branches.append(trial.model_copy(update={"kind": "branch", "branch_at": branch_at}))
+        points = sorted({b.branch_at for b in branches if b.branch_at})
+        if points:  # else every budget cools down from the first step: nothing to share
+            first = members[0]
+            name = TrialName(ModelName(first.n_layer, first.d_model, first.gpt_config.window),
+                             first.seq_len, first.seed, TRUNK_LABEL)  # fmt: skip
+            trunk = first.model_copy(
+                update={
+                    "kind": "trunk",
+                    "name": str(name),
+                    "trial_id": trunk_id,
+                    "tokens": points[-1],
+                    "flops": float(first.flops_per_token * points[-1]),
+                    "branch_points": points,
+                }
+            )
+            units.append(trunk)
+            branches = [
+                b.model_copy(update={"trunk": trunk.name, "trunk_id": trunk_id})
+                if b.branch_at
+                else b
+                for b in branches
+            ]
+        units.extend(branches)
+    return units
+
+
+def _trunk_id(trial: TrialSpec) -> str:
+    """Everything but the budget: adding a budget to a grid keeps its trunks, and their
+    saved branch points."""
+    identity = trial.model_dump(
+        mode="json",
+        include={"experiment", "n_layer", "d_model", "n_head", "seq_len", "seed", "attention",
+                 "data", "train"},
+    )  # fmt: skip
+    identity["kind"] = "trunk"
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------

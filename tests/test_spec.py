@@ -258,6 +258,26 @@ BAD = [
         dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}] * 2}),
         "grid.yaml: model.sizes: the grid repeats trial L1-d32-T64-s0",
     ),
+    (
+        dict(train={"schedule": "constant"}),
+        "grid.yaml: train.schedule: must be 'cosine' or 'wsd', got 'constant'",
+    ),
+    (
+        dict(train={"schedule": "wsd", "decay_fraction": 0}),
+        "grid.yaml: train.decay_fraction: must be a fraction in (0, 1], got 0",
+    ),
+    (
+        dict(train={"schedule": "wsd", "decay_fraction": 1.5}),
+        "grid.yaml: train.decay_fraction: must be a fraction in (0, 1], got 1.5",
+    ),
+    (
+        dict(train={"schedule": "wsd", "decay_shape": "cosine"}),
+        "grid.yaml: train.decay_shape: must be '1-sqrt' or 'linear', got 'cosine'",
+    ),
+    (
+        dict(train={"decay_fraction": 0.1}),
+        "grid.yaml: train: decay_fraction applies to schedule 'wsd' only; add 'schedule: wsd'",
+    ),
 ]
 
 
