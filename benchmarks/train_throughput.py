@@ -25,7 +25,6 @@ from scaling import trial as trial_lib
 from scaling.contract import STEP_TIME_S, Status
 from scaling.data import RandomWindows, prepare
 from scaling.model import GPT
-from scaling.module import lr_factor
 from scaling.spec import expand, parse
 
 SHAPES = [  # (n_layer, d_model, n_head, seq_len, optimizer steps per run)
@@ -88,9 +87,7 @@ def plain_loop(trial, precision: str) -> float:
     for step in range(trial.steps):
         start = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = train.lr * lr_factor(
-                step, trial.warmup_steps, trial.steps, train.min_lr_ratio
-            )
+            group["lr"] = train.lr * trial.lr_factor(step)
         for part in range(accumulate):
             x, y = windows[step * accumulate + part]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):

@@ -16,7 +16,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -301,9 +301,11 @@ class ValidationWindows(Dataset):
 
 
 class ByteDataModule(L.LightningDataModule):
-    """One Lightning epoch is one evaluation interval (`steps_per_epoch` optimizer steps): the
-    validation loss and the resume checkpoint then fall on epoch ends, which Lightning resumes
-    from exactly. The training loader is rebuilt each epoch to start at the epoch's first step."""
+    """One Lightning epoch ends at every evaluation interval (`steps_per_epoch` optimizer
+    steps), at each of `checkpoint_steps` and at the last step: the validation loss and the
+    resume checkpoint then fall on epoch ends, which Lightning resumes from exactly. The
+    training loader is rebuilt each epoch to start at the step the trainer is at, so a run
+    resumed from another run's checkpoint (a WSD branch from its trunk) picks up there."""
 
     def __init__(
         self,
@@ -315,29 +317,31 @@ class ByteDataModule(L.LightningDataModule):
         steps_per_epoch: int,
         eval_tokens: int,
         seed: int,
+        checkpoint_steps: Sequence[int] = (),
     ):
         super().__init__()
         self.cache, self.seq_len, self.seed = cache, seq_len, seed
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
-        self.steps, self.steps_per_epoch, self.eval_tokens = steps, steps_per_epoch, eval_tokens
+        self.steps, self.eval_tokens = steps, eval_tokens
+        self.epoch_ends = sorted(
+            {*range(steps_per_epoch, steps, steps_per_epoch), *checkpoint_steps, steps} - {0}
+        )
 
-    @property
-    def epochs(self) -> int:
-        return -(-self.steps // self.steps_per_epoch)
+    def _epoch_end_after(self, step: int) -> int:
+        return next((end for end in self.epoch_ends if end > step), self.steps)
 
     def _rank(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch if self.trainer else 0
-        first_step = epoch * self.steps_per_epoch
+        first_step = self.trainer.global_step if self.trainer else 0
         rank, world_size = self._rank()
         windows = RandomWindows(
             self.cache.train(),
             self.seq_len,
             self.batch_size,
             self.micro_batch_size,
-            steps=min(self.steps_per_epoch, self.steps - first_step),
+            steps=max(1, self._epoch_end_after(first_step) - first_step),
             seed=self.seed,
             first_step=first_step,
             rank=rank,

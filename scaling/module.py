@@ -1,8 +1,6 @@
-"""The LightningModule: next-token objective, AdamW, warmup then cosine decay, validation loss."""
+"""The LightningModule: next-token objective, AdamW, the trial's LR schedule, validation loss."""
 
 from __future__ import annotations
-
-import math
 
 import lightning as L
 import torch
@@ -13,16 +11,6 @@ from scaling.spec import TrialSpec
 
 class Diverged(RuntimeError):
     """The training loss stopped being finite."""
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """Linear warmup, then cosine decay that reaches `min_lr_ratio` exactly at the last step:
-    Chinchilla showed a schedule longer than the run leaves the loss biased upwards."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    decay_steps = max(1, total_steps - 1 - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class GPTModule(L.LightningModule):
@@ -71,9 +59,14 @@ class GPTModule(L.LightningModule):
             betas=(train.beta1, train.beta2),
             fused=self.device.type == "cuda",
         )
-        total = self.trial.steps
-        warmup = self.trial.warmup_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, warmup, total, train.min_lr_ratio)
-        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: self.trial.lr_factor(s))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        # A resumed optimizer holds the LR its checkpoint's schedule set for the next step. A
+        # branch resumes its trunk's checkpoint under its own schedule: set this run's LR.
+        scheduler = self.lr_schedulers()
+        assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+        factor = self.trial.lr_factor(self.trainer.global_step)
+        for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * factor

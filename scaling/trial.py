@@ -44,12 +44,12 @@ from scaling.contract import (
     Status,
 )
 from scaling.data import ByteDataModule, prepare
-from scaling.module import Diverged, GPTModule, lr_factor
+from scaling.module import Diverged, GPTModule
 from scaling.spec import TrialSpec
 
 Report = Callable[[dict, "Path | None"], None]
 RESUME_FILE = "last.ckpt"
-RESUME_META = "resume.json"  # {"tokens": training tokens seen at the resume point}
+RESUME_META = "resume.json"  # {"tokens": seen at the resume point, "val_loss": there}
 
 
 @dataclass
@@ -129,9 +129,7 @@ class MetricsReporter(L.Callback):
         tokens = self._window_steps * self.trial.train.tokens_per_step
         tokens_per_s = tokens / self._window_seconds
         train = self.trial.train
-        lr = train.lr * lr_factor(
-            step - 1, self.trial.warmup_steps, self.trial.steps, train.min_lr_ratio
-        )
+        lr = train.lr * self.trial.lr_factor(step - 1)
         self._loss_sum, self._micro_batches = torch.zeros(()), 0
         self._window_seconds, self._window_steps = 0.0, 0
         if not torch.isfinite(torch.tensor(loss)):
@@ -165,7 +163,8 @@ class MetricsReporter(L.Callback):
         if self.resume_dir is not None and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.resume_dir / RESUME_FILE)  # every rank; rank 0 writes
             if trainer.is_global_zero:
-                (self.resume_dir / RESUME_META).write_text(json.dumps({"tokens": tokens}))
+                meta = {"tokens": tokens, VAL_LOSS: module.val_loss}
+                (self.resume_dir / RESUME_META).write_text(json.dumps(meta))
                 resume_point = self.resume_dir
         self.report({STEP: tokens, VAL_LOSS: module.val_loss}, resume_point)
 
@@ -301,6 +300,7 @@ def _fit(
         steps_per_epoch=max(1, train.eval_interval_tokens // train.tokens_per_step),
         eval_tokens=train.eval_tokens,
         seed=trial.seed,
+        checkpoint_steps=trial.checkpoint_steps,
     )
     options = {key: value for key, value in distributed.items() if key != "prepare"}
     trainer = L.Trainer(
@@ -309,7 +309,7 @@ def _fit(
         use_distributed_sampler=False,
         precision=hardware.lightning_precision(precision),
         max_steps=trial.steps,
-        max_epochs=data.epochs,
+        max_epochs=-1,  # epochs are evaluation intervals; the step budget ends the run
         reload_dataloaders_every_n_epochs=1,
         accumulate_grad_batches=trial.accumulate_grad_batches,
         gradient_clip_val=train.grad_clip,

@@ -206,3 +206,37 @@ def test_a_sliding_window_trial_trains_and_its_checkpoint_keeps_the_window(tmp_p
     assert model.config.window == 16 and saved_trial["attention"] == "sliding_window:16"
     # After training, what a generated token costs at each context up to the trained one.
     assert set(result.metrics) >= {"decode_s_per_token_at_64"}
+
+
+def test_a_branch_from_its_trunks_checkpoint_trains_as_one_uninterrupted_wsd_run(tmp_path):
+    spec = parse(
+        tiny_spec(
+            grid={"seq_len": [64], "tokens": [40960, 81920]},
+            train={"schedule": "wsd", "warmup_tokens": 8192, "log_interval_steps": 1},
+        )
+    )
+    trunk, _, long = expand(spec)
+    assert (trunk.kind, trunk.branch_points, long.branch_at) == ("trunk", [32768, 65536], 65536)
+    saved = tmp_path / "branch_point"
+
+    def keep_last_branch_point(metrics, checkpoint):
+        if checkpoint is not None and metrics["step"] == long.branch_at:
+            shutil.copytree(checkpoint, saved)
+
+    trial_lib.run(trunk, keep_last_branch_point, tmp_path / "trunk", resume_points=True)
+    branch_reports = Reports()
+    branch = trial_lib.run(
+        long, branch_reports, tmp_path / "branch", resume_from=saved / trial_lib.RESUME_FILE
+    )
+    whole_reports = Reports()
+    uninterrupted = long.model_copy(update={"kind": "trial", "branch_at": 0, "trunk": None})
+    whole = trial_lib.run(uninterrupted, whole_reports, tmp_path / "whole")
+
+    def after_branch_point(reports, key):
+        return {r["step"]: r[key] for r in reports if key in r and r["step"] > long.branch_at}
+
+    for key in ("train_loss", "lr"):
+        branch_values = after_branch_point(branch_reports, key)
+        assert len(branch_values) == 4  # the cooldown: 20% of 20 steps
+        assert branch_values == pytest.approx(after_branch_point(whole_reports, key), abs=1e-5)
+    assert branch.val_loss == pytest.approx(whole.val_loss, abs=1e-5)
