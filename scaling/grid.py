@@ -24,20 +24,26 @@ from typing import TYPE_CHECKING
 
 import ray
 from ray import tune
+from ray.tune.search import Searcher
 
+from scaling import branch_points
 from scaling import trial as trial_lib
 from scaling.contract import (
+    BRANCH,
     CHECKPOINT,
     DECODE_PREFIX,
     ERROR_FILE,
     HOST,
     METRICS,
     RAY_NODE_ID,
+    RESULT_BRANCH_POINT,
     RESULT_ERROR,
     RESULT_STATUS,
     RESUMED_AT,
     RUN_PARAMS,
     STEP,
+    TRUNK,
+    VAL_LOSS,
     Status,
     result_status,
 )
@@ -67,7 +73,7 @@ class GridOutcome:
 def train_function(config: dict) -> None:
     """A Tune function trainable: runs one trial in this worker process."""
     trial = TrialSpec.model_validate(config["trial"])
-    _run_and_report(trial, tune.get_checkpoint, tune.report, tune.Checkpoint)
+    _run_and_report(trial, config["storage"], tune.get_checkpoint, tune.report, tune.Checkpoint)
 
 
 def train_distributed(config: dict) -> None:
@@ -113,13 +119,44 @@ def train_worker(config: dict) -> None:
         "prepare": prepare_trainer,
     }
     _run_and_report(
-        trial, ray.train.get_checkpoint, ray.train.report, ray.train.Checkpoint, distributed
+        trial,
+        config["storage"],
+        ray.train.get_checkpoint,
+        ray.train.report,
+        ray.train.Checkpoint,
+        distributed,
     )
 
 
-def _run_and_report(trial, get_checkpoint, report, checkpoint_type, distributed=None) -> None:
+@contextlib.contextmanager
+def _starting_point(trial: TrialSpec, own: tune.Checkpoint | None, storage: str):
+    """The folder of the resume point `trial` starts from, or None for step 0: its own last
+    one (Tune retrying it), else a branch's trunk checkpoint, or the last branch point a
+    trunk saved in an earlier run of the grid, whichever is further on."""
+    with contextlib.ExitStack() as stack:
+        start = Path(stack.enter_context(own.as_directory())) if own else None
+        saved, trunk_id = 0, trial.trunk_id
+        if trial.kind == TRUNK:
+            points = branch_points.saved(storage, trial.experiment, trial.trial_id)
+            saved, trunk_id = max(points, default=0), trial.trial_id
+        elif trial.kind == BRANCH:
+            saved = trial.branch_at  # the grid starts a branch once its point is saved
+        if trunk_id and saved > (_tokens_at(start) if start else 0):
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            start = branch_points.fetch(storage, trial.experiment, trunk_id, saved, scratch)
+        yield start
+
+
+def _tokens_at(resume_point: Path) -> int:
+    return json.loads((resume_point / trial_lib.RESUME_META).read_text())["tokens"]
+
+
+def _run_and_report(
+    trial, storage, get_checkpoint, report, checkpoint_type, distributed=None
+) -> None:
     """Runs `trial` with resume points, reporting through `report` (tune.report in a Tune
-    trial, ray.train.report in a Train worker), resuming from `get_checkpoint()` if any."""
+    trial, ray.train.report in a Train worker), from the point `_starting_point` finds. A
+    trunk saves each branch point to `storage` and reports it (RESULT_BRANCH_POINT)."""
     import torch
 
     torch.set_num_threads(max(1, int(trial.resources.cpus_per_trial)))
@@ -127,21 +164,28 @@ def _run_and_report(trial, get_checkpoint, report, checkpoint_type, distributed=
         raise RuntimeError(f"failure injected into {trial.name} by SCALING_INJECT_FAILURE")
 
     def report_with_resume_point(metrics: dict, resume_point: Path | None) -> None:
+        if resume_point and trial.kind == TRUNK and metrics[STEP] in trial.branch_points:
+            branch_points.save(
+                resume_point, storage, trial.experiment, trial.trial_id, metrics[STEP]
+            )
+            metrics = {**metrics, RESULT_BRANCH_POINT: metrics[STEP]}
         report(
             metrics,
             checkpoint=checkpoint_type.from_directory(resume_point) if resume_point else None,
         )
 
     out_dir = Path(tempfile.mkdtemp(prefix=f"scaling-{trial.name}-"))
-    resume = get_checkpoint()
     try:
-        with resume.as_directory() if resume else contextlib.nullcontext() as resume_dir:
+        with _starting_point(trial, get_checkpoint(), storage) as start:
             resume_from = None
-            if resume_dir:
-                resume_from = Path(resume_dir) / trial_lib.RESUME_FILE
-                meta = json.loads((Path(resume_dir) / trial_lib.RESUME_META).read_text())
-                # Recorded in MLflow, so a retried trial shows where it picked up.
-                report({STEP: meta["tokens"], RESUMED_AT: meta["tokens"]})
+            if start:
+                resume_from = start / trial_lib.RESUME_FILE
+                meta = json.loads((start / trial_lib.RESUME_META).read_text())
+                if trial.kind == BRANCH and meta["tokens"] == trial.branch_at:
+                    # The branch's curve starts where it leaves its trunk.
+                    report({STEP: meta["tokens"], VAL_LOSS: meta[VAL_LOSS]})
+                else:  # recorded in MLflow: a resumed run shows where it picked up
+                    report({STEP: meta["tokens"], RESUMED_AT: meta["tokens"]})
             result = trial_lib.run(
                 trial,
                 report_with_resume_point,
@@ -173,6 +217,59 @@ def _run_and_report(trial, get_checkpoint, report, checkpoint_type, distributed=
 
 # ---------------------------------------------------------------------------------------------
 # On the driver.
+
+
+class RunQueue(Searcher):
+    """Hands Tune the grid's runs as it has room for them: trials and trunks in grid order,
+    and each WSD branch as soon as its trunk has saved the branch's checkpoint, so branches
+    train beside their still-running trunk. A branch whose trunk ended before reaching its
+    point never runs: it is kept in `orphans` with the trunk's status and reason."""
+
+    def __init__(self, runs: list[TrialSpec], saved: dict[str, set[int]]):
+        super().__init__()
+        self.waiting = list(runs)
+        self.saved = defaultdict(set, saved)  # trunk_id -> the tokens of its saved points
+        self.started: dict[str, TrialSpec] = {}  # Tune's trial id -> run
+        self.orphans: list[tuple[TrialSpec, Status, str]] = []  # (branch, status, reason)
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the runs are given whole: no search space, metric or mode
+
+    def save(self, checkpoint_path: str) -> None:
+        pass  # a grid resumes from MLflow and its saved branch points, not from Tune's state
+
+    def _ready(self, run: TrialSpec) -> bool:
+        if run.kind != BRANCH or not run.branch_at:
+            return True
+        return run.branch_at in self.saved[run.trunk_id or ""]
+
+    def suggest(self, trial_id: str) -> dict | None:
+        run = next((r for r in self.waiting if self._ready(r)), None)
+        if run is None:  # nothing yet, or nothing left (Tune's FINISHED is a string)
+            return None if self.waiting else Searcher.FINISHED  # type: ignore[return-value]
+        self.waiting.remove(run)
+        self.started[trial_id] = run
+        return {"trial": run.model_dump(mode="json")}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if RESULT_BRANCH_POINT in result:
+            self.saved[self.started[trial_id].trial_id].add(int(result[RESULT_BRANCH_POINT]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        trunk = self.started.get(trial_id)
+        if trunk is None or trunk.kind != TRUNK:
+            return
+        status = Status.FAILED if error else result_status(result or {})
+        why = "" if error else (result or {}).get(RESULT_ERROR) or ""
+        for branch in [r for r in self.waiting if r.trunk_id == trunk.trial_id]:
+            if self._ready(branch):
+                continue
+            self.waiting.remove(branch)
+            reason = f"its trunk {trunk.name} ended {status} before {branch.branch_at} tokens"
+            # A branch is its trunk up to its point: a diverged or out-of-memory trunk is that
+            # result for it too; anything else (a finished trunk cannot leave one) a failure.
+            inherited = status if status in (Status.DIVERGED, Status.OOM) else Status.FAILED
+            self.orphans.append((branch, inherited, f"{reason}: {why}" if why else reason))
 
 
 class TrackingCallback(tune.Callback):
@@ -287,6 +384,18 @@ def check_storage(storage: str, hosts: set[str] | None = None) -> None:
         )
 
 
+def _to_run(
+    trials: list[TrialSpec], finished: set[str], saved: dict[str, set[int]]
+) -> list[TrialSpec]:
+    """What a run of the grid has left to do: every trial and branch not FINISHED before,
+    and the trunks whose branches among them need a point not saved yet."""
+    todo = [t for t in trials if t.kind != TRUNK and t.trial_id not in finished]
+    needed = {
+        t.trunk_id for t in todo if t.trunk_id and t.branch_at not in saved.get(t.trunk_id, ())
+    }
+    return [t for t in trials if t.trial_id in needed or t in todo]
+
+
 def run_grid(
     spec: Spec,
     spec_path: Path,
@@ -300,21 +409,31 @@ def run_grid(
 ) -> GridOutcome:
     """Run the trials not FINISHED in the experiment before, on the Ray at `address` (see
     `connect`); a trial that raises or whose worker dies is retried `max_failures` times,
-    from its last resume point. With nothing left to run, Ray is not started at all."""
+    from its last resume point. With nothing left to run, Ray is not started at all.
+
+    A WSD grid's trunk runs only while a branch still needs a point it has not saved, and
+    resumes from the last one it saved."""
     finished = tracker.finished_trial_ids(spec.experiment)
-    todo = [t for t in trials if t.trial_id not in finished]
+    storage = storage if "://" in storage else str(Path(storage).resolve())
+    saved = {
+        t.trial_id: branch_points.saved(storage, spec.experiment, t.trial_id)
+        for t in trials
+        if t.kind == TRUNK
+    }
+    todo = _to_run(trials, finished, saved)
     if todo:
         connect(address)
         check_storage(storage)  # before MLflow is written to: a refusal leaves no trace
     experiment_id = tracker.experiment_id(spec.experiment)
     tracker.close_abandoned(experiment_id)
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
-    outcome = GridOutcome(parent, skipped=[t.name for t in trials if t.trial_id in finished])
+    skipped = [t.name for t in trials if t.trial_id in finished and t.kind != TRUNK]
+    outcome = GridOutcome(parent, skipped=skipped)
     if not todo:
         tracker.end_grid(parent, Status.FINISHED)
         return outcome
     tracking = TrackingCallback(tracker, experiment_id, parent)
-    storage = storage if "://" in storage else str(Path(storage).resolve())
+    queue = RunQueue(todo, saved)
     if spec.resources.workers_per_trial > 1:
         # The Tune trial only waits on its TorchTrainer and the workers hold the CPUs and GPUs;
         # Ray needs a non-empty request, so it asks for a little memory instead.
@@ -325,12 +444,10 @@ def run_grid(
     by_trial_id = {t.trial_id: t for t in todo}
     tuner = tune.Tuner(
         trainable,
-        param_space={
-            "trial": tune.grid_search([t.model_dump(mode="json") for t in todo]),
-            "storage": storage,
-            "max_failures": max_failures,
-        },
+        param_space={"storage": storage, "max_failures": max_failures},
         tune_config=tune.TuneConfig(
+            search_alg=queue,
+            num_samples=len(todo),
             max_concurrent_trials=max_concurrent or spec.resources.max_concurrent,
             reuse_actors=True,
             trial_name_creator=lambda t: t.config["trial"]["name"],
@@ -358,6 +475,12 @@ def run_grid(
                 tracker.kill_trial(run_id, "the grid stopped before this trial finished")
                 outcome.interrupted = True
         outcome.statuses.update(tracking.statuses)
+        # Branches whose trunk ended early are recorded with its reason, not left missing.
+        for branch, status, reason in queue.orphans:
+            run_id = tracker.start_trial(experiment_id, parent, branch)
+            tracker.end_trial(run_id, status, reason)
+            tracking.run_ids[branch.trial_id] = run_id
+            outcome.statuses[branch.name] = status
         outcome.interrupted |= any(t.trial_id not in tracking.run_ids for t in todo)
         status = Status.FINISHED if outcome.ok else Status.FAILED
         tracker.end_grid(parent, Status.KILLED if outcome.interrupted else status)

@@ -95,7 +95,7 @@ class GridProgress(tune.Callback):
         for name, trial in self.trials.items():
             if self.status[name] not in (Status.PENDING, Status.RUNNING):
                 continue
-            seen = self.latest[name].get(STEP, 0)
+            seen = max(self.latest[name].get(STEP, 0), trial.branch_at)  # a trunk trained that
             remaining += trial.flops_per_token * max(0, trial.tokens - seen)
             if self.status[name] == Status.RUNNING:
                 rate += trial.flops_per_token * self.latest[name].get(TOKENS_PER_S, 0)
@@ -121,7 +121,7 @@ class GridProgress(tune.Callback):
             table.add_row(
                 name,
                 str(self.status[name]),
-                f"{latest.get(STEP, 0) / trial.tokens:.0%}",
+                f"{latest.get(STEP, 0) / trial.tokens:.0%}",  # a branch's count includes its trunk
                 f"{latest[TRAIN_LOSS]:.4f}" if TRAIN_LOSS in latest else "",
                 f"{latest[VAL_LOSS]:.4f}" if VAL_LOSS in latest else "",
                 f"{latest[TOKENS_PER_S]:,.0f}" if TOKENS_PER_S in latest else "",

@@ -22,19 +22,26 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from scaling.contract import (
+    BRANCH,
+    BRANCH_AT,
     CHECKPOINT,
+    DECAY_FRACTION,
+    DECAY_SHAPE,
     DRIVER,
     ERROR,
     GRID,
+    KIND,
     PARENT_RUN_ID,
     REPORT_ARTIFACTS,
     ROLE,
+    SCHEDULE,
     SPEC_FILE,
     STATUS,
     STEP,
     TRIAL,
     TRIAL_ID,
     TRIAL_PARAMS,
+    TRUNK_NAME,
     NoSuchExperiment,
     Status,
     grid_runs_filter,
@@ -58,6 +65,10 @@ class TrackingError(InputError):
 def trial_params(trial: TrialSpec) -> dict[str, str]:
     """The contract's trial params, then the rest of the resolved config, flattened."""
     params = {key: getattr(trial, key) for key in TRIAL_PARAMS}
+    schedule = (SCHEDULE, DECAY_FRACTION, DECAY_SHAPE)
+    params.update({key: getattr(trial.train, key) for key in schedule})
+    if trial.kind == BRANCH:
+        params[BRANCH_AT] = trial.branch_at
     params.update(
         steps=trial.steps,
         batch_size=trial.batch_size,
@@ -66,7 +77,7 @@ def trial_params(trial: TrialSpec) -> dict[str, str]:
     )
     for section in ("train", "data", "resources"):
         for key, value in getattr(trial, section).model_dump(mode="json").items():
-            if value is not None:
+            if value is not None and key not in schedule:
                 params[f"{section}.{key}"] = value
     return {key: str(value) for key, value in params.items()}
 
@@ -165,8 +176,9 @@ class Tracker:
             run_id,
             params=[
                 Param("trials", str(len(trials))),
-                Param("total_flops", f"{sum(t.flops for t in trials):.4g}"),
-                Param("total_tokens", str(sum(t.tokens for t in trials))),
+                # What the grid trains: a WSD branch's trunk trained the rest of its tokens.
+                Param("total_flops", f"{sum(t.trained_flops for t in trials):.4g}"),
+                Param("total_tokens", str(sum(t.trained_tokens for t in trials))),
             ],
         )
         self.client.log_artifact(run_id, str(spec_path))
@@ -200,9 +212,11 @@ class Tracker:
             run_name=trial.name,
             tags={
                 ROLE: TRIAL,
+                KIND: trial.kind,
                 TRIAL_ID: trial.trial_id,
                 STATUS: Status.RUNNING.value,
                 PARENT_RUN_ID: parent_run_id,
+                **({TRUNK_NAME: trial.trunk} if trial.trunk else {}),
             },
         )
         params = [Param(k, v) for k, v in trial_params(trial).items()]

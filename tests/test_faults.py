@@ -236,3 +236,111 @@ def test_ctrl_c_stops_the_trials_leaves_nothing_running_and_says_how_to_resume(t
     experiment = client.get_experiment_by_name("stopped")
     every_run = client.search_runs([experiment.experiment_id])
     assert not [r for r in every_run if r.info.status == "RUNNING"]
+
+
+WSD_SIZE = {"n_layer": 2, "d_model": 128, "n_head": 4}  # a trunk slow enough to kill mid-run
+
+
+def wsd_spec(name: str, sizes: list[dict], max_concurrent: int, last: int = 262144) -> dict:
+    return tiny_spec(
+        name,
+        model={"sizes": sizes},
+        grid={"seq_len": [64], "tokens": [65536, 131072, last]},
+        train={"schedule": "wsd", "lr": 3e-3, "eval_interval_tokens": 32768},
+        resources={"cpus_per_trial": 1, "max_concurrent": max_concurrent},
+    )
+
+
+def saved_points(folder, experiment: str) -> list[int]:
+    found = (folder / "runs" / "branch_points" / experiment).glob("*/*/resume.json")
+    return sorted(int(p.parent.name) for p in found)
+
+
+def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_are_recorded(
+    tmp_path,
+):
+    """One WSD grid: the first trunk's worker is killed after its first branch point and
+    resumes; the second trunk diverges, and its branches are recorded with that reason."""
+    spec = write_spec(
+        tmp_path / "trunks.yaml",
+        wsd_spec("trunks", [WSD_SIZE, {**TINY, "lr": 1e6}], max_concurrent=1),
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = start_grid(tmp_path, spec, uri, "--quiet")
+    try:
+        wait_for(lambda: saved_points(tmp_path, "trunks"), 240, "a branch point", driver)
+        workers = [p for p in psutil.Process(driver.pid).children(recursive=True) if is_trial(p)]
+        assert len(workers) == 1, "the trunk should be the only run (max_concurrent 1)"
+        workers[0].kill()
+        out, err = driver.communicate(timeout=300)
+    finally:
+        kill_group(driver)
+    assert driver.returncode == 0, out + err  # diverged points are results, not failures
+    runs = {r.info.run_name: r for r in trial_runs(uri, "trunks")}
+    assert len(runs) == 8  # one run each: two trunks and six branches
+    assert statuses(runs.values()) == {
+        "L2-d128-T64-trunk-s0": "FINISHED",
+        "L2-d128-T64-D65.5K-s0": "FINISHED",
+        "L2-d128-T64-D131K-s0": "FINISHED",
+        "L2-d128-T64-D262K-s0": "FINISHED",
+        "L1-d32-T64-trunk-s0": "DIVERGED",
+        "L1-d32-T64-D65.5K-s0": "DIVERGED",
+        "L1-d32-T64-D131K-s0": "DIVERGED",
+        "L1-d32-T64-D262K-s0": "DIVERGED",
+    }
+    client = MlflowClient(uri)
+    trunk = runs["L2-d128-T64-trunk-s0"]
+    resumed = client.get_metric_history(trunk.info.run_id, "resumed_at")
+    assert len(resumed) == 1 and resumed[0].value >= 32768  # not from step 0
+    branch = runs["L2-d128-T64-D262K-s0"]
+    assert branch.data.tags["scaling.kind"] == "branch"
+    assert branch.data.tags["scaling.trunk"] == "L2-d128-T64-trunk-s0"
+    assert branch.data.params["branch_at"] == "208896"
+    history = [m.step for m in client.get_metric_history(branch.info.run_id, "val_loss")]
+    assert history[0] == 208896 and history[-1] == 262144  # from its branch point on
+    orphan = runs["L1-d32-T64-D262K-s0"].data.tags["scaling.error"]
+    assert orphan.startswith("its trunk L1-d32-T64-trunk-s0 ended DIVERGED before 208896 tokens")
+    assert "loss became nan" in orphan
+
+
+def test_a_wsd_grid_whose_driver_was_killed_retrains_no_saved_trunk_segment(tmp_path):
+    # A long last budget: the first branches finish while the trunk still runs.
+    spec = write_spec(tmp_path / "segments.yaml", wsd_spec("segments", [WSD_SIZE], 2, 524288))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = start_grid(tmp_path, spec, uri, "--quiet")
+    try:
+
+        def a_branch_finished_while_the_trunk_runs():
+            found = statuses(trial_runs(uri, "segments"))
+            return found.get("L2-d128-T64-trunk-s0") == "RUNNING" and "FINISHED" in found.values()
+
+        wait_for(a_branch_finished_while_the_trunk_runs, 240, "a finished branch", driver)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        kill_group(driver)
+    saved_before = saved_points(tmp_path, "segments")
+    finished_before = [
+        n for n, s in statuses(trial_runs(uri, "segments")).items() if s == "FINISHED"
+    ]
+    assert saved_before and finished_before
+
+    again = scaling(
+        "run", str(spec), "--tracking-uri", uri, "--storage", str(tmp_path / "runs"), cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    runs = trial_runs(uri, "segments")
+    names = [r.info.run_name for r in runs]
+    for name in finished_before:
+        assert names.count(name) == 1  # not run again
+    latest = {r.info.run_name: r for r in sorted(runs, key=lambda r: r.info.start_time)}
+    assert {n: r.data.tags["scaling.status"] for n, r in latest.items()} == {
+        "L2-d128-T64-trunk-s0": "FINISHED",
+        "L2-d128-T64-D65.5K-s0": "FINISHED",
+        "L2-d128-T64-D131K-s0": "FINISHED",
+        "L2-d128-T64-D524K-s0": "FINISHED",
+    }
+    if saved_before != [53248, 106496, 417792]:  # the trunk had more to train: it resumed
+        trunk = latest["L2-d128-T64-trunk-s0"].info.run_id
+        resumed = MlflowClient(uri).get_metric_history(trunk, "resumed_at")
+        assert [m.value for m in resumed] == [max(saved_before)]
