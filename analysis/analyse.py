@@ -25,7 +25,16 @@ from analysis.fit import (
 )
 from analysis.laws import PowerLaw
 from analysis.runs import Runs
-from scaling.contract import DENSE, GPU_PEAK_FLOPS, MFU, VAL_LOSS, ModelName, parse_attention
+from scaling.contract import (
+    BRANCH,
+    DENSE,
+    GPU_PEAK_FLOPS,
+    MFU,
+    TRUNK,
+    VAL_LOSS,
+    ModelName,
+    parse_attention,
+)
 
 DEFAULT_BUDGETS = (1e18, 1e20, 1e22)
 DEFAULT_GPU = "H100"
@@ -49,6 +58,49 @@ def attempt(function, *args, **kwargs):
         return Refused(str(exc))
 
 
+@dataclass(frozen=True)
+class Branching:
+    """What a WSD grid spent, its trunks and branches, against the same grid under cosine."""
+
+    trunks: int
+    branches: int
+    spent_flops: float  # what each run trained itself: a branch from its branch point on
+    cosine_flops: float  # every branch's budget trained from scratch
+
+    @property
+    def ratio(self) -> float:
+        return self.spent_flops / self.cosine_flops
+
+    def to_dict(self) -> dict:
+        return {
+            "trunks": self.trunks,
+            "branches": self.branches,
+            "spent_flops": self.spent_flops,
+            "cosine_flops": self.cosine_flops,
+            "ratio": self.ratio,
+        }
+
+
+def branching(runs: Runs) -> Branching | None:
+    """A WSD grid's spending, from the tokens each run reached; None for a grid without trunks."""
+    table = runs.table
+    kinds = table.get("kind", pd.Series(dtype=str))
+    if not (kinds == TRUNK).any():
+        return None
+    spent = 0.0
+    for _, run in table[kinds.isin([TRUNK, BRANCH])].iterrows():
+        curve = runs.curves.get(run["run_id"])
+        reached = curve["tokens"].max() if curve is not None and len(curve) else run["branch_at"]
+        spent += run["flops_per_token"] * max(0, reached - run["branch_at"])
+    branches = table[kinds == BRANCH]
+    return Branching(
+        trunks=int((kinds == TRUNK).sum()),
+        branches=len(branches),
+        spent_flops=float(spent),
+        cosine_flops=float(branches["flops"].sum()),
+    )
+
+
 @dataclass(kw_only=True)
 class Analysis:
     """Every fit of one report, each a result or `Refused`."""
@@ -60,6 +112,7 @@ class Analysis:
     seq_len: int | None  # the sequence length the loss laws use (None: results without one)
     attention: str  # the attention the loss laws use
     points: pd.DataFrame  # the finished runs at that length and attention
+    branching: Branching | None  # a WSD grid's trunks and branches, and what they spent
     chinchilla: ChinchillaFit | Refused
     held_out: frontier.HeldOut | Refused
     approach_1: frontier.ComputeOptimal | Refused
@@ -152,6 +205,7 @@ def analyse(
         seq_len=seq_len,
         attention=attention,
         points=points,
+        branching=branching(runs),
         chinchilla=chinchilla,
         held_out=attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200)),
         approach_1=attempt(frontier.approach_1, curves, points),

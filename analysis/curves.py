@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import inference
-from analysis.analyse import Analysis, Refused
+from analysis.analyse import Analysis, Refused, model_name
 from analysis.fit import ChinchillaFit, fit_power_law
 from analysis.frontier import ComputeOptimal, isoflop_budgets
 from analysis.laws import PowerLaw
 from analysis.timing import SeqLenCost
-from scaling.contract import parse_attention
+from scaling.contract import DENSE, VAL_LOSS, parse_attention
 
 BAND_SAMPLES = 300  # bootstrap laws a band is drawn from: enough for its 2.5% and 97.5% points
 
@@ -32,6 +32,7 @@ class Curves:
     isoflop_from_law: bool  # no budget had a parabola: the profiles drawn are the fit's
     time_vs_params: pd.DataFrame  # seq_len, params, seconds: t = c·N^k per length
     seq_len_cost: pd.DataFrame  # size, seq_len, seconds, dense_seconds, flop_model_seconds
+    trunks: pd.DataFrame  # run_id, size, flops, val_loss: WSD trunks' curves at the laws' length
 
 
 def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +166,22 @@ def seq_len_cost(costs: dict[str, SeqLenCost | Refused], timed: pd.DataFrame) ->
     return pd.concat(frames or [pd.DataFrame(columns=columns)], ignore_index=True)
 
 
+def trunks(analysis: Analysis) -> pd.DataFrame:
+    """The validation curves of a WSD grid's trunks, at the length and attention the loss
+    laws use: what their branches left at their branch points."""
+    columns = ["run_id", "size", "flops", VAL_LOSS]
+    table = analysis.runs.trunks
+    if analysis.seq_len is not None:
+        table = table[table["seq_len"] == analysis.seq_len]
+    table = table[table["attention"].fillna(DENSE) == analysis.attention]
+    frames = []
+    for _, run in table.iterrows():
+        curve = analysis.runs.curves.get(run["run_id"])
+        if curve is not None and "flops" in curve and len(curve):
+            frames.append(curve.assign(run_id=run["run_id"], size=model_name(run))[columns])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
 def tabulate(analysis: Analysis) -> Curves:
     """Every curve the report's plots draw, from an `Analysis`."""
     fit = analysis.chinchilla if isinstance(analysis.chinchilla, ChinchillaFit) else None
@@ -181,4 +198,5 @@ def tabulate(analysis: Analysis) -> Curves:
         isoflop_from_law=from_law,
         time_vs_params=time_vs_params(laws, same_attention),
         seq_len_cost=seq_len_cost(analysis.seq_len_costs, timed),
+        trunks=trunks(analysis),
     )

@@ -54,6 +54,7 @@ def fits_document(a: Analysis) -> dict:
                 for _, r in a.runs.not_finished.iterrows()
             ],
         },
+        "wsd": a.branching.to_dict() if a.branching else None,
         "chinchilla": _block(a.chinchilla, lambda f: {**f.to_dict(), "seq_len": a.seq_len}),
         "held_out": _block(a.held_out, frontier.HeldOut.to_dict),
         "approach_1": _block(a.approach_1, frontier.ComputeOptimal.to_dict),

@@ -87,6 +87,9 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
         curve = a.runs.curves.get(run["run_id"])
         if curve is not None and "flops" in curve:
             ax.plot(curve["flops"], curve[VAL_LOSS], color=colours[run["size"]], alpha=0.5, lw=1)
+    for i, (_, trunk) in enumerate(curves.trunks.groupby("run_id")):
+        ax.plot(trunk["flops"], trunk[VAL_LOSS], "--", color=colours.get(trunk["size"].iloc[0]),
+                lw=1, label=None if i else "WSD trunk (constant LR)")  # fmt: skip
     for size, group in a.points.groupby("size"):
         name = str(size)
         ax.scatter(group["flops"], group[VAL_LOSS], color=colours[name], label=name, zorder=3)

@@ -13,14 +13,19 @@ import numpy as np
 import pandas as pd
 
 from scaling.contract import (
+    BRANCH_AT,
     ERROR,
     FINAL_METRICS,
+    KIND,
     MFU,
+    PLAIN,
     STATUS,
     STEP_TIME_S,
     TOKENS_PER_S,
     TOKENS_PER_STEP_PARAM,
     TRAIN_LOSS,
+    TRUNK,
+    TRUNK_NAME,
     VAL_LOSS,
     NoSuchExperiment,
     Status,
@@ -50,13 +55,18 @@ DECODE_COLUMNS = ["run_id", "context", "seconds"]
 METRIC_COLUMNS = (VAL_LOSS, TRAIN_LOSS, TOKENS_PER_S, MFU, *FINAL_METRICS)
 
 
-COLUMNS = ["run_id", "name", "status", "error", *PARAM_COLUMNS, *METRIC_COLUMNS, "time_per_token"]
+# `kind`: a plain trial, a WSD trunk or branch; a branch's `trunk` (name) and `branch_at`.
+WSD_COLUMNS = ["kind", "trunk", "branch_at"]
+COLUMNS = ["run_id", "name", "status", "error", *WSD_COLUMNS, *PARAM_COLUMNS, *METRIC_COLUMNS,
+           "time_per_token"]  # fmt: skip
 
 
 @dataclass
 class Runs:
     """`table`: one row per trial; `curves`: run id -> DataFrame of tokens, flops, val_loss;
-    `decode`: run_id, context, seconds (per generated token, measured after training)."""
+    `decode`: run_id, context, seconds (per generated token, measured after training).
+    A WSD trunk is in the table and has its curve, but it is no grid point: it trains at
+    the peak LR and ends at no budget, so `finished` (what is fitted) leaves it out."""
 
     table: pd.DataFrame
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -64,7 +74,15 @@ class Runs:
 
     @property
     def finished(self) -> pd.DataFrame:
-        return self.table[self.table["status"] == Status.FINISHED]
+        return self.table[(self.table["status"] == Status.FINISHED) & ~self._is_trunk]
+
+    @property
+    def trunks(self) -> pd.DataFrame:
+        return self.table[self._is_trunk]
+
+    @property
+    def _is_trunk(self) -> pd.Series:
+        return self.table.get("kind", pd.Series(PLAIN, index=self.table.index)) == TRUNK
 
     @property
     def not_finished(self) -> pd.DataFrame:
@@ -90,6 +108,9 @@ def from_mlflow(
             "name": run.info.run_name,
             "status": tags.get(STATUS, Status.UNKNOWN.value),
             "error": tags.get(ERROR),
+            "kind": tags.get(KIND, PLAIN),
+            "trunk": tags.get(TRUNK_NAME),
+            "branch_at": int(params.get(BRANCH_AT, 0)),
         }
         for key, kind in PARAM_COLUMNS.items():
             row[key] = kind(params[key]) if key in params else None
@@ -172,6 +193,7 @@ def from_csv(path: str, columns: dict[str, str] | None = None, drop_highest_loss
     # The columns a grid's table has and a CSV may lack (shapes, timings): present, but empty.
     table = table.reindex(columns=[*table.columns, *(c for c in COLUMNS if c not in table)])
     table["run_id"] = table["run_id"].fillna(pd.Series(table.index.astype(str), table.index))
+    table["kind"], table["branch_at"] = table["kind"].fillna(PLAIN), table["branch_at"].fillna(0)
     table["name"] = table["name"].fillna(table["run_id"])
     table["flops_per_token"] = table["flops_per_token"].fillna(table["flops"] / table["tokens"])
     # No validation curves in a CSV: each run's curve is its final point.

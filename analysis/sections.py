@@ -17,6 +17,12 @@ LOSS_VS_COMPUTE = (
     "grid's own (output head and attention counted): the frontier takes each size's FLOPs "
     "per token from a power law fitted to the grid's sizes."
 )
+TRUNKS_AND_BRANCHES = (
+    "Validation curves of the WSD trunks (dashed: constant learning rate) and of their "
+    "cooldown branches (thin, each from its branch point to its budget), final losses (dots), "
+    "the lower envelope of the branches (approach 1, black) and the Chinchilla fit's lowest "
+    "loss at each compute with its 95% bootstrap band. The branches are the grid's points."
+)
 ISOFLOP_PARABOLAS = (
     "Final loss against model size, coloured by training FLOPs; approach 2's parabolas in "
     "log N (solid) and their minima (stars)."
@@ -71,10 +77,30 @@ def title(a: Analysis) -> list[Block]:
         ("h1", f"Scaling report: {a.experiment}"),
         (
             "p",
-            f"{len(a.runs.finished)} finished runs of {len(a.runs.table)} ({a.source}). Loss "
+            f"{len(a.runs.finished)} finished runs of {len(a.runs.table) - len(a.runs.trunks)} "
+            f"({a.source}). Loss "
             f"laws are fitted on the {len(a.points)} finished runs{length}{attention}; "
             "intervals are 95% bootstrap intervals.",
         ),
+    ]
+
+
+def branching(a: Analysis) -> list[Block]:
+    """A WSD grid's opening: what its trunks and branches spent, and their curves."""
+    spend = a.branching
+    if spend is None:
+        return []
+    text = (
+        f"{spend.trunks} trunks trained at the peak learning rate and {spend.branches} "
+        f"branches cooled down from them, one per budget. They spent {spend.spent_flops:.3g} "
+        f"FLOPs, {spend.ratio:.2f} times the {spend.cosine_flops:.3g} FLOPs the same grid "
+        "costs under cosine, where every budget trains from scratch. The laws below are "
+        "fitted on the branches' final losses, as they would be on cosine runs."
+    )
+    return [
+        ("h2", "Trunks and branches (WSD)"),
+        ("p", text),
+        ("img", "loss_vs_compute.png", TRUNKS_AND_BRANCHES),
     ]
 
 
@@ -164,7 +190,8 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
         )
     if not isinstance(a.approach_2, Refused) and a.approach_2.refused:
         b.append(("p", "Approach 2 left out: " + "; ".join(a.approach_2.refused) + "."))
-    b.append(("img", "loss_vs_compute.png", LOSS_VS_COMPUTE))
+    if a.branching is None:  # a WSD report opens with this plot
+        b.append(("img", "loss_vs_compute.png", LOSS_VS_COMPUTE))
     b.append(
         (
             "img",
@@ -333,6 +360,7 @@ def report(a: Analysis, curves: Curves) -> list[Block]:
     """The whole report, section by section."""
     return [
         *title(a),
+        *branching(a),
         *chinchilla(a),
         *held_out(a),
         *allocation(a, curves),

@@ -3,6 +3,7 @@ worker killed, a loss gone non-finite, memory run out, a trial that raises, and 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -301,6 +302,17 @@ def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_a
     orphan = runs["L1-d32-T64-D262K-s0"].data.tags["scaling.error"]
     assert orphan.startswith("its trunk L1-d32-T64-trunk-s0 ended DIVERGED before 208896 tokens")
     assert "loss became nan" in orphan
+
+    # The report opens with the trunks and branches, and what they saved against cosine.
+    made = scaling("report", "trunks", "--tracking-uri", uri, "--out", "report", cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    fits = json.loads((tmp_path / "report" / "fits.json").read_text())
+    assert (fits["wsd"]["trunks"], fits["wsd"]["branches"]) == (2, 6)
+    assert 0.4 < fits["wsd"]["ratio"] < 0.65  # the diverged trunk spent almost nothing
+    headings = [line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+                if line.startswith("#") or line.startswith("![")]  # fmt: skip
+    assert headings[1:3] == ["## Trunks and branches (WSD)", "![loss_vs_compute.png]"
+                             "(plots/loss_vs_compute.png)"]  # fmt: skip
 
 
 def test_a_wsd_grid_whose_driver_was_killed_retrains_no_saved_trunk_segment(tmp_path):

@@ -129,3 +129,29 @@ def test_the_plan_prices_trunks_and_cooldowns_against_the_same_grid_under_cosine
         f"{spent:.3g} FLOPs, {spent / cosine:.2f}x the {cosine:.3g} of the same grid under cosine"
         in " ".join(table.stdout.split())
     )
+
+
+def test_the_report_counts_what_trunks_and_branches_spent_against_cosine():
+    import pandas as pd
+
+    from analysis.analyse import branching
+    from analysis.runs import Runs
+
+    rows = [  # run_id, kind, branch_at, tokens; 10 FLOPs a token
+        ("trunk", "trunk", 0, 80),
+        ("short", "branch", 40, 50),
+        ("long", "branch", 80, 100),
+        ("orphan", "branch", 90, 110),  # its trunk never got there: it trained nothing
+    ]
+    table = pd.DataFrame(rows, columns=["run_id", "kind", "branch_at", "tokens"])
+    table = table.assign(status="FINISHED", flops_per_token=10, flops=10 * table["tokens"])
+    curves = {
+        run_id: pd.DataFrame({"tokens": [branch_at, tokens] if run_id != "orphan" else []})
+        for run_id, _, branch_at, tokens in rows
+    }
+    spend = branching(Runs(table, curves))
+    assert (spend.trunks, spend.branches) == (1, 3)
+    assert spend.spent_flops == 10 * (80 + 10 + 20)
+    assert spend.cosine_flops == 10 * (50 + 100 + 110)
+    assert list(Runs(table, curves).finished["run_id"]) == ["short", "long", "orphan"]
+    assert branching(Runs(table.assign(kind="trial"), curves)) is None
