@@ -101,6 +101,19 @@ def branching(runs: Runs) -> Branching | None:
     )
 
 
+def annealed_curves(points: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Approach 1's curves for a WSD grid. A branch's curve is annealed only at its end (its
+    cooldown starts where its trunk's constant-LR curve left off), so each size's curve joins
+    its branches' final losses, keyed by its longest branch."""
+    curves = {}
+    for _, group in points.groupby(["size", "seed"]):
+        group = group.sort_values("tokens")
+        curves[group["run_id"].iloc[-1]] = pd.DataFrame(
+            {"tokens": group["tokens"], "flops": group["flops"], VAL_LOSS: group[VAL_LOSS]}
+        )
+    return curves
+
+
 @dataclass(kw_only=True)
 class Analysis:
     """Every fit of one report, each a result or `Refused`."""
@@ -180,7 +193,11 @@ def analyse(
     attention, seq_len, points = loss_law_points(finished)
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", VAL_LOSS))
     chinchilla = attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
-    curves = {run_id: runs.curves[run_id] for run_id in points["run_id"]}
+    spend = branching(runs)
+    if spend is None:
+        curves = {run_id: runs.curves[run_id] for run_id in points["run_id"]}
+    else:
+        curves = annealed_curves(points)
     # Loss against size at one token count: the count with the most sizes (the largest on a tie).
     sizes_at = points.groupby("tokens")["params"].nunique()
     D_fixed = float(max(sizes_at.index.to_numpy(float), key=lambda d: (sizes_at[d], d)))
@@ -205,7 +222,7 @@ def analyse(
         seq_len=seq_len,
         attention=attention,
         points=points,
-        branching=branching(runs),
+        branching=spend,
         chinchilla=chinchilla,
         held_out=attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200)),
         approach_1=attempt(frontier.approach_1, curves, points),

@@ -20,8 +20,9 @@ LOSS_VS_COMPUTE = (
 TRUNKS_AND_BRANCHES = (
     "Validation curves of the WSD trunks (dashed: constant learning rate) and of their "
     "cooldown branches (thin, each from its branch point to its budget), final losses (dots), "
-    "the lower envelope of the branches (approach 1, black) and the Chinchilla fit's lowest "
-    "loss at each compute with its 95% bootstrap band. The branches are the grid's points."
+    "approach 1's lower envelope (black) and the Chinchilla fit's lowest loss at each compute "
+    "with its 95% bootstrap band. The branches are the grid's points. Only a branch's end is "
+    "annealed, so approach 1 joins each size's final losses into its curve."
 )
 ISOFLOP_PARABOLAS = (
     "Final loss against model size, coloured by training FLOPs; approach 2's parabolas in "

@@ -155,3 +155,23 @@ def test_the_report_counts_what_trunks_and_branches_spent_against_cosine():
     assert spend.cosine_flops == 10 * (50 + 100 + 110)
     assert list(Runs(table, curves).finished["run_id"]) == ["short", "long", "orphan"]
     assert branching(Runs(table.assign(kind="trial"), curves)) is None
+
+
+def test_approach_1_of_a_wsd_grid_joins_each_sizes_annealed_final_losses():
+    import pandas as pd
+
+    from analysis.analyse import annealed_curves
+
+    points = pd.DataFrame(
+        {
+            "run_id": ["a2", "a1", "b1"],
+            "size": ["L1-d32", "L1-d32", "L2-d64"],
+            "seed": 0,
+            "tokens": [200, 100, 100],
+            "flops": [2000, 1000, 3000],
+            "val_loss": [2.5, 3.0, 2.8],
+        }
+    )
+    curves = annealed_curves(points)
+    assert sorted(curves) == ["a2", "b1"]  # keyed by each size's longest branch
+    assert curves["a2"]["val_loss"].tolist() == [3.0, 2.5]  # in order of tokens
