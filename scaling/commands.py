@@ -144,7 +144,13 @@ def run(args) -> int:
     prepare_for(spec, args.spec)
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
-    print(f"{len(trials)} trials of '{spec.experiment}', tracking in {tracker.tracking_uri}")
+    trunks = sum(t.kind == "trunk" for t in trials)
+    what = (
+        f"{trunks} trunks and {len(trials) - trunks} branches"
+        if trunks
+        else f"{len(trials)} trials"
+    )
+    print(f"{what} of '{spec.experiment}', tracking in {tracker.tracking_uri}")
     console = Console()
     progress = GridProgress(trials, live=console.is_terminal and not args.quiet, console=console)
     try:
