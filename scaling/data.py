@@ -336,12 +336,21 @@ class ByteDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         first_step = self.trainer.global_step if self.trainer else 0
         rank, world_size = self._rank()
+        steps = max(1, self._epoch_end_after(first_step) - first_step)
+        resumed = self.trainer.fit_loop.epoch_loop if self.trainer else None
+        if resumed is not None and resumed.restarting and resumed.batch_progress.is_last_batch:
+            # Resumed from a checkpoint saved at an epoch's end, Lightning first closes that
+            # epoch, counting the micro-batches it had: a loader of that length trains
+            # nothing, and the next epoch's starts at `global_step`. One of another length
+            # would end the restored epoch early, mid-accumulation.
+            accumulate = self.batch_size // world_size // self.micro_batch_size
+            steps = resumed.batch_progress.current.ready // accumulate
         windows = RandomWindows(
             self.cache.train(),
             self.seq_len,
             self.batch_size,
             self.micro_batch_size,
-            steps=max(1, self._epoch_end_after(first_step) - first_step),
+            steps=steps,
             seed=self.seed,
             first_step=first_step,
             rank=rank,

@@ -209,34 +209,32 @@ def test_a_sliding_window_trial_trains_and_its_checkpoint_keeps_the_window(tmp_p
 
 
 def test_a_branch_from_its_trunks_checkpoint_trains_as_one_uninterrupted_wsd_run(tmp_path):
-    spec = parse(
-        tiny_spec(
-            grid={"seq_len": [64], "tokens": [40960, 81920]},
-            train={"schedule": "wsd", "warmup_tokens": 8192, "log_interval_steps": 1},
-        )
-    )
-    trunk, _, long = expand(spec)
-    assert (trunk.kind, trunk.branch_points, long.branch_at) == ("trunk", [32768, 65536], 65536)
-    saved = tmp_path / "branch_point"
+    # Four micro-batches a step, and evaluations every 5 steps: off the branch points (8, 16).
+    train = {"schedule": "wsd", "warmup_tokens": 8192, "log_interval_steps": 1,
+             "micro_batch_size": 16, "eval_interval_tokens": 20480}  # fmt: skip
+    spec = parse(tiny_spec(grid={"seq_len": [64], "tokens": [40960, 81920]}, train=train))
+    trunk, *branches = expand(spec)
+    assert (trunk.kind, trunk.branch_points) == ("trunk", [32768, 65536])
 
-    def keep_last_branch_point(metrics, checkpoint):
-        if checkpoint is not None and metrics["step"] == long.branch_at:
-            shutil.copytree(checkpoint, saved)
+    def keep_branch_points(metrics, checkpoint):
+        if checkpoint is not None and metrics["step"] in trunk.branch_points:
+            shutil.copytree(checkpoint, tmp_path / str(metrics["step"]))
 
-    trial_lib.run(trunk, keep_last_branch_point, tmp_path / "trunk", resume_points=True)
-    branch_reports = Reports()
-    branch = trial_lib.run(
-        long, branch_reports, tmp_path / "branch", resume_from=saved / trial_lib.RESUME_FILE
-    )
-    whole_reports = Reports()
-    uninterrupted = long.model_copy(update={"kind": "trial", "branch_at": 0, "trunk": None})
-    whole = trial_lib.run(uninterrupted, whole_reports, tmp_path / "whole")
+    trial_lib.run(trunk, keep_branch_points, tmp_path / "trunk", resume_points=True)
+    for branch in branches:  # 2 of 10 steps cooling down, and 4 of 20
+        start = tmp_path / str(branch.branch_at) / trial_lib.RESUME_FILE
+        branch_reports, whole_reports = Reports(), Reports()
+        result = trial_lib.run(branch, branch_reports, tmp_path / "branch", resume_from=start)
+        uninterrupted = branch.model_copy(update={"kind": "trial", "branch_at": 0, "trunk": None})
+        whole = trial_lib.run(uninterrupted, whole_reports, tmp_path / "whole")
 
-    def after_branch_point(reports, key):
-        return {r["step"]: r[key] for r in reports if key in r and r["step"] > long.branch_at}
+        def after_branch_point(reports, key, branch=branch):
+            return {r["step"]: r[key] for r in reports if key in r and r["step"] > branch.branch_at}
 
-    for key in ("train_loss", "lr"):
-        branch_values = after_branch_point(branch_reports, key)
-        assert len(branch_values) == 4  # the cooldown: 20% of 20 steps
-        assert branch_values == pytest.approx(after_branch_point(whole_reports, key), abs=1e-5)
-    assert branch.val_loss == pytest.approx(whole.val_loss, abs=1e-5)
+        for key in ("train_loss", "lr"):
+            branch_values = after_branch_point(branch_reports, key)
+            assert len(branch_values) == branch.decay_steps
+            assert branch_values == pytest.approx(after_branch_point(whole_reports, key), abs=1e-5)
+        assert result.val_loss == pytest.approx(whole.val_loss, abs=1e-5)
+        # Evaluated where the uninterrupted run is after the branch point: nothing extra.
+        assert after_branch_point(branch_reports, "val_loss").keys() == {branch.tokens}
