@@ -137,8 +137,14 @@ def _starting_point(trial: TrialSpec, own: tune.Checkpoint | None, storage: str)
         start = Path(stack.enter_context(own.as_directory())) if own else None
         saved, trunk_id = 0, trial.trunk_id
         if trial.kind == TRUNK:
+            # The last point saved before the first one missing (a budget added to the grid
+            # since): the trunk trains on from there, saving what its branches lack.
             points = branch_points.saved(storage, trial.experiment, trial.trial_id)
-            saved, trunk_id = max(points, default=0), trial.trial_id
+            missing = [p for p in trial.branch_points if p not in points]
+            usable = [
+                p for p in trial.branch_points if p in points and p < min(missing, default=p + 1)
+            ]
+            saved, trunk_id = max(usable, default=0), trial.trial_id
         elif trial.kind == BRANCH:
             saved = trial.branch_at  # the grid starts a branch once its point is saved
         if trunk_id and saved > (_tokens_at(start) if start else 0):
@@ -448,7 +454,9 @@ def run_grid(
         tune_config=tune.TuneConfig(
             search_alg=queue,
             num_samples=len(todo),
-            max_concurrent_trials=max_concurrent or spec.resources.max_concurrent,
+            # Always a limit: without one, Tune keeps a single trial pending for a searcher,
+            # and a cluster would see one trial's resource request at a time.
+            max_concurrent_trials=max_concurrent or spec.resources.max_concurrent or len(todo),
             reuse_actors=True,
             trial_name_creator=lambda t: t.config["trial"]["name"],
             trial_dirname_creator=lambda t: f"{t.config['trial']['name']}-{t.trial_id}",

@@ -356,3 +356,21 @@ def test_a_wsd_grid_whose_driver_was_killed_retrains_no_saved_trunk_segment(tmp_
         trunk = latest["L2-d128-T64-trunk-s0"].info.run_id
         resumed = MlflowClient(uri).get_metric_history(trunk, "resumed_at")
         assert [m.value for m in resumed] == [max(saved_before)]
+
+    # A budget added inside the grid: its trunk picks up at the last point saved before the
+    # new one, and only the new branch and that trunk segment train.
+    grown = wsd_spec("segments", [WSD_SIZE], 2, 524288)
+    grown["grid"]["tokens"].insert(2, 262144)  # its branch point: 208896
+    write_spec(spec, grown)
+    third = scaling(
+        "run", str(spec), "--tracking-uri", uri, "--storage", str(tmp_path / "runs"), cwd=tmp_path
+    )
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "grid done: 2 FINISHED, 3 skipped (already FINISHED)" in third.stdout
+    newest = max(trial_runs(uri, "segments"), key=lambda r: r.info.start_time)
+    trunk = [r for r in trial_runs(uri, "segments") if r.info.run_name.endswith("trunk-s0")]
+    trunk = max(trunk, key=lambda r: r.info.start_time).info.run_id
+    resumed = MlflowClient(uri).get_metric_history(trunk, "resumed_at")
+    assert [m.value for m in resumed] == [106496]
+    assert newest.info.run_name == "L2-d128-T64-D262K-s0"
+    assert newest.data.tags["scaling.status"] == "FINISHED"
