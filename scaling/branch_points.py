@@ -7,7 +7,8 @@ saved: a trunk never retrains a segment it has saved, and a branch can start fro
     {storage}/branch_points/{experiment}/{trunk_id}/{tokens}/last.ckpt, resume.json
 
 A branch point is a trunk's resume point (weights, optimizer state, step; the data position
-follows from the step). `resume.json` is copied last: a branch point exists once it does.
+follows from the step). `resume.json` is written last, whole: a branch point exists once it
+does.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ def save(resume_point: Path, storage: str, experiment: str, trunk_id: str, token
     fs, root = _root(storage)
     folder = f"{_folder(root, experiment, trunk_id)}/{tokens}"
     fs.create_dir(folder)
-    for name in (RESUME_FILE, RESUME_META):  # the meta last: it marks the point complete
+    # The meta last, under its own name only once whole: it marks the point complete.
+    for name, target in ((RESUME_FILE, RESUME_FILE), (RESUME_META, f".{RESUME_META}.partial")):
         pafs.copy_files(
             str(resume_point / name),
-            f"{folder}/{name}",
+            f"{folder}/{target}",
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=fs,
         )
+    fs.move(f"{folder}/.{RESUME_META}.partial", f"{folder}/{RESUME_META}")
 
 
 def saved(storage: str, experiment: str, trunk_id: str) -> set[int]:
@@ -59,6 +62,7 @@ def saved(storage: str, experiment: str, trunk_id: str) -> set[int]:
 def fetch(storage: str, experiment: str, trunk_id: str, tokens: int, into: Path) -> Path:
     """A copy of the branch point in the local folder `into`, to resume from."""
     fs, root = _root(storage)
+    into.mkdir(parents=True, exist_ok=True)
     pafs.copy_files(
         f"{_folder(root, experiment, trunk_id)}/{tokens}",
         str(into),

@@ -546,13 +546,15 @@ def trunks_and_branches(trials: list[TrialSpec]) -> list[TrialSpec]:
 
 
 def _trunk_id(trial: TrialSpec) -> str:
-    """Everything but the budget: adding a budget to a grid keeps its trunks, and their
-    saved branch points."""
+    """Everything but the budget and the cooldown: adding a budget to a grid, or changing
+    its cooldown, keeps its trunks and their saved branch points."""
     identity = trial.model_dump(
         mode="json",
         include={"experiment", "n_layer", "d_model", "n_head", "seq_len", "seed", "attention",
                  "data", "train"},
     )  # fmt: skip
+    for key in ("decay_fraction", "decay_shape"):  # its branches' business, not the trunk's
+        identity["train"].pop(key)
     identity["kind"] = "trunk"
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
