@@ -158,9 +158,12 @@ class Tracker:
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             return set()
+        # MLflow's own status too: end_trial terminates a run last, after its checkpoint is
+        # uploaded, so a driver killed in between leaves the tag without the checkpoint.
         runs = self.client.search_runs(
             [found.experiment_id],
-            f"{trial_runs_filter()} and tags.`{STATUS}` = '{Status.FINISHED}'",
+            f"{trial_runs_filter()} and tags.`{STATUS}` = '{Status.FINISHED}' "
+            f"and attributes.status = '{Status.FINISHED.mlflow_status}'",
             max_results=50000,
         )
         return {run.data.tags[TRIAL_ID] for run in runs}

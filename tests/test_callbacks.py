@@ -177,3 +177,17 @@ def test_a_grid_whose_trials_all_ended_as_results_is_ok_and_one_failure_is_not()
     assert GridOutcome("parent", statuses=results).ok
     assert not GridOutcome("parent", statuses={**results, "d": Status.FAILED}).ok
     assert not GridOutcome("parent", statuses=results, interrupted=True).ok
+
+
+def test_a_run_tagged_finished_whose_driver_died_before_closing_it_is_not_finished(tmp_path):
+    """end_trial tags FINISHED, uploads the checkpoint, then terminates the run: a driver
+    killed in between leaves no checkpoint, so a rerun must train that trial again."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = tracker.experiment_id("callbacks")
+    spec_file = tmp_path / "callbacks.yaml"
+    spec_file.write_text("name: callbacks\n")
+    parent = tracker.start_grid(experiment_id, parse(tiny_spec("callbacks")), spec_file, TRIALS)
+    done, half = (tracker.start_trial(experiment_id, parent, t) for t in TRIALS)
+    tracker.end_trial(done, Status.FINISHED)
+    tracker.client.set_tag(half, "scaling.status", "FINISHED")  # and then the SIGKILL
+    assert tracker.finished_trial_ids("callbacks") == {TRIALS[0].trial_id}
