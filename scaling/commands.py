@@ -101,6 +101,10 @@ def plan(args) -> int:
         twin = spec_lib.expand(spec_lib.cosine_twin(spec), args.spec)
         twin_seconds = sum(g.seconds for g in estimate.estimates(twin, gpu, args.mfu)[0])
         print(_saving(trials, twin, seconds, twin_seconds))
+        # A branch holds what its trial would: the memory a grid needs does not change.
+        print(
+            f"memory: max {max(g.peak_bytes for g in estimates) / 2**30:.2f} GiB, as under cosine"
+        )
     return 0
 
 
