@@ -229,14 +229,14 @@ class RunQueue(Searcher):
     """Hands Tune the grid's runs as it has room for them: trials and trunks in grid order,
     and each WSD branch as soon as its trunk has saved the branch's checkpoint, so branches
     train beside their still-running trunk. A branch whose trunk ended before reaching its
-    point never runs: it is kept in `orphans` with the trunk's status and reason."""
+    point never runs: it is kept in `orphans` with the status it inherits and the trunk."""
 
     def __init__(self, runs: list[TrialSpec], saved: dict[str, set[int]]):
         super().__init__()
         self.waiting = list(runs)
         self.saved = defaultdict(set, saved)  # trunk_id -> the tokens of its saved points
         self.started: dict[str, TrialSpec] = {}  # Tune's trial id -> run
-        self.orphans: list[tuple[TrialSpec, Status, str]] = []  # (branch, status, reason)
+        self.orphans: list[tuple[TrialSpec, Status, TrialSpec]] = []  # (branch, status, trunk)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the runs are given whole: no search space, metric or mode
@@ -266,16 +266,13 @@ class RunQueue(Searcher):
         if trunk is None or trunk.kind != TRUNK:
             return
         status = Status.FAILED if error else result_status(result or {})
-        why = "" if error else (result or {}).get(RESULT_ERROR) or ""
+        # A branch is its trunk up to its point: a diverged or out-of-memory trunk is that
+        # result for it too; anything else (a finished trunk cannot leave one) a failure.
+        inherited = status if status in (Status.DIVERGED, Status.OOM) else Status.FAILED
         for branch in [r for r in self.waiting if r.trunk_id == trunk.trial_id]:
-            if self._ready(branch):
-                continue
-            self.waiting.remove(branch)
-            reason = f"its trunk {trunk.name} ended {status} before {branch.branch_at} tokens"
-            # A branch is its trunk up to its point: a diverged or out-of-memory trunk is that
-            # result for it too; anything else (a finished trunk cannot leave one) a failure.
-            inherited = status if status in (Status.DIVERGED, Status.OOM) else Status.FAILED
-            self.orphans.append((branch, inherited, f"{reason}: {why}" if why else reason))
+            if not self._ready(branch):
+                self.waiting.remove(branch)
+                self.orphans.append((branch, inherited, trunk))
 
 
 class TrackingCallback(tune.Callback):
@@ -287,6 +284,7 @@ class TrackingCallback(tune.Callback):
         self.run_ids: dict[str, str] = {}  # scaling trial_id -> MLflow run id
         self.logged: dict[str, dict[str, int]] = defaultdict(dict)  # run id -> metric -> step
         self.statuses: dict[str, Status] = {}  # trial name -> final status
+        self.errors: dict[str, str] = {}  # trial name -> why it ended other than FINISHED
 
     def __getstate__(self) -> dict:
         # Tune pickles its run config (callbacks included) for Tuner.restore. A grid resumes
@@ -334,17 +332,28 @@ class TrackingCallback(tune.Callback):
                 run_id, status, result.get(RESULT_ERROR) or None, params, artifacts
             )
         self.statuses[trial.config["trial"]["name"]] = status
+        if result.get(RESULT_ERROR):
+            self.errors[trial.config["trial"]["name"]] = result[RESULT_ERROR]
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         run_id = self.run_id(trial)
-        traceback_text = trial.get_error() or "the trial failed without a traceback"
+        traceback_text = _error_text(trial)
         with tempfile.TemporaryDirectory() as scratch:
             error_file = Path(scratch) / ERROR_FILE
             error_file.write_text(traceback_text)
-            self.tracker.end_trial(
-                run_id, Status.FAILED, last_error_line(traceback_text), artifacts=[error_file]
-            )
+            error = last_error_line(traceback_text)
+            self.tracker.end_trial(run_id, Status.FAILED, error, artifacts=[error_file])
         self.statuses[trial.config["trial"]["name"]] = Status.FAILED
+        self.errors[trial.config["trial"]["name"]] = error
+
+
+def _error_text(trial) -> str:
+    """The failed trial's traceback, as `trial.get_error` reads it from the grid's storage,
+    else from the file Tune has just written on the driver (storage may not have it yet)."""
+    text = trial.get_error()
+    if not text and trial.error_file and Path(trial.error_file).exists():
+        text = Path(trial.error_file).read_text()
+    return text or "the trial failed without a traceback"
 
 
 def last_error_line(traceback_text: str) -> str:
@@ -484,7 +493,9 @@ def run_grid(
                 outcome.interrupted = True
         outcome.statuses.update(tracking.statuses)
         # Branches whose trunk ended early are recorded with its reason, not left missing.
-        for branch, status, reason in queue.orphans:
+        for branch, status, trunk in queue.orphans:
+            reason = f"its trunk {trunk.name} ended {tracking.statuses.get(trunk.name)} before "
+            reason += f"{branch.branch_at} tokens: {tracking.errors.get(trunk.name, 'no reason')}"
             run_id = tracker.start_trial(experiment_id, parent, branch)
             tracker.end_trial(run_id, status, reason)
             tracking.run_ids[branch.trial_id] = run_id

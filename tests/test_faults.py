@@ -261,13 +261,13 @@ def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_a
     tmp_path,
 ):
     """One WSD grid: the first trunk's worker is killed after its first branch point and
-    resumes; the second trunk diverges, and its branches are recorded with that reason."""
-    spec = write_spec(
-        tmp_path / "trunks.yaml",
-        wsd_spec("trunks", [WSD_SIZE, {**TINY, "lr": 1e6}], max_concurrent=1),
-    )
+    resumes; the second trunk diverges and the third raises, and their branches are recorded
+    with those reasons."""
+    sizes = [WSD_SIZE, {**TINY, "lr": 1e6}, {**TINY, "d_model": 48}]
+    spec = write_spec(tmp_path / "trunks.yaml", wsd_spec("trunks", sizes, max_concurrent=1))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    driver = start_grid(tmp_path, spec, uri, "--quiet")
+    inject = {"SCALING_INJECT_FAILURE": "L1-d48-T64-trunk-s0", "SCALING_MAX_FAILURES": "1"}
+    driver = start_grid(tmp_path, spec, uri, "--quiet", env=inject)
     try:
         wait_for(lambda: saved_points(tmp_path, "trunks"), 240, "a branch point", driver)
         workers = [p for p in psutil.Process(driver.pid).children(recursive=True) if is_trial(p)]
@@ -276,9 +276,9 @@ def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_a
         out, err = driver.communicate(timeout=300)
     finally:
         kill_group(driver)
-    assert driver.returncode == 0, out + err  # diverged points are results, not failures
+    assert driver.returncode == 1, out + err  # a failure: diverged points are results
     runs = {r.info.run_name: r for r in trial_runs(uri, "trunks")}
-    assert len(runs) == 8  # one run each: two trunks and six branches
+    assert len(runs) == len(trial_runs(uri, "trunks")) == 12  # one run each: 3 trunks, 9 branches
     assert statuses(runs.values()) == {
         "L2-d128-T64-trunk-s0": "FINISHED",
         "L2-d128-T64-D65.5K-s0": "FINISHED",
@@ -288,6 +288,10 @@ def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_a
         "L1-d32-T64-D65.5K-s0": "DIVERGED",
         "L1-d32-T64-D131K-s0": "DIVERGED",
         "L1-d32-T64-D262K-s0": "DIVERGED",
+        "L1-d48-T64-trunk-s0": "FAILED",
+        "L1-d48-T64-D65.5K-s0": "FAILED",
+        "L1-d48-T64-D131K-s0": "FAILED",
+        "L1-d48-T64-D262K-s0": "FAILED",
     }
     client = MlflowClient(uri)
     trunk = runs["L2-d128-T64-trunk-s0"]
@@ -302,13 +306,17 @@ def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_a
     orphan = runs["L1-d32-T64-D262K-s0"].data.tags["scaling.error"]
     assert orphan.startswith("its trunk L1-d32-T64-trunk-s0 ended DIVERGED before 208896 tokens")
     assert "loss became nan" in orphan
+    assert runs["L1-d48-T64-D65.5K-s0"].data.tags["scaling.error"] == (
+        "its trunk L1-d48-T64-trunk-s0 ended FAILED before 53248 tokens: "
+        "RuntimeError: failure injected into L1-d48-T64-trunk-s0 by SCALING_INJECT_FAILURE"
+    )
 
     # The report opens with the trunks and branches, and what they saved against cosine.
     made = scaling("report", "trunks", "--tracking-uri", uri, "--out", "report", cwd=tmp_path)
     assert made.returncode == 0, made.stdout + made.stderr
     fits = json.loads((tmp_path / "report" / "fits.json").read_text())
-    assert (fits["wsd"]["trunks"], fits["wsd"]["branches"]) == (2, 6)
-    assert 0.4 < fits["wsd"]["ratio"] < 0.65  # the diverged trunk spent almost nothing
+    assert (fits["wsd"]["trunks"], fits["wsd"]["branches"]) == (3, 9)
+    assert 0.3 < fits["wsd"]["ratio"] < 0.65  # the diverged and failed trunks spent little
     headings = [line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
                 if line.startswith("#") or line.startswith("![")]  # fmt: skip
     assert headings[1:3] == ["## Trunks and branches (WSD)", "![loss_vs_compute.png]"
