@@ -25,7 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 from rich.progress import Progress
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from scaling.config import BOS
 from scaling.hardware import cache_dir
@@ -337,26 +337,32 @@ class ByteDataModule(L.LightningDataModule):
         first_step = self.trainer.global_step if self.trainer else 0
         rank, world_size = self._rank()
         steps = max(1, self._epoch_end_after(first_step) - first_step)
-        resumed = self.trainer.fit_loop.epoch_loop if self.trainer else None
-        if resumed is not None and resumed.restarting and resumed.batch_progress.is_last_batch:
-            # Resumed from a checkpoint saved at an epoch's end, Lightning first closes that
-            # epoch, counting the micro-batches it had: a loader of that length trains
-            # nothing, and the next epoch's starts at `global_step`. One of another length
-            # would end the restored epoch early, mid-accumulation.
-            accumulate = self.batch_size // world_size // self.micro_batch_size
-            steps = resumed.batch_progress.current.ready // accumulate
-        windows = RandomWindows(
+        restored = self._restored_micro_batches()
+        windows: Dataset = RandomWindows(
             self.cache.train(),
             self.seq_len,
             self.batch_size,
             self.micro_batch_size,
-            steps=steps,
+            steps=max(steps, restored),
             seed=self.seed,
             first_step=first_step,
             rank=rank,
             world_size=world_size,
         )
+        if restored:
+            windows = Subset(windows, range(restored))  # never drawn: see below
         return DataLoader(windows, batch_size=None, shuffle=False)
+
+    def _restored_micro_batches(self) -> int:
+        """Resumed from a checkpoint saved at an epoch's end, Lightning first closes that
+        epoch, counting the micro-batches it had: a loader of exactly that many trains
+        nothing, and the next epoch's loader starts at `global_step`. One of another length
+        would end the restored epoch early, mid-accumulation. (Counted in micro-batches: the
+        run that saved may have split its steps differently.) 0 when not resuming."""
+        loop = self.trainer.fit_loop.epoch_loop if self.trainer else None
+        if loop is None or not (loop.restarting and loop.batch_progress.is_last_batch):
+            return 0
+        return loop.batch_progress.current.ready
 
     def val_dataloader(self) -> DataLoader:
         rank, world_size = self._rank()

@@ -238,3 +238,14 @@ def test_a_branch_from_its_trunks_checkpoint_trains_as_one_uninterrupted_wsd_run
         assert result.val_loss == pytest.approx(whole.val_loss, abs=1e-5)
         # Evaluated where the uninterrupted run is after the branch point: nothing extra.
         assert after_branch_point(branch_reports, "val_loss").keys() == {branch.tokens}
+
+    # The trunk's steps were four micro-batches; a branch may split its own differently (a
+    # rerun on other workers) and still trains every cooldown step, whole.
+    eighths = branch.model_copy(
+        update={"train": branch.train.model_copy(update={"micro_batch_size": 8})}
+    )
+    reports = Reports()
+    start = tmp_path / str(branch.branch_at) / trial_lib.RESUME_FILE
+    trial_lib.run(eighths, reports, tmp_path / "split", resume_from=start)
+    losses = after_branch_point(reports, "train_loss")
+    assert losses == pytest.approx(after_branch_point(whole_reports, "train_loss"), rel=1e-2)
