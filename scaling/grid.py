@@ -137,20 +137,24 @@ def _starting_point(trial: TrialSpec, own: tune.Checkpoint | None, storage: str)
         start = Path(stack.enter_context(own.as_directory())) if own else None
         saved, trunk_id = 0, trial.trunk_id
         if trial.kind == TRUNK:
-            # The last point saved before the first one missing (a budget added to the grid
-            # since): the trunk trains on from there, saving what its branches lack.
-            points = branch_points.saved(storage, trial.experiment, trial.trial_id)
-            missing = [p for p in trial.branch_points if p not in points]
-            usable = [
-                p for p in trial.branch_points if p in points and p < min(missing, default=p + 1)
-            ]
-            saved, trunk_id = max(usable, default=0), trial.trial_id
+            saved, trunk_id = _trunk_segment(trial, storage)[0], trial.trial_id
         elif trial.kind == BRANCH:
             saved = trial.branch_at  # the grid starts a branch once its point is saved
         if trunk_id and saved > (_tokens_at(start) if start else 0):
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             start = branch_points.fetch(storage, trial.experiment, trunk_id, saved, scratch)
         yield start
+
+
+def _trunk_segment(trunk: TrialSpec, storage: str) -> tuple[int, int]:
+    """The tokens a trunk trains between: from the last point it saved before the first one
+    its branches lack (a budget added to the grid since), to the last one they lack. What it
+    saved beyond the first stays; from the last saved point on when none is lacking."""
+    points = branch_points.saved(storage, trunk.experiment, trunk.trial_id)
+    missing = [p for p in trunk.branch_points if p not in points]
+    first = min(missing, default=trunk.tokens + 1)
+    start = max((p for p in points if p < first and p <= trunk.tokens), default=0)
+    return start, max(missing, default=trunk.tokens)
 
 
 def _tokens_at(resume_point: Path) -> int:
@@ -180,6 +184,8 @@ def _run_and_report(
             checkpoint=checkpoint_type.from_directory(resume_point) if resume_point else None,
         )
 
+    if trial.kind == TRUNK:  # only as far as its branches still need
+        trial = trial.model_copy(update={"tokens": _trunk_segment(trial, storage)[1]})
     out_dir = Path(tempfile.mkdtemp(prefix=f"scaling-{trial.name}-"))
     try:
         with _starting_point(trial, get_checkpoint(), storage) as start:

@@ -380,5 +380,7 @@ def test_a_wsd_grid_whose_driver_was_killed_retrains_no_saved_trunk_segment(tmp_
     trunk = max(trunk, key=lambda r: r.info.start_time).info.run_id
     resumed = MlflowClient(uri).get_metric_history(trunk, "resumed_at")
     assert [m.value for m in resumed] == [106496]
+    curve = MlflowClient(uri).get_metric_history(trunk, "val_loss")
+    assert max(m.step for m in curve) == 208896  # not on through 417792, saved before
     assert newest.info.run_name == "L2-d128-T64-D262K-s0"
     assert newest.data.tags["scaling.status"] == "FINISHED"
