@@ -129,17 +129,13 @@ def train_worker(config: dict) -> None:
 
 
 @contextlib.contextmanager
-def _starting_point(trial: TrialSpec, own: tune.Checkpoint | None, storage: str):
+def _starting_point(trial: TrialSpec, own: tune.Checkpoint | None, storage: str, saved: int):
     """The folder of the resume point `trial` starts from, or None for step 0: its own last
-    one (Tune retrying it), else a branch's trunk checkpoint, or the last branch point a
-    trunk saved in an earlier run of the grid, whichever is further on."""
+    one (Tune retrying it), or the branch point at `saved` tokens in storage (a branch's, or
+    where a trunk picks up after an earlier run of the grid), whichever is further on."""
     with contextlib.ExitStack() as stack:
         start = Path(stack.enter_context(own.as_directory())) if own else None
-        saved, trunk_id = 0, trial.trunk_id
-        if trial.kind == TRUNK:
-            saved, trunk_id = _trunk_segment(trial, storage)[0], trial.trial_id
-        elif trial.kind == BRANCH:
-            saved = trial.branch_at  # the grid starts a branch once its point is saved
+        trunk_id = trial.trial_id if trial.kind == TRUNK else trial.trunk_id
         if trunk_id and saved > (_tokens_at(start) if start else 0):
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             start = branch_points.fetch(storage, trial.experiment, trunk_id, saved, scratch)
@@ -184,11 +180,13 @@ def _run_and_report(
             checkpoint=checkpoint_type.from_directory(resume_point) if resume_point else None,
         )
 
-    if trial.kind == TRUNK:  # only as far as its branches still need
-        trial = trial.model_copy(update={"tokens": _trunk_segment(trial, storage)[1]})
+    saved = trial.branch_at  # the grid starts a branch once its point is saved
+    if trial.kind == TRUNK:  # only the segment its branches still need
+        saved, end = _trunk_segment(trial, storage)
+        trial = trial.model_copy(update={"tokens": end})
     out_dir = Path(tempfile.mkdtemp(prefix=f"scaling-{trial.name}-"))
     try:
-        with _starting_point(trial, get_checkpoint(), storage) as start:
+        with _starting_point(trial, get_checkpoint(), storage, saved) as start:
             resume_from = None
             if start:
                 resume_from = start / trial_lib.RESUME_FILE
