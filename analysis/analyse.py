@@ -83,8 +83,7 @@ class Branching:
 
 def branching(runs: Runs) -> Branching | None:
     """A WSD grid's spending, from the tokens each run reached; None for a grid without trunks."""
-    table = runs.table
-    kinds = table.get("kind", pd.Series(dtype=str))
+    table, kinds = runs.table, runs.kinds
     if not (kinds == TRUNK).any():
         return None
     spent = 0.0

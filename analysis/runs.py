@@ -74,15 +74,16 @@ class Runs:
 
     @property
     def finished(self) -> pd.DataFrame:
-        return self.table[(self.table["status"] == Status.FINISHED) & ~self._is_trunk]
+        return self.table[(self.table["status"] == Status.FINISHED) & (self.kinds != TRUNK)]
 
     @property
     def trunks(self) -> pd.DataFrame:
-        return self.table[self._is_trunk]
+        return self.table[self.kinds == TRUNK]
 
     @property
-    def _is_trunk(self) -> pd.Series:
-        return self.table.get("kind", pd.Series(PLAIN, index=self.table.index)) == TRUNK
+    def kinds(self) -> pd.Series:
+        """Each row's kind: a plain trial where the table does not say (a hand-made one)."""
+        return self.table.get("kind", pd.Series(PLAIN, index=self.table.index))
 
     @property
     def not_finished(self) -> pd.DataFrame:

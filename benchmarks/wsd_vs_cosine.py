@@ -29,18 +29,17 @@ import yaml
 from analysis.analyse import analyse
 from analysis.fit import ChinchillaFit
 from scaling.cli import configure
-from scaling.contract import VAL_LOSS
+from scaling.contract import SCHEDULE_PARAMS, VAL_LOSS
 from scaling.spec import cosine_twin, expand, parse
 
 REPO = Path(__file__).resolve().parents[1]
 SCALING = str(Path(sys.executable).with_name("scaling"))
-WSD_KEYS = ("schedule", "decay_fraction", "decay_shape")
 
 
 def grid_specs(spec_path: Path, out: Path) -> dict[str, Path]:
     """The spec under wsd and its cosine twin, each as its own experiment."""
     raw = yaml.safe_load(spec_path.read_text())
-    cosine = {**raw, "train": {k: v for k, v in raw["train"].items() if k not in WSD_KEYS}}
+    cosine = {**raw, "train": {k: v for k, v in raw["train"].items() if k not in SCHEDULE_PARAMS}}
     paths = {}
     for schedule, spec in (("wsd", raw), ("cosine", cosine)):
         spec = {**spec, "tracking": {"experiment": f"{raw['name']}-{schedule}"}}

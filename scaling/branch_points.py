@@ -34,7 +34,7 @@ def save(resume_point: Path, storage: str, experiment: str, trunk_id: str, token
     """Copy a trunk's resume point at `tokens` to where its branches will look."""
     fs, root = _root(storage)
     folder = f"{_folder(root, experiment, trunk_id)}/{tokens}"
-    if tokens in saved(storage, experiment, trunk_id):
+    if fs.get_file_info(f"{folder}/{RESUME_META}").type != pafs.FileType.NotFound:
         return  # a trunk retraining through a saved point: the same, and a branch may read it
     fs.create_dir(folder)
     # The meta last, under its own name only once whole: it marks the point complete.

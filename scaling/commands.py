@@ -16,10 +16,12 @@ from rich.table import Table
 
 from scaling import spec as spec_lib
 from scaling.contract import (
+    BRANCH,
     ERROR,
     GPU_PEAK_FLOPS,
     STATUS,
     TOKENS_PER_S,
+    TRUNK,
     VAL_LOSS,
     WALL_S,
     Status,
@@ -109,9 +111,9 @@ def plan(args) -> int:
 
 
 def _trains(trial: spec_lib.TrialSpec) -> str:
-    if trial.kind == "trunk":
+    if trial.kind == TRUNK:
         return f"trunk to {_count(trial.tokens)}"
-    if trial.kind == "branch":
+    if trial.kind == BRANCH:
         return f"{_count(trial.trained_tokens)} from {_count(trial.branch_at)}"
     return _count(trial.tokens)
 
@@ -119,7 +121,7 @@ def _trains(trial: spec_lib.TrialSpec) -> str:
 def _saving(runs: list, twin: list, seconds: float, twin_seconds: float) -> str:
     """What a WSD grid spends against the same grid under cosine, every budget from scratch."""
     spent, cosine = sum(t.trained_flops for t in runs), sum(t.flops for t in twin)
-    trunks = sum(t.kind == "trunk" for t in runs)
+    trunks = sum(t.kind == TRUNK for t in runs)
     return (
         f"wsd: {trunks} trunks and {len(runs) - trunks} branches spend {spent:.3g} FLOPs, "
         f"{spent / cosine:.2f}x the {cosine:.3g} of the same grid under cosine; "
@@ -148,7 +150,7 @@ def run(args) -> int:
     prepare_for(spec, args.spec)
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
-    trunks = sum(t.kind == "trunk" for t in trials)
+    trunks = sum(t.kind == TRUNK for t in trials)
     what = (
         f"{trunks} trunks and {len(trials) - trunks} branches"
         if trunks

@@ -30,7 +30,7 @@ PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag: the trial's grid run
 # What a trial run trains: a whole budget (`trial`), or under the WSD schedule a constant-LR
 # `trunk`, or a `branch` that cools down from its trunk's checkpoint to one budget.
 KIND = "scaling.kind"
-KINDS = PLAIN, TRUNK, BRANCH = "trial", "trunk", "branch"
+PLAIN, TRUNK, BRANCH = "trial", "trunk", "branch"
 TRUNK_NAME = "scaling.trunk"  # on a branch: its trunk's run name
 # Artifacts: a FINISHED trial's weights, a FAILED one's traceback, the report on the grid run.
 CHECKPOINT = "checkpoint.pt"  # {"config", "trial", "tokens_seen", "state_dict"}, weights_only
@@ -116,8 +116,11 @@ PRECISION, COMPILE, DEVICE, HOST, RAY_NODE_ID = (
 )
 RUN_PARAMS = (PRECISION, COMPILE, DEVICE, HOST, RAY_NODE_ID)
 TOKENS_PER_STEP_PARAM = "train.tokens_per_step"
-# The schedule's params, on every trial run; BRANCH_AT (tokens) on branches.
+# The schedule's params, on every trial run (the `train.*` fields of the same names: a
+# cosine trial's id leaves them out); BRANCH_AT (tokens) on branches.
 SCHEDULE, DECAY_FRACTION, DECAY_SHAPE = "schedule", "decay_fraction", "decay_shape"
+COOLDOWN_PARAMS = (DECAY_FRACTION, DECAY_SHAPE)  # what only a WSD branch's cooldown uses
+SCHEDULE_PARAMS = (SCHEDULE, *COOLDOWN_PARAMS)
 BRANCH_AT = "branch_at"
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +226,7 @@ TRUNK_LABEL = "trunk"  # a trunk's name has it where a trial's has its budget
 _MODEL = r"L(?P<n_layer>\d+)-d(?P<d_model>\d+)"
 _MODEL_NAME = re.compile(rf"^{_MODEL}(?:-W(?P<window>\d+))?$")
 _TRIAL_NAME = re.compile(
-    rf"^{_MODEL}-T(?P<seq_len>\d+)(?:-W(?P<window>\d+))?(?:-(?P<budget>[DC][^-]+|trunk))?"
+    rf"^{_MODEL}-T(?P<seq_len>\d+)(?:-W(?P<window>\d+))?(?:-(?P<budget>[DC][^-]+|{TRUNK_LABEL}))?"
     r"-s(?P<seed>\d+)$"
 )
 

@@ -408,11 +408,13 @@ def _to_run(
 ) -> list[TrialSpec]:
     """What a run of the grid has left to do: every trial and branch not FINISHED before,
     and the trunks whose branches among them need a point not saved yet."""
-    todo = [t for t in trials if t.kind != TRUNK and t.trial_id not in finished]
+    todo = {t.trial_id for t in trials if t.kind != TRUNK and t.trial_id not in finished}
     needed = {
-        t.trunk_id for t in todo if t.trunk_id and t.branch_at not in saved.get(t.trunk_id, ())
+        t.trunk_id
+        for t in trials
+        if t.trial_id in todo and t.trunk_id and t.branch_at not in saved.get(t.trunk_id, ())
     }
-    return [t for t in trials if t.trial_id in needed or t in todo]
+    return [t for t in trials if t.trial_id in todo | needed]
 
 
 def run_grid(

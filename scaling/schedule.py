@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import math
 
-DECAY_SHAPES = ("1-sqrt", "linear")
-
 
 def warmup(step: int, warmup_steps: int) -> float:
     """The linear warm-up's factor at `step` (counted from 0), 1 once it is over."""

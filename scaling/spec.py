@@ -28,6 +28,10 @@ from pydantic import (
 from scaling import schedule
 from scaling.config import GPTConfig
 from scaling.contract import (
+    BRANCH,
+    COOLDOWN_PARAMS,
+    SCHEDULE_PARAMS,
+    TRUNK,
     TRUNK_LABEL,
     ModelName,
     TrialName,
@@ -240,9 +244,7 @@ class TrainSpec(StrictModel):
     def _decay_needs_wsd(self) -> TrainSpec:
         # By value, not by the keys given: a trial's config travels as a full dump.
         fields = type(self).model_fields
-        changed = [
-            k for k in ("decay_fraction", "decay_shape") if getattr(self, k) != fields[k].default
-        ]
+        changed = [k for k in COOLDOWN_PARAMS if getattr(self, k) != fields[k].default]
         if changed and self.schedule != "wsd":
             raise ValueError(f"{changed[0]} applies to schedule 'wsd' only; add 'schedule: wsd'")
         return self
@@ -252,7 +254,7 @@ class TrainSpec(StrictModel):
         default's trials keep the ids they had before schedules could be chosen."""
         values = self.model_dump(mode="json")
         if self.schedule == "cosine":
-            for key in ("schedule", "decay_fraction", "decay_shape"):
+            for key in SCHEDULE_PARAMS:
                 values.pop(key)
         return values
 
@@ -342,13 +344,13 @@ class TrialSpec(StrictModel):
     def checkpoint_steps(self) -> list[int]:
         """Steps that must end a Lightning epoch, for a checkpoint there: a trunk's branch
         points, and a branch's own (where its trunk's validation left off)."""
-        points = self.branch_points if self.kind == "trunk" else [self.branch_at]
+        points = self.branch_points if self.kind == TRUNK else [self.branch_at]
         return [p // self.train.tokens_per_step for p in points if p]
 
     def lr_factor(self, step: int) -> float:
         """The learning rate at optimizer `step` (from 0), as a factor of `train.lr`."""
         train = self.train
-        if self.kind == "trunk":
+        if self.kind == TRUNK:
             return schedule.warmup(step, self.warmup_steps)
         if train.schedule == "wsd":
             return schedule.wsd(
@@ -502,7 +504,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
 
 def cosine_twin(spec: Spec) -> Spec:
     """The same grid under the cosine schedule: every budget trained from scratch."""
-    defaults = {k: TrainSpec.model_fields[k].default for k in ("decay_fraction", "decay_shape")}
+    defaults = {k: TrainSpec.model_fields[k].default for k in COOLDOWN_PARAMS}
     train = spec.train.model_copy(update={"schedule": "cosine", **defaults})
     return spec.model_copy(update={"train": train})
 
@@ -518,7 +520,7 @@ def trunks_and_branches(trials: list[TrialSpec]) -> list[TrialSpec]:
         branches = []
         for trial in members:
             branch_at = (trial.steps - trial.decay_steps) * trial.train.tokens_per_step
-            branches.append(trial.model_copy(update={"kind": "branch", "branch_at": branch_at}))
+            branches.append(trial.model_copy(update={"kind": BRANCH, "branch_at": branch_at}))
         points = sorted({b.branch_at for b in branches if b.branch_at})
         if points:  # else every budget cools down from the first step: nothing to share
             first = members[0]
@@ -526,7 +528,7 @@ def trunks_and_branches(trials: list[TrialSpec]) -> list[TrialSpec]:
                              first.seq_len, first.seed, TRUNK_LABEL)  # fmt: skip
             trunk = first.model_copy(
                 update={
-                    "kind": "trunk",
+                    "kind": TRUNK,
                     "name": str(name),
                     "trial_id": trunk_id,
                     "tokens": points[-1],
@@ -553,9 +555,9 @@ def _trunk_id(trial: TrialSpec) -> str:
         include={"experiment", "n_layer", "d_model", "n_head", "seq_len", "seed", "attention",
                  "data", "train"},
     )  # fmt: skip
-    for key in ("decay_fraction", "decay_shape"):  # its branches' business, not the trunk's
+    for key in COOLDOWN_PARAMS:  # its branches' business, not the trunk's
         identity["train"].pop(key)
-    identity["kind"] = "trunk"
+    identity["kind"] = TRUNK
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

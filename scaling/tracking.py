@@ -25,8 +25,6 @@ from scaling.contract import (
     BRANCH,
     BRANCH_AT,
     CHECKPOINT,
-    DECAY_FRACTION,
-    DECAY_SHAPE,
     DRIVER,
     ERROR,
     GRID,
@@ -34,7 +32,7 @@ from scaling.contract import (
     PARENT_RUN_ID,
     REPORT_ARTIFACTS,
     ROLE,
-    SCHEDULE,
+    SCHEDULE_PARAMS,
     SPEC_FILE,
     STATUS,
     STEP,
@@ -65,8 +63,7 @@ class TrackingError(InputError):
 def trial_params(trial: TrialSpec) -> dict[str, str]:
     """The contract's trial params, then the rest of the resolved config, flattened."""
     params = {key: getattr(trial, key) for key in TRIAL_PARAMS}
-    schedule = (SCHEDULE, DECAY_FRACTION, DECAY_SHAPE)
-    params.update({key: getattr(trial.train, key) for key in schedule})
+    params.update({key: getattr(trial.train, key) for key in SCHEDULE_PARAMS})
     if trial.kind == BRANCH:
         params[BRANCH_AT] = trial.branch_at
     params.update(
@@ -77,7 +74,7 @@ def trial_params(trial: TrialSpec) -> dict[str, str]:
     )
     for section in ("train", "data", "resources"):
         for key, value in getattr(trial, section).model_dump(mode="json").items():
-            if value is not None and key not in schedule:
+            if value is not None and key not in SCHEDULE_PARAMS:
                 params[f"{section}.{key}"] = value
     return {key: str(value) for key, value in params.items()}
 
