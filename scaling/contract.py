@@ -48,6 +48,7 @@ class Status(str, Enum):
     DIVERGED = "DIVERGED"
     FAILED = "FAILED"  # raised after its retries
     KILLED = "KILLED"  # stopped by the user, or its driver died
+    STOPPED = "STOPPED"  # stopped early, hopeless against its cell (search.stop_hopeless)
     UNKNOWN = "UNKNOWN"  # a trial run without the tag: not one `scaling run` wrote
 
     def __str__(self) -> str:
@@ -57,14 +58,14 @@ class Status(str, Enum):
     def is_result(self) -> bool:
         """A trial that ran and told us something: a diverged or out-of-memory point is a
         result of the scaling study, not a failure of the tool."""
-        return self in (Status.FINISHED, Status.OOM, Status.DIVERGED)
+        return self in (Status.FINISHED, Status.OOM, Status.DIVERGED, Status.STOPPED)
 
     @property
     def mlflow_status(self) -> str:
         """MLflow's own run status: only a trained model counts as FINISHED."""
         if self in (Status.FINISHED, Status.KILLED, Status.RUNNING):
             return self.value
-        return "FAILED"
+        return "KILLED" if self == Status.STOPPED else "FAILED"
 
 
 def trial_runs_filter(parent_run_id: str | None = None) -> str:
@@ -122,6 +123,8 @@ SCHEDULE, DECAY_FRACTION, DECAY_SHAPE = "schedule", "decay_fraction", "decay_sha
 COOLDOWN_PARAMS = (DECAY_FRACTION, DECAY_SHAPE)  # what only a WSD branch's cooldown uses
 SCHEDULE_PARAMS = (SCHEDULE, *COOLDOWN_PARAMS)
 BRANCH_AT = "branch_at"
+# The peak LR (`train.lr` as well, kept for older runs) and µP's, on every trial run.
+LR_PARAM, PARAMETRIZATION, BASE_WIDTH = "lr", "parametrization", "base_width"
 
 # ---------------------------------------------------------------------------------------------
 # Metrics of a trial run. Every report carries STEP, the training tokens seen, which is
@@ -227,7 +230,7 @@ _MODEL = r"L(?P<n_layer>\d+)-d(?P<d_model>\d+)"
 _MODEL_NAME = re.compile(rf"^{_MODEL}(?:-W(?P<window>\d+))?$")
 _TRIAL_NAME = re.compile(
     rf"^{_MODEL}-T(?P<seq_len>\d+)(?:-W(?P<window>\d+))?(?:-(?P<budget>[DC][^-]+|{TRUNK_LABEL}))?"
-    r"-s(?P<seed>\d+)$"
+    r"(?:-lr(?P<lr>[0-9.]+(?:e[-+]?\d+)?))?-s(?P<seed>\d+)$"
 )
 
 
@@ -259,11 +262,13 @@ class TrialName:
     seq_len: int
     seed: int
     budget: str | None = None  # `D1.25M` (tokens) or `C1e+12` (FLOPs), or TRUNK_LABEL
+    lr: str | None = None  # `0.003`, on a grid with a learning-rate axis (`lr_label`)
 
     def __str__(self) -> str:
         window = f"-W{self.model.window}" if self.model.window is not None else ""
         budget = f"-{self.budget}" if self.budget else ""
-        return f"{self.model.shape}-T{self.seq_len}{window}{budget}-s{self.seed}"
+        lr = f"-lr{self.lr}" if self.lr else ""
+        return f"{self.model.shape}-T{self.seq_len}{window}{budget}{lr}-s{self.seed}"
 
     @classmethod
     def parse(cls, text: str) -> TrialName:
@@ -273,7 +278,7 @@ class TrialName:
         n_layer, d_model, window, seq_len, seed = _ints(
             match, "n_layer", "d_model", "window", "seq_len", "seed"
         )
-        return cls(ModelName(n_layer, d_model, window), seq_len, seed, match["budget"])
+        return cls(ModelName(n_layer, d_model, window), seq_len, seed, match["budget"], match["lr"])
 
 
 def _ints(match: re.Match, *groups: str) -> list[Any]:
@@ -286,6 +291,11 @@ def tokens_budget(tokens: float) -> str:
         if tokens >= scale:
             return f"D{tokens / scale:.3g}{unit}"
     return f"D{tokens:.0f}"
+
+
+def lr_label(lr: float) -> str:
+    """`0.003`: a trial's peak learning rate in its name, three significant figures."""
+    return f"{lr:.3g}"
 
 
 def compute_budget(flops: float) -> str:

@@ -6,6 +6,7 @@ Every problem with a spec becomes one `SpecError` whose text names the file and 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import itertools
@@ -37,6 +38,7 @@ from scaling.contract import (
     TrialName,
     attention_name,
     compute_budget,
+    lr_label,
     parse_attention,
     tokens_budget,
 )
@@ -191,6 +193,18 @@ class ModelSpec(StrictModel):
     # find loss flat for d_model/n_layer between about 20 and 200), heads of head_dim.
     aspect_ratio: PositiveFloat = 64.0
     head_dim: PositiveInt = 64
+    # `mup`: µP (Tensor Programs V), under which the best LR holds across widths; it equals
+    # `standard` at d_model = base_width (scaling/config.py has its multipliers).
+    parametrization: Literal["standard", "mup"] = "standard"
+    base_width: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _base_width_with_mup(self) -> ModelSpec:
+        if self.parametrization == "mup" and self.base_width is None:
+            raise ValueError("parametrization 'mup' needs 'base_width', the d_model it tunes at")
+        if self.parametrization == "standard" and self.base_width is not None:
+            raise ValueError("base_width applies to parametrization 'mup' only")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -206,6 +220,9 @@ class GridSpec(StrictModel):
     tokens_per_param: list[PositiveFloat] | None = None
     compute: list[PositiveFloat] | None = None  # FLOP budgets (IsoFLOP grid)
     seeds: list[NonNegativeInt] = [0]
+    # A learning-rate axis: peak LRs, or multiples of each size's (train.lr or its own lr).
+    lr: list[PositiveFloat] | None = None
+    lr_multipliers: list[PositiveFloat] | None = None
 
     @model_validator(mode="after")
     def _one_budget_axis(self) -> GridSpec:
@@ -215,7 +232,17 @@ class GridSpec(StrictModel):
                 "give exactly one of 'tokens', 'tokens_per_param' or 'compute'"
                 + (f", got {' and '.join(given)}" if given else "")
             )
+        if self.lr and self.lr_multipliers:
+            raise ValueError("give 'lr' or 'lr_multipliers', not both")
+        for axis in ("lr", "lr_multipliers"):
+            values = getattr(self, axis) or []
+            if len(set(values)) < len(values):
+                raise ValueError(f"{axis} repeats {next(v for v in values if values.count(v) > 1)}")
         return self
+
+    @property
+    def lr_axis(self) -> list[float] | None:
+        return self.lr or self.lr_multipliers
 
 
 class TrainSpec(StrictModel):
@@ -274,6 +301,23 @@ class ResourcesSpec(StrictModel):
         return self
 
 
+class SearchSpec(StrictModel):
+    """How the grid is searched. `stop_hopeless`: a trial whose validation loss, once past
+    `grace_fraction` of its budget, is worse by more than `margin` (relative) than the best of
+    its cell (the same point at the other LRs) at the same tokens is stopped; STOPPED runs are
+    never fitted. Early rankings between LRs can cross later, hence a generous grace."""
+
+    stop_hopeless: bool = False
+    grace_fraction: Annotated[float, BeforeValidator(_fraction)] = 0.3
+    margin: PositiveFloat = 0.05
+
+    @model_validator(mode="after")
+    def _grace_of_at_least_30_percent(self) -> SearchSpec:
+        if not 0.3 <= self.grace_fraction < 1:
+            raise ValueError("grace_fraction must be at least 0.3 and below 1")
+        return self
+
+
 class TrackingSpec(StrictModel):
     experiment: str | None = None
 
@@ -285,6 +329,7 @@ class Spec(StrictModel):
     grid: GridSpec
     train: TrainSpec = TrainSpec()
     resources: ResourcesSpec = ResourcesSpec()
+    search: SearchSpec = SearchSpec()
     tracking: TrackingSpec = TrackingSpec()
 
     @property
@@ -321,6 +366,8 @@ class TrialSpec(StrictModel):
     data: DataSpec
     train: TrainSpec
     resources: ResourcesSpec
+    parametrization: Literal["standard", "mup"] = "standard"
+    base_width: int | None = None  # µP's base width
     kind: Literal["trial", "trunk", "branch"] = "trial"
     branch_at: int = 0  # a branch: the tokens where it leaves its trunk (0: from scratch)
     trunk: str | None = None  # a branch: its trunk's name
@@ -371,11 +418,18 @@ class TrialSpec(StrictModel):
             self.n_head,
             self.seq_len,
             window=parse_attention(self.attention),
+            parametrization=self.parametrization,
+            base_width=self.base_width,
         )
 
     @property
     def steps(self) -> int:
         return self.tokens // self.train.tokens_per_step
+
+    @property
+    def cell(self) -> str:
+        """The grid point apart from its learning rate: the trials one LR sweep compares."""
+        return str(dataclasses.replace(TrialName.parse(self.name), lr=None))
 
     @property
     def warmup_steps(self) -> int:
@@ -406,16 +460,33 @@ def shape_for_params(target: float, aspect_ratio: float, head_dim: int) -> GPTCo
     return min(configs, key=lambda config: abs(math.log(config.params / target)))
 
 
-def _sizes(model: ModelSpec, train: TrainSpec) -> list[tuple[tuple[int, int, int], TrainSpec]]:
-    """Each size's shape, and the training config it runs with (its own lr, if it has one)."""
-    sizes = []
+def _sizes(model: ModelSpec) -> list[tuple[int, int, int]]:
+    """Each size's shape: as given, or by the aspect-ratio rule for a target count."""
+    shapes = []
     for size in model.sizes:
         shape = size.shape
         if size.params is not None:
             c = shape_for_params(size.params, model.aspect_ratio, model.head_dim)
             shape = (c.n_layer, c.d_model, c.n_head)
-        sizes.append((shape, train.model_copy(update={"lr": size.lr}) if size.lr else train))
-    return sizes
+        shapes.append(shape)
+    return shapes
+
+
+def _learning_rates(spec: Spec) -> list[list[tuple[float, str | None]]]:
+    """Per size, the peak LRs it trains at, each with its label for trial names (None
+    without an LR axis): the size's own lr or train.lr, or the grid's LR axis."""
+    grid = spec.grid
+    per_size = []
+    for size in spec.model.sizes:
+        own = size.lr or spec.train.lr
+        if grid.lr:
+            lrs = grid.lr
+        elif grid.lr_multipliers:
+            lrs = [own * m for m in grid.lr_multipliers]
+        else:
+            lrs = [own]
+        per_size.append([(lr, lr_label(lr) if grid.lr_axis else None) for lr in lrs])
+    return per_size
 
 
 def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
@@ -425,6 +496,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
     kind = next(k for k in ("tokens", "tokens_per_param", "compute") if getattr(grid, k))
     budgets: list[float] = getattr(grid, kind)
 
+    _check_lr_axis(spec, source)
     for i, T in enumerate(grid.seq_len):
         if train.tokens_per_step % T:
             raise SpecError(
@@ -453,9 +525,15 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
 
     trials = []
     several_budgets = len(budgets) > 1
-    for ((L, d, h), size_train), attention, T, budget, seed in itertools.product(
-        _sizes(spec.model, train), spec.model.attention, grid.seq_len, budgets, grid.seeds
-    ):
+    model = spec.model
+    mup = {"parametrization": model.parametrization, "base_width": model.base_width}
+    points = [
+        (shape, *point)
+        for shape, lrs in zip(_sizes(model), _learning_rates(spec))
+        for point in itertools.product(model.attention, grid.seq_len, budgets, lrs, grid.seeds)
+    ]
+    for (L, d, h), attention, T, budget, (lr, lr_name), seed in points:
+        size_train = train.model_copy(update={"lr": lr})
         config = GPTConfig(L, d, h, T, window=parse_attention(attention))
         per_token = config.flops_per_token()
         wanted = {
@@ -469,7 +547,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
         label = None
         if several_budgets:
             label = compute_budget(budget) if kind == "compute" else tokens_budget(tokens)
-        name = str(TrialName(ModelName(L, d, config.window), T, seed, label))
+        name = str(TrialName(ModelName(L, d, config.window), T, seed, label, lr_name))
         resolved: dict[str, Any] = {
             "experiment": spec.experiment,
             "n_layer": L,
@@ -481,6 +559,8 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
             "attention": attention,
             "data": spec.data.model_dump(mode="json"),
             "train": size_train.identity(),
+            # µP enters the ids of its trials only: standard trials keep the ids they had.
+            **(mup if model.parametrization == "mup" else {}),
         }
         trial_id = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
         trials.append(
@@ -492,7 +572,7 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
                 flops_per_token=per_token,
                 flops=float(per_token * tokens),
                 resources=spec.resources,
-                **{**resolved, "train": size_train},
+                **{**resolved, **mup, "train": size_train},
             )
         )
     names = [t.name for t in trials]
@@ -500,6 +580,21 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
     if duplicates:
         raise SpecError(f"{source}: model.sizes: the grid repeats trial {duplicates[0]}")
     return trunks_and_branches(trials) if train.schedule == "wsd" else trials
+
+
+def _check_lr_axis(spec: Spec, source: str) -> None:
+    if spec.grid.lr:
+        for i, size in enumerate(spec.model.sizes):
+            if size.lr is not None:
+                raise SpecError(
+                    f"{source}: model.sizes[{i}].lr: conflicts with grid.lr; sweep around each "
+                    "size's own lr with grid.lr_multipliers instead"
+                )
+    if spec.search.stop_hopeless and len(spec.grid.lr_axis or []) < 2:
+        raise SpecError(
+            f"{source}: search.stop_hopeless: compares a trial with the other learning rates of "
+            "its cell; give grid.lr or grid.lr_multipliers two or more values"
+        )
 
 
 def cosine_twin(spec: Spec) -> Spec:
@@ -524,8 +619,7 @@ def trunks_and_branches(trials: list[TrialSpec]) -> list[TrialSpec]:
         points = sorted({b.branch_at for b in branches if b.branch_at})
         if points:  # else every budget cools down from the first step: nothing to share
             first = members[0]
-            name = TrialName(ModelName(first.n_layer, first.d_model, first.gpt_config.window),
-                             first.seq_len, first.seed, TRUNK_LABEL)  # fmt: skip
+            name = dataclasses.replace(TrialName.parse(first.name), budget=TRUNK_LABEL)
             trunk = first.model_copy(
                 update={
                     "kind": TRUNK,
@@ -553,8 +647,10 @@ def _trunk_id(trial: TrialSpec) -> str:
     identity = trial.model_dump(
         mode="json",
         include={"experiment", "n_layer", "d_model", "n_head", "seq_len", "seed", "attention",
-                 "data", "train"},
+                 "data", "train", "parametrization", "base_width"},
     )  # fmt: skip
+    if identity["parametrization"] == "standard":  # as before µP: the trunks keep their ids
+        del identity["parametrization"], identity["base_width"]
     for key in COOLDOWN_PARAMS:  # its branches' business, not the trunk's
         identity["train"].pop(key)
     identity["kind"] = TRUNK

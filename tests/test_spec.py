@@ -134,6 +134,53 @@ def test_a_size_may_carry_its_own_learning_rate():
     assert (small.train.lr, large.train.lr) == (3e-2, 1e-3)
 
 
+def test_a_learning_rate_axis_trains_every_point_at_each_lr_named_by_it():
+    raw = tiny_spec(grid={"seq_len": [64], "tokens": [32768], "lr": [1e-3, 3e-3, 1e-2]})
+    trials = expand(raw)
+    assert [t.name for t in trials] == ["L1-d32-T64-lr0.001-s0", "L1-d32-T64-lr0.003-s0",
+                                        "L1-d32-T64-lr0.01-s0"]  # fmt: skip
+    assert [t.train.lr for t in trials] == [1e-3, 3e-3, 1e-2]
+    assert len({t.trial_id for t in trials}) == 3
+    assert {t.cell for t in trials} == {"L1-d32-T64-s0"}  # one cell: compared with each other
+
+
+def test_lr_multipliers_sweep_around_each_sizes_own_learning_rate():
+    raw = tiny_spec(
+        model={
+            "sizes": [
+                {"n_layer": 1, "d_model": 32, "n_head": 2, "lr": 2e-2},
+                {"n_layer": 2, "d_model": 64, "n_head": 4},
+            ]
+        },
+        grid={"seq_len": [64], "tokens": [32768, 65536], "lr_multipliers": [0.5, 2]},
+        train={"lr": 1e-3},
+    )
+    trials = expand(raw)
+    assert [t.train.lr for t in trials] == [1e-2, 4e-2, 1e-2, 4e-2, 5e-4, 2e-3, 5e-4, 2e-3]
+    assert trials[0].name == "L1-d32-T64-D32.8K-lr0.01-s0"
+    assert len({t.cell for t in trials}) == 4  # (size, budget) cells of two LRs each
+
+
+def test_without_an_lr_axis_or_mup_trials_keep_their_names_and_ids():
+    (plain,) = expand(tiny_spec())
+    (swept,) = expand(tiny_spec(grid={"seq_len": [64], "tokens": [32768], "lr": [1e-2]}))
+    assert plain.name == "L1-d32-T64-s0" and swept.name == "L1-d32-T64-lr0.01-s0"
+    assert plain.trial_id == swept.trial_id  # the same training: a rerun would skip it
+    mup = tiny_spec(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}],
+                           "parametrization": "mup", "base_width": 32})  # fmt: skip
+    (under_mup,) = expand(mup)
+    assert under_mup.trial_id != plain.trial_id and under_mup.gpt_config.width_mult == 1
+
+
+def test_a_wsd_lr_sweep_has_a_trunk_per_learning_rate():
+    raw = tiny_spec(
+        grid={"seq_len": [64], "tokens": [32768, 65536], "lr": [1e-3, 1e-2]},
+        train={"schedule": "wsd"},
+    )
+    trunks = [t for t in expand(raw) if t.kind == "trunk"]
+    assert [t.name for t in trunks] == ["L1-d32-T64-trunk-lr0.001-s0", "L1-d32-T64-trunk-lr0.01-s0"]
+
+
 def test_the_experiment_defaults_to_the_spec_name():
     assert spec_lib.parse(tiny_spec("abc")).experiment == "abc"
     assert spec_lib.parse(tiny_spec("abc", tracking={"experiment": "other"})).experiment == "other"
@@ -273,6 +320,51 @@ BAD = [
     (
         dict(train={"schedule": "wsd", "decay_shape": "cosine"}),
         "grid.yaml: train.decay_shape: must be '1-sqrt' or 'linear', got 'cosine'",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [1e5], "lr": [1e-3], "lr_multipliers": [2]}),
+        "grid.yaml: grid: give 'lr' or 'lr_multipliers', not both",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [1e5], "lr": [1e-3, -1]}),
+        "grid.yaml: grid.lr[1]: must be a positive number, got -1",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [1e5], "lr_multipliers": [1, 2, 1]}),
+        "grid.yaml: grid: lr_multipliers repeats 1.0",
+    ),
+    (
+        dict(
+            model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2, "lr": 1e-3}]},
+            grid={"seq_len": [64], "tokens": [1e5], "lr": [1e-3, 1e-2]},
+        ),
+        "grid.yaml: model.sizes[0].lr: conflicts with grid.lr; sweep around each size's own lr "
+        "with grid.lr_multipliers instead",
+    ),
+    (
+        dict(search={"stop_hopeless": True}),
+        "grid.yaml: search.stop_hopeless: compares a trial with the other learning rates of its "
+        "cell; give grid.lr or grid.lr_multipliers two or more values",
+    ),
+    (
+        dict(search={"grace_fraction": 0.1}),
+        "grid.yaml: search: grace_fraction must be at least 0.3 and below 1",
+    ),
+    (
+        dict(
+            model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}], "parametrization": "mup"}
+        ),
+        "grid.yaml: model: parametrization 'mup' needs 'base_width', the d_model it tunes at",
+    ),
+    (
+        dict(model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}], "base_width": 32}),
+        "grid.yaml: model: base_width applies to parametrization 'mup' only",
+    ),
+    (
+        dict(
+            model={"sizes": [{"n_layer": 1, "d_model": 32, "n_head": 2}], "parametrization": "sp"}
+        ),
+        "grid.yaml: model.parametrization: must be 'standard' or 'mup', got 'sp'",
     ),
     (
         dict(train={"decay_fraction": 0.1}),
