@@ -24,6 +24,30 @@ class GPTConfig:
     vocab_size: int = VOCAB_SIZE
     # Sliding-window attention: each token sees itself and the window-1 tokens before it.
     window: int | None = None
+    # `mup`: the maximal-update parametrization (Tensor Programs V), equal to `standard` at
+    # d_model = base_width; its multipliers below, the LR's in module.py.
+    parametrization: str = "standard"
+    base_width: int | None = None
+
+    @property
+    def width_mult(self) -> float:
+        """How many times wider than the base width µP reads this model as (1 if standard)."""
+        if self.parametrization != "mup" or self.base_width is None:
+            return 1.0
+        return self.d_model / self.base_width
+
+    @property
+    def attention_scale(self) -> float | None:
+        """What attention scores are multiplied by: None is SDPA's own 1/sqrt(head_dim).
+
+        µP scales them by 1/head_dim: a query and a key grow correlated in training, so their
+        dot product grows like head_dim, not like its square root. The factor is
+        sqrt(base_head_dim)/head_dim, base_head_dim being the head's width in the model at the
+        base width with as many heads: 1/sqrt(head_dim) at the base width, as under standard."""
+        if self.parametrization != "mup":
+            return None
+        base_head_dim = self.head_dim / self.width_mult
+        return base_head_dim**0.5 / self.head_dim
 
     @property
     def attention_span(self) -> int:

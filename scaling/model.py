@@ -18,7 +18,7 @@ from scaling.config import GPTConfig
 
 
 def sliding_window_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, scale: float | None = None
 ) -> torch.Tensor:
     """Causal attention in which each query sees itself and the `window`-1 keys before it,
     in O(T·window) time and memory: no T×T mask or score matrix is ever made.
@@ -29,7 +29,7 @@ def sliding_window_attention(
     """
     B, H, T, D = q.shape
     if T <= window:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     pad = -T % window  # padded at the end: no real query can see a padded key
     q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
     blocks = (T + pad) // window
@@ -46,7 +46,7 @@ def sliding_window_attention(
     first_block = key >= window  # the first block has no block before it
     # 4-D, (1, blocks, window, 2·window): a 3-D mask sends SDPA to its slow math kernel.
     mask = torch.stack([band & first_block] + [band] * (blocks - 1)).unsqueeze(0)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return y.reshape(B, H, blocks * window, D)[:, :, :T]
 
 
@@ -85,6 +85,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head = config.n_head
         self.window = config.window
+        self.scale = config.attention_scale
         self.layer = layer
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
@@ -98,14 +99,14 @@ class CausalSelfAttention(nn.Module):
             # Decoding: one new query, attending to every cached key (all inside its window).
             assert T == 1, "decode one token at a time once the cache holds the prompt"
             k, v = cache.store(self.layer, k, v)
-            y = F.scaled_dot_product_attention(q, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
             if cache is not None:
                 cache.store(self.layer, k, v)  # the prompt: attend as in training, then keep
             if self.window is None:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
             else:
-                y = sliding_window_attention(q, k, v, self.window)
+                y = sliding_window_attention(q, k, v, self.window, self.scale)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
@@ -148,11 +149,28 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        # µP: a hidden matrix's init variance goes as 1/fan_in, so relative to the base width
+        # its std is 1/sqrt(width_mult) (scaled in place: the standard init draws as before).
+        with torch.no_grad():
+            for p in self.hidden_matrices():
+                p.div_(math.sqrt(config.width_mult))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # The input-like weights: µP keeps their init and LR as at the base width. The output head
+    # is the token table (tied), so under µP its logits are divided by width_mult instead.
+    embedding_names = ("wte.weight", "wpe.weight")
+
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The matrices µP trains at the base LR divided by width_mult."""
+        return [
+            p
+            for name, p in self.named_parameters()
+            if p.dim() >= 2 and name not in self.embedding_names
+        ]
 
     def forward(
         self,
@@ -175,6 +193,8 @@ class GPT(nn.Module):
         if cache is not None:
             cache.length = end
         logits = self.lm_head(self.ln_f(x))
+        if self.config.width_mult != 1:
+            logits = logits / self.config.width_mult  # µP's output multiplier
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))

@@ -47,15 +47,23 @@ class GPTModule(L.LightningModule):
 
     def configure_optimizers(self):
         train = self.trial.train
-        # Decay matrices only (the tied embedding among them, as in nanoGPT), not LayerNorm gains.
-        matrices = [p for p in self.model.parameters() if p.dim() >= 2]
-        vectors = [p for p in self.model.parameters() if p.dim() < 2]
+        model = self.model
+        # Weight decay on matrices only (the tied embedding among them, as in nanoGPT), not on
+        # LayerNorm gains.
+        matrices = [p for p in model.parameters() if p.dim() >= 2]
+        vectors = [p for p in model.parameters() if p.dim() < 2]
+        groups = [{"params": matrices}, {"params": vectors, "weight_decay": 0.0}]
+        width_mult = model.config.width_mult
+        if width_mult != 1:
+            # µP (Tensor Programs V, for Adam): the hidden matrices' LR divided by width_mult;
+            # the embeddings (input-like) and the gains keep the base LR.
+            hidden = model.hidden_matrices()
+            embeddings = [p for p in matrices if all(p is not h for h in hidden)]
+            groups[:1] = [{"params": hidden, "lr": train.lr / width_mult}, {"params": embeddings}]
         optimizer = torch.optim.AdamW(
-            [
-                {"params": matrices, "weight_decay": train.weight_decay},
-                {"params": vectors, "weight_decay": 0.0},
-            ],
+            groups,
             lr=train.lr,
+            weight_decay=train.weight_decay,
             betas=(train.beta1, train.beta2),
             fused=self.device.type == "cuda",
         )
