@@ -24,6 +24,7 @@ from analysis.fit import (
     fit_saturating,
 )
 from analysis.laws import PowerLaw
+from analysis.learning_rate import LearningRates, learning_rates
 from analysis.runs import Runs
 from scaling.contract import (
     BRANCH,
@@ -123,7 +124,9 @@ class Analysis:
     finished: pd.DataFrame  # the finished runs with a loss, each with its model name, `size`
     seq_len: int | None  # the sequence length the loss laws use (None: results without one)
     attention: str  # the attention the loss laws use
-    points: pd.DataFrame  # the finished runs at that length and attention
+    points: pd.DataFrame  # the finished runs at that length and attention (with an LR axis,
+    # each cell's best LR only; `learning_rates.swept_points` holds them all)
+    learning_rates: LearningRates | None  # a grid with an LR axis: LR* per cell and its laws
     branching: Branching | None  # a WSD grid's trunks and branches, and what they spent
     chinchilla: ChinchillaFit | Refused
     held_out: frontier.HeldOut | Refused
@@ -190,6 +193,11 @@ def analyse(
     """Fit everything the grid supports; `gpu` is a name of `GPU_PEAK_FLOPS`."""
     finished = finished_runs(runs, experiment)
     attention, seq_len, points = loss_law_points(finished)
+    # The loss laws measure size and data, not tuning: with an LR axis, each (size, tokens)
+    # cell enters them at its best LR.
+    rates = learning_rates(points, min(bootstrap, 200), seed)
+    if rates is not None:
+        points = points[points["run_id"].isin(rates.sweep.best_run_ids)]
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", VAL_LOSS))
     chinchilla = attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
     spend = branching(runs)
@@ -221,6 +229,7 @@ def analyse(
         seq_len=seq_len,
         attention=attention,
         points=points,
+        learning_rates=rates,
         branching=spend,
         chinchilla=chinchilla,
         held_out=attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200)),

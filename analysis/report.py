@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis import curves, document, plots, render, sections
+from analysis import curves, document, lr_plots, plots, render, sections
 from analysis.analyse import Analysis
 
 
@@ -28,6 +28,9 @@ def write_report(a: Analysis, out_dir: str | Path) -> Path:
         lines = curves.tabulate(a)
         for name, plot in plots.PLOTS.items():
             plot(a, lines, plots_dir / name)
+        if a.learning_rates is not None:
+            for name, lr_plot in lr_plots.PLOTS.items():
+                lr_plot(a, plots_dir / name)
         blocks = sections.report(a, lines)
         (staging / "report.md").write_text(render.markdown(blocks))
         title = f"Scaling report: {a.experiment}"

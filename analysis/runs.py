@@ -17,7 +17,9 @@ from scaling.contract import (
     ERROR,
     FINAL_METRICS,
     KIND,
+    LR_PARAM,
     MFU,
+    PARAMETRIZATION,
     PLAIN,
     STATUS,
     STEP_TIME_S,
@@ -48,6 +50,8 @@ PARAM_COLUMNS = {
     "attention": str,
     "precision": str,
     "device": str,
+    LR_PARAM: float,  # the peak LR: the LR axis of a sweep
+    PARAMETRIZATION: str,
 }
 # Per generated token, the seconds each run's decode metrics give at each context.
 DECODE_COLUMNS = ["run_id", "context", "seconds"]
@@ -113,8 +117,9 @@ def from_mlflow(
             "trunk": tags.get(TRUNK_NAME),
             "branch_at": int(params.get(BRANCH_AT, 0)),
         }
+        params.setdefault(LR_PARAM, params.get("train.lr"))  # runs from before the LR axis
         for key, kind in PARAM_COLUMNS.items():
-            row[key] = kind(params[key]) if key in params else None
+            row[key] = kind(params[key]) if params.get(key) is not None else None
         row.update({key: metrics.get(key) for key in METRIC_COLUMNS})
         # Seconds per training token: the steady mean step time is steadier than the last
         # window's tokens/s.

@@ -4,62 +4,25 @@ HTML: ("h1" | "h2" | "p", text), ("table", headers, rows), ("img", file name, ca
 from __future__ import annotations
 
 from analysis.analyse import Analysis, Refused
+from analysis.captions import (
+    DECODE_LATENCY,
+    ISOFLOP_FROM_LAW,
+    ISOFLOP_PARABOLAS,
+    LOSS_VS_COMPUTE,
+    LOSS_VS_PARAMS,
+    LR_LAW,
+    LR_SWEEPS,
+    MFU_HEATMAP,
+    MFU_NOT_MEASURED,
+    SEQ_LEN_SPLIT,
+    TIME_PER_TOKEN,
+    TRAINING_CURVES,
+    TRUNKS_AND_BRANCHES,
+)
 from analysis.curves import Curves
 from scaling.contract import GPU_PEAK_FLOPS, MFU, parse_attention
 
 Block = tuple
-
-# Captions: each says something a reader can check against the tables.
-LOSS_VS_COMPUTE = (
-    "Validation curves of every finished run (thin), final losses (dots), their lower "
-    "envelope (approach 1, black) and the Chinchilla fit's lowest loss at each compute with "
-    "its 95% bootstrap band, over sizes from 1/100 to 100 times the grid's. FLOPs are the "
-    "grid's own (output head and attention counted): the frontier takes each size's FLOPs "
-    "per token from a power law fitted to the grid's sizes."
-)
-TRUNKS_AND_BRANCHES = (
-    "Validation curves of the WSD trunks (dashed: constant learning rate) and of their "
-    "cooldown branches (thin, each from its branch point to its budget), final losses (dots), "
-    "approach 1's lower envelope (black) and the Chinchilla fit's lowest loss at each compute "
-    "with its 95% bootstrap band. The branches are the grid's points. Only a branch's end is "
-    "annealed, so approach 1 joins each size's final losses into its curve."
-)
-ISOFLOP_PARABOLAS = (
-    "Final loss against model size, coloured by training FLOPs; approach 2's parabolas in "
-    "log N (solid) and their minima (stars)."
-)
-ISOFLOP_FROM_LAW = (
-    "Final loss against model size, coloured by training FLOPs; the grid has no FLOP budget "
-    "with 3 sizes, so the dashed lines are the Chinchilla fit's profiles at three budgets "
-    "across the grid, with their minima (stars) where they fall inside the sizes drawn."
-)
-LOSS_VS_PARAMS = (
-    "Final losses coloured by training tokens, and the Chinchilla fit at the smallest, "
-    "middle and largest token counts of the grid, E + B/D^beta + A/N^alpha, with 95% "
-    "bootstrap bands; the grey region is beyond the largest size trained."
-)
-TRAINING_CURVES = (
-    "Validation loss during training, by model size (colour), one panel per sequence length."
-)
-TIME_PER_TOKEN = (
-    "Measured time per training token (log-log) with the fitted power law t ∝ N^k per length."
-)
-SEQ_LEN_SPLIT = (
-    "Time per token against sequence length per size: per sequence the cost is a·T + b·T², "
-    "so per token a (dense layers, dotted) plus b·T (attention). Dashed: what the FLOP model "
-    "(12·L·d·T attention FLOPs per token) predicts, matched to the measured time at the "
-    "shortest length; where the measured line is flatter, attention costs less than its "
-    "FLOPs on this hardware. Squares and dash-dots: the same shape with a sliding window, "
-    "whose attention stops growing at the window."
-)
-MFU_HEATMAP = "Model FLOPs utilisation by size and sequence length (achieved / peak FLOP/s)."
-MFU_NOT_MEASURED = "Model FLOPs utilisation by size and sequence length: not measured here."
-DECODE_LATENCY = (
-    "Seconds to generate one token, batch 1 with the KV cache, at each context length, "
-    "measured by every trial after training (median over the runs of a size at its longest "
-    "trained length). A dense model's cost per token grows with the keys it attends to; a "
-    "sliding window's stops growing at the window."
-)
 
 
 def _fmt(value: float, interval=None, digits: int = 4) -> str:
@@ -103,6 +66,66 @@ def branching(a: Analysis) -> list[Block]:
         ("p", text),
         ("img", "loss_vs_compute.png", TRUNKS_AND_BRANCHES),
     ]
+
+
+def learning_rate(a: Analysis) -> list[Block]:
+    """A grid with an LR axis: each cell's best LR, the unbracketed ones named, the LR laws."""
+    rates = a.learning_rates
+    if rates is None:
+        return []
+    cells = rates.sweep.cells
+    swept = len(rates.swept_points)
+    b: list[Block] = [
+        ("h2", "Learning rate"),
+        (
+            "p",
+            f"{len(cells)} (size, tokens) cells swept over {swept} runs. LR* is the vertex of a "
+            "least-squares parabola in log LR (with a residual-bootstrap 95% interval where "
+            "the cell has residuals to draw), else the best LR measured. The loss laws below "
+            f"are fitted on each cell's best run only ({len(cells)} of {swept}).",
+        ),
+    ]
+    rows = []
+    for _, cell in cells.sort_values(["params", "tokens"]).iterrows():
+        interval = (cell["ci95_low"], cell["ci95_high"]) if cell["ci95_low"] > 0 else None
+        how = cell["note"] if isinstance(cell["note"], str) else cell["method"]
+        lr_star = _fmt(cell["lr_star"], interval, 3)
+        tokens, best = f"{cell['tokens']:.3g}", f"{cell['best_val_loss']:.4f}"
+        rows.append([cell["size"], tokens, str(cell["n_lrs"]), lr_star, how, best])
+    b.append(("table", ["size", "tokens", "LRs", "LR* [95%]", "how", "best loss"], rows))
+    unbracketed = rates.sweep.unbracketed
+    unbracketed = unbracketed[unbracketed["n_lrs"] >= 3]
+    if len(unbracketed):
+        named = "; ".join(f"{c['size']} at {c['tokens']:.3g} tokens ({c['note']})"
+                          for _, c in unbracketed.iterrows())  # fmt: skip
+        cells_text = "1 cell" if len(unbracketed) == 1 else f"{len(unbracketed)} cells"
+        b.append(("p", f"Optimum not bracketed in {cells_text}: {named}."))
+    b.append(("img", "lr_sweeps.png", LR_SWEEPS))
+    law = rates.law
+    if isinstance(law, str):
+        b.append(("p", f"LR law LR* = k·N^x·D^y: refused ({law})."))
+    else:
+        b.append(
+            (
+                "p",
+                f"LR law over the {law.n_cells} cells with a vertex ({law.left_out} left out): "
+                f"LR* = {law.coefficient:.3g} · N^x · D^y with x = "
+                f"{_fmt(law.exponent_N, law.exponent_N_ci95, 3)} and y = "
+                f"{_fmt(law.exponent_D, law.exponent_D_ci95, 3)}.",
+            )
+        )
+    compute = rates.compute_law
+    b.append(
+        (
+            "p",
+            f"Against compute, LR* ∝ C^z: {compute}."
+            if isinstance(compute, str)
+            else f"Against compute, LR* ∝ C^z with z = {_exponent(compute)} (DeepSeek LLM "
+            "fits −0.125 at its scale, with the batch growing as C^0.327; here the batch is "
+            "fixed).",
+        )
+    )
+    return [*b, ("img", "lr_law.png", LR_LAW)]
 
 
 def chinchilla(a: Analysis) -> list[Block]:
@@ -362,6 +385,7 @@ def report(a: Analysis, curves: Curves) -> list[Block]:
     return [
         *title(a),
         *branching(a),
+        *learning_rate(a),
         *chinchilla(a),
         *held_out(a),
         *allocation(a, curves),
