@@ -184,7 +184,12 @@ def run(args) -> int:
     counts = Counter(outcome.statuses.values())
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     if outcome.skipped:
-        skipped = f"{len(outcome.skipped)} skipped (already {Status.FINISHED})"
+        done = (
+            f"{Status.FINISHED} or {Status.STOPPED}"
+            if spec.search.stop_hopeless
+            else Status.FINISHED
+        )
+        skipped = f"{len(outcome.skipped)} skipped (already {done})"
         summary += (", " if summary else "") + skipped
     print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
     return 0 if outcome.ok else 1

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import ray
 from ray import tune
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from scaling import branch_points
@@ -48,7 +49,7 @@ from scaling.contract import (
     result_status,
 )
 from scaling.errors import InputError
-from scaling.spec import Spec, TrialSpec
+from scaling.spec import SearchSpec, Spec, TrialSpec
 
 if TYPE_CHECKING:  # the driver's side only: workers need not import MLflow
     from scaling.tracking import Tracker
@@ -279,6 +280,39 @@ class RunQueue(Searcher):
                 self.orphans.append((branch, inherited, trunk))
 
 
+class HopelessStopper(FIFOScheduler):
+    """`search.stop_hopeless`: stops a trial whose validation loss, once past its grace (a
+    fraction of its budget, in tokens), is worse by more than the margin than the best loss
+    its cell (the same grid point at the other LRs) reached at the same tokens. Cells compare
+    at the evaluations they share, as they reach them; trunks are never stopped (branches
+    wait on them). `stopped` holds each stopped Tune trial's reason."""
+
+    def __init__(self, search: SearchSpec):
+        super().__init__()
+        self.search = search
+        self.best: dict[str, dict[int, float]] = defaultdict(dict)  # cell -> tokens -> loss
+        self.stopped: dict[str, str] = {}  # Tune's trial id -> why it was stopped
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        run = TrialSpec.model_validate(trial.config["trial"])
+        tokens, loss = int(result.get(STEP, 0)), result.get(VAL_LOSS)
+        if run.kind == TRUNK or not isinstance(loss, (int, float)) or tokens >= run.tokens:
+            return TrialScheduler.CONTINUE
+        best = self.best[run.cell]
+        rival = best.get(tokens)
+        best[tokens] = loss if rival is None else min(rival, loss)
+        margin = self.search.margin
+        if rival is None or tokens < self.search.grace_fraction * run.tokens:
+            return TrialScheduler.CONTINUE
+        if loss > rival * (1 + margin):
+            self.stopped[trial.trial_id] = (
+                f"stopped at {tokens} tokens: val_loss {loss:.4f} is more than {margin:.0%} "
+                f"above the best of its cell there, {rival:.4f} (search.stop_hopeless)"
+            )
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+
 class TrackingCallback(tune.Callback):
     """Feeds MLflow from Tune's events: a child run per trial, metrics as they arrive (each
     step once, even when a retried trial reports it again), the final status and artifacts."""
@@ -289,6 +323,7 @@ class TrackingCallback(tune.Callback):
         self.logged: dict[str, dict[str, int]] = defaultdict(dict)  # run id -> metric -> step
         self.statuses: dict[str, Status] = {}  # trial name -> final status
         self.errors: dict[str, str] = {}  # trial name -> why it ended other than FINISHED
+        self.stopped: dict[str, str] = {}  # Tune's trial id -> why a scheduler stopped it
 
     def __getstate__(self) -> dict:
         # Tune pickles its run config (callbacks included) for Tuner.restore. A grid resumes
@@ -307,6 +342,9 @@ class TrackingCallback(tune.Callback):
         self.run_id(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if trial.trial_id in self.stopped:  # its last result: say why, for every callback after
+            result[RESULT_STATUS] = Status.STOPPED.value
+            result[RESULT_ERROR] = self.stopped[trial.trial_id]
         run_id, step = self.run_id(trial), int(result.get(STEP, 0))
         last = self.logged[run_id]
         decode = [key for key in result if key.startswith(DECODE_PREFIX)]
@@ -434,7 +472,7 @@ def run_grid(
 
     A WSD grid's trunk runs only while a branch still needs a point it has not saved, and
     resumes from the last one it saved."""
-    finished = tracker.finished_trial_ids(spec.experiment)
+    finished = tracker.finished_trial_ids(spec.experiment, stopped=spec.search.stop_hopeless)
     storage = storage if "://" in storage else str(Path(storage).resolve())
     saved = {
         t.trial_id: branch_points.saved(storage, spec.experiment, t.trial_id)
@@ -455,6 +493,9 @@ def run_grid(
         return outcome
     tracking = TrackingCallback(tracker, experiment_id, parent)
     queue = RunQueue(todo, saved)
+    scheduler = HopelessStopper(spec.search) if spec.search.stop_hopeless else None
+    if scheduler is not None:
+        tracking.stopped = scheduler.stopped
     if spec.resources.workers_per_trial > 1:
         # The Tune trial only waits on its TorchTrainer and the workers hold the CPUs and GPUs;
         # Ray needs a non-empty request, so it asks for a little memory instead.
@@ -468,6 +509,7 @@ def run_grid(
         param_space={"storage": storage, "max_failures": max_failures},
         tune_config=tune.TuneConfig(
             search_alg=queue,
+            scheduler=scheduler,
             num_samples=len(todo),
             # Always a limit: without one, Tune keeps a single trial pending for a searcher,
             # and a cluster would see one trial's resource request at a time.

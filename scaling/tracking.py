@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from scaling.contract import (
+    BASE_WIDTH,
     BRANCH,
     BRANCH_AT,
     CHECKPOINT,
@@ -29,6 +30,8 @@ from scaling.contract import (
     ERROR,
     GRID,
     KIND,
+    LR_PARAM,
+    PARAMETRIZATION,
     PARENT_RUN_ID,
     REPORT_ARTIFACTS,
     ROLE,
@@ -64,6 +67,9 @@ def trial_params(trial: TrialSpec) -> dict[str, str]:
     """The contract's trial params, then the rest of the resolved config, flattened."""
     params = {key: getattr(trial, key) for key in TRIAL_PARAMS}
     params.update({key: getattr(trial.train, key) for key in SCHEDULE_PARAMS})
+    params.update({LR_PARAM: trial.train.lr, PARAMETRIZATION: trial.parametrization})
+    if trial.base_width is not None:
+        params[BASE_WIDTH] = trial.base_width
     if trial.kind == BRANCH:
         params[BRANCH_AT] = trial.branch_at
     params.update(
@@ -149,9 +155,10 @@ class Tracker:
             raise TrackingError(f"RUN_ID: trial {name} has no {CHECKPOINT}: {exc}") from None
         return Path(local)
 
-    def finished_trial_ids(self, experiment: str) -> set[str]:
+    def finished_trial_ids(self, experiment: str, stopped: bool = False) -> set[str]:
         """The trial ids with a FINISHED run in the experiment named `experiment` (none when
-        there is no such experiment yet). Reads only: nothing is created."""
+        there is no such experiment yet), and with `stopped` the STOPPED ones: a grid that
+        stops hopeless trials does not train them again. Reads only: nothing is created."""
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             return set()
@@ -163,6 +170,12 @@ class Tracker:
             f"and attributes.status = '{Status.FINISHED.mlflow_status}'",
             max_results=50000,
         )
+        if stopped:
+            runs += self.client.search_runs(
+                [found.experiment_id],
+                f"{trial_runs_filter()} and tags.`{STATUS}` = '{Status.STOPPED}'",
+                max_results=50000,
+            )
         return {run.data.tags[TRIAL_ID] for run in runs}
 
     def start_grid(self, experiment_id: str, spec: Spec, spec_path: Path, trials: list) -> str:

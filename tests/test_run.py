@@ -90,6 +90,7 @@ def test_each_trial_is_a_child_run_with_the_contract_tags_and_params(grid):
             assert params[key] == str(planned[key]), key
         # The rest of the resolved config, and what the device resolved.
         assert params["train.lr"] == "0.01" and params["train.tokens_per_step"] == "4096"
+        assert (params["lr"], params["parametrization"]) == ("0.01", "standard")
         assert params["data.source"] == "stdlib"
         assert params["precision"] in ("bf16", "fp32")
 
@@ -187,6 +188,30 @@ def test_a_rerun_skips_the_finished_trials(grid):
     client = grid["client"]
     experiment = client.get_experiment_by_name("pair")
     assert len(trial_runs(client, experiment.experiment_id)) == 2
+
+
+def test_a_hopeless_learning_rate_is_stopped_early_and_a_rerun_keeps_it_stopped(tmp_path):
+    """search.stop_hopeless on a real grid: the second LR (far too small) is compared at its
+    first validation, half its budget in, with the first's there, and stopped."""
+    raw = tiny_spec("hopeless", grid={"seq_len": [64], "tokens": [32768], "lr": [1e-2, 1e-5]},
+                    search={"stop_hopeless": True}, resources={"max_concurrent": 1})  # fmt: skip
+    spec = write_spec(tmp_path / "hopeless.yaml", raw)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = ["run", str(spec), "--tracking-uri", uri, "--storage", str(tmp_path / "runs")]
+    result = scaling(*run, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr  # stopping is no failure
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("hopeless")
+    runs = {r.info.run_name: r for r in trial_runs(client, experiment.experiment_id)}
+    kept, stopped = runs["L1-d32-T64-lr0.01-s0"], runs["L1-d32-T64-lr1e-05-s0"]
+    assert kept.data.tags["scaling.status"] == "FINISHED"
+    assert stopped.data.tags["scaling.status"] == "STOPPED"
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["scaling.error"].startswith("stopped at 16384 tokens: val_loss ")
+    history = client.get_metric_history(stopped.info.run_id, "val_loss")
+    assert max(m.step for m in history) == 16384  # it trained no further than the stop
+    rerun = scaling(*run, cwd=tmp_path)
+    assert "2 skipped (already FINISHED or STOPPED)" in rerun.stdout, rerun.stderr
 
 
 def test_an_unusable_store_fails_before_anything_runs(tmp_path):
