@@ -43,6 +43,8 @@ def _count(n: float) -> str:
 
 
 def _seconds(s: float) -> str:
+    if s == float("inf"):
+        return "too big here"
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
@@ -99,6 +101,12 @@ def plan(args) -> int:
         f"max {max(g.peak_bytes for g in estimates) / 2**30:.2f} GiB",
     )
     _console().print(table)
+    too_big = sum(g.seconds == float("inf") for g in estimates)
+    if too_big:
+        print(
+            f"{too_big} of {len(trials)} trials are too big to measure on this machine: plan "
+            "them on a GPU with --device, e.g. --device H100"
+        )
     if spec.train.schedule == "wsd":
         twin = spec_lib.expand(spec_lib.cosine_twin(spec), args.spec)
         twin_seconds = sum(g.seconds for g in estimate.estimates(twin, gpu, args.mfu)[0])

@@ -28,6 +28,10 @@ LOGIT_BYTES = 10  # per token and vocabulary entry: bf16 logits, fp32 copy for t
 # Random training windows touch most pages of the memory-mapped token cache over a trial: the
 # standard library's 31 M tokens are 62 MB of uint16, resident once read.
 TOKEN_PAGES_BYTES = 64 * 2**20
+# Beyond this many FLOPs an optimizer step is not measured here (a CPU takes minutes per step):
+# such a trial, or one whose training state would not fit in this machine's memory, is
+# planned with --device instead.
+MEASURED_STEP_FLOPS = 2e12
 
 
 @dataclass(frozen=True)
@@ -92,16 +96,28 @@ def _evaluations(trial: TrialSpec) -> int:
 
 
 def estimate_here(trial: TrialSpec, process_bytes: int) -> Estimate:
-    """On this machine: measured step time; `process_bytes` is the bare process's memory."""
+    """On this machine: measured step time; `process_bytes` is the bare process's memory.
+    A trial too big to measure here has an infinite time (see `too_big_here`)."""
+    cpu = hardware.device_type() == "cpu"
+    peak = state_bytes(trial) + activation_bytes(trial) + (process_bytes if cpu else 0)
+    if too_big_here(trial, peak):
+        return Estimate(float("inf"), peak)
     precision = hardware.resolve_precision(trial.train.precision)
     step_s = measured_step_seconds(trial, precision)
     # A validation is forward passes only: about a third of a training step per token.
     eval_s = trial.train.eval_tokens / trial.train.tokens_per_step * step_s / 3
     steps = trial.trained_tokens // trial.train.tokens_per_step  # a branch's trunk did the rest
     seconds = steps * step_s + _evaluations(trial) * eval_s + SETUP_S
-    cpu = hardware.device_type() == "cpu"
-    peak = state_bytes(trial) + activation_bytes(trial) + (process_bytes if cpu else 0)
     return Estimate(seconds, peak)
+
+
+def too_big_here(trial: TrialSpec, peak_bytes: int) -> bool:
+    """Whether measuring the trial's steps here would exhaust this machine's memory, or (on a
+    CPU) take minutes a step."""
+    if peak_bytes > 0.8 * psutil.virtual_memory().total:
+        return True
+    step_flops = trial.flops_per_token * trial.train.tokens_per_step
+    return hardware.device_type() == "cpu" and step_flops > MEASURED_STEP_FLOPS
 
 
 def estimate_on_gpu(trial: TrialSpec, gpu: str, mfu: float) -> Estimate:
@@ -135,7 +151,7 @@ def plan_row(trial: TrialSpec, guess: Estimate) -> dict:
     row = {key: getattr(trial, key) for key in PLAN_FIELDS}
     row.update(
         tokens_per_param=trial.tokens / trial.params,
-        est_seconds=guess.seconds,
+        est_seconds=guess.seconds if guess.seconds != float("inf") else None,  # too big here
         est_peak_bytes=guess.peak_bytes,
     )
     return row
