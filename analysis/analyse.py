@@ -10,7 +10,7 @@ where the fit would have been; nothing is raised unless nothing finished at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -36,6 +36,9 @@ from scaling.contract import (
     ModelName,
     parse_attention,
 )
+
+if TYPE_CHECKING:
+    from analysis.recipe import NextRun
 
 DEFAULT_BUDGETS = (1e18, 1e20, 1e22)
 DEFAULT_GPU = "H100"
@@ -144,6 +147,7 @@ class Analysis:
     gpu: str
     mfu: float | None
     mfu_source: str
+    next_run: NextRun | Refused | None = None  # with a target compute: the run to train next
 
 
 def model_name(row) -> str:
@@ -189,8 +193,10 @@ def analyse(
     mfu: float | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    target_flops: float | None = None,
 ) -> Analysis:
-    """Fit everything the grid supports; `gpu` is a name of `GPU_PEAK_FLOPS`."""
+    """Fit everything the grid supports; `gpu` is a name of `GPU_PEAK_FLOPS`. With
+    `target_flops`, also the compute-optimal run to train next at that budget."""
     finished = finished_runs(runs, experiment)
     attention, seq_len, points = loss_law_points(finished)
     # The loss laws measure size and data, not tuning: with an LR axis, each (size, tokens)
@@ -221,7 +227,7 @@ def analyse(
         for size, group in timed.groupby("size", sort=False)
     }
     mfu, mfu_source = _mfu(points, seq_len, mfu)
-    return Analysis(
+    analysis = Analysis(
         experiment=experiment,
         source=source,
         runs=runs,
@@ -250,6 +256,11 @@ def analyse(
         mfu=mfu,
         mfu_source=mfu_source,
     )
+    if target_flops is not None:
+        from analysis.recipe import next_run  # which reads the Analysis this module makes
+
+        analysis.next_run = next_run(analysis, target_flops)
+    return analysis
 
 
 def _time_vs_params(timed: pd.DataFrame, attention: str) -> dict[int, PowerLaw | Refused]:

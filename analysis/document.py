@@ -87,6 +87,7 @@ def fits_document(a: Analysis) -> dict:
         },
         "claims": a.claims,
         "predictions": _block(a.predictions, lambda rows: _predictions(a, rows)),
+        "next_run": None if a.next_run is None else _block(a.next_run, lambda run: run.to_dict()),
     }
     return _finite(json.loads(json.dumps(document, default=_jsonable)))
 

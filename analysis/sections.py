@@ -279,6 +279,38 @@ def predictions(a: Analysis) -> list[Block]:
     return b
 
 
+def next_run(a: Analysis) -> list[Block]:
+    """With a target compute: the run the laws say to train next (next_run.yaml holds it)."""
+    run = a.next_run
+    if run is None:
+        return []
+    b: list[Block] = [("h2", "Next run")]
+    if isinstance(run, Refused):
+        return [*b, ("p", str(run))]
+    hours = f"{run.gpu_hours:,.3g} {run.gpu}-hours at MFU {run.mfu:.1%}" if run.gpu_hours else (
+        "no MFU known: pass --mfu")  # fmt: skip
+    rows = [
+        ["compute C", f"{run.flops:.3g} FLOPs"],
+        ["parameters N (non-embedding)", f"{run.params:.3g}"],
+        ["training tokens D", f"{run.tokens:.3g}"],
+        ["predicted loss [95%]", _fmt(run.loss, run.loss_ci95, 4)],
+        ["peak learning rate", f"{run.lr:.3g}: {run.lr_source}"],
+        ["cost", hours],
+    ]
+    return [
+        *b,
+        ("table", ["", ""], rows),
+        (
+            "p",
+            "The compute-optimal allocation of the Chinchilla fit at C = 6·N·D. next_run.yaml "
+            "beside this report is a spec for it that `scaling plan` and `scaling run` accept: "
+            "the shape by the grid's aspect-ratio rule, its training settings, this LR and a "
+            "batch from DeepSeek LLM's B_opt law (the grid has no batch axis). This far beyond "
+            "the grid the law's form is an assumption; the interval covers the fit only.",
+        ),
+    ]
+
+
 def time(a: Analysis) -> list[Block]:
     b: list[Block] = [("h2", "Time")]
     rows = [[f"T={T}", _exponent(law)] for T, law in a.time_vs_params.items()]
@@ -391,6 +423,7 @@ def report(a: Analysis, curves: Curves) -> list[Block]:
         *allocation(a, curves),
         *fixed_tokens(a),
         *predictions(a),
+        *next_run(a),
         *time(a),
         *inference(a),
         *claims(a),

@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="1e18,1e20,1e22",
         help="FLOP budgets to predict N_opt, D_opt, loss and GPU-hours for",
     )
+    report.add_argument(
+        "--target-flops",
+        help="also write next_run.yaml: a spec for the compute-optimal run at these FLOPs",
+    )
     report.add_argument("--gpu", default="H100", help="the GPU the GPU-hours are for")
     report.add_argument("--mfu", type=float, help="MFU for GPU-hours (default: the grid's own)")
     report.add_argument("--bootstrap", type=int, default=1000, help="resamples for the intervals")

@@ -305,13 +305,15 @@ def fit(args) -> int:
     return 0
 
 
-def _budgets(text: str) -> list[float]:
+def _budgets(text: str, flag: str = "--budgets") -> list[float]:
     try:
         budgets = [float(b) for b in text.split(",") if b.strip()]
     except ValueError:
-        raise UsageError(f"--budgets: must be numbers separated by commas, got '{text}'") from None
-    if not budgets or any(not b > 0 for b in budgets):
-        raise UsageError(f"--budgets: must be positive FLOP counts, got '{text}'")
+        raise UsageError(f"{flag}: must be numbers separated by commas, got '{text}'") from None
+    if not budgets or any(not 0 < b < float("inf") for b in budgets):
+        raise UsageError(f"{flag}: must be positive FLOP counts, got '{text}'")
+    if flag == "--target-flops" and len(budgets) > 1:
+        raise UsageError(f"{flag}: must be one FLOP count, got '{text}'")
     return budgets
 
 
@@ -321,6 +323,7 @@ def report(args) -> int:
     if args.experiment is not None and args.csv is not None:
         raise UsageError("report: give an EXPERIMENT from MLflow or --csv FILE, not both")
     budgets = _budgets(args.budgets)
+    target = None if args.target_flops is None else _budgets(args.target_flops, "--target-flops")[0]
     gpu = gpu_named(args.gpu)
     if gpu is None:
         raise UsageError(f"--gpu: unknown GPU '{args.gpu}', known: {', '.join(GPU_PEAK_FLOPS)}")
@@ -340,15 +343,34 @@ def report(args) -> int:
         tracker.check_reachable()
         runs, source = from_mlflow(tracker.tracking_uri, name), f"MLflow {tracker.tracking_uri}"
     try:
-        analysis = analyse(runs, name, source, budgets, gpu, mfu=args.mfu, bootstrap=args.bootstrap)
+        analysis = analyse(runs, name, source, budgets, gpu, mfu=args.mfu,
+                           bootstrap=args.bootstrap, target_flops=target)  # fmt: skip
     except FitError as exc:
         raise UsageError(f"{name if args.csv is None else args.csv}: {exc}") from None
     out = write_report(analysis, args.out)
+    if target is not None:
+        _write_next_run(analysis, tracker, name, out)
     if tracker is not None:
         tracker.attach_report(name, out)
     print(_report_summary(analysis))
-    print(f"wrote {out / 'report.html'}")
+    print(
+        f"wrote {out / 'report.html'}"
+        + (f" and {out / 'next_run.yaml'}" if (out / "next_run.yaml").exists() else "")
+    )
     return 0
+
+
+def _write_next_run(analysis, tracker, name: str, out: Path) -> None:
+    """next_run.yaml beside the report, in the terms of the grid's own spec where MLflow
+    holds it; where the laws cannot give it, the report says why, and so does stderr."""
+    from analysis.analyse import Refused
+    from scaling.next_run import write_next_run
+
+    if isinstance(analysis.next_run, Refused):
+        print(f"next_run.yaml not written: {analysis.next_run}", file=sys.stderr)
+        return
+    grid = tracker.grid_spec(name) if tracker is not None else None
+    write_next_run(analysis.next_run, grid, name, out)
 
 
 def _report_summary(analysis) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
+from scaling import spec as spec_lib
 from scaling.contract import (
     BASE_WIDTH,
     BRANCH,
@@ -123,17 +125,35 @@ class Tracker:
     def attach_report(self, experiment: str, folder: Path) -> str | None:
         """Log a report's files to the experiment's latest grid run, where the dashboard
         shows them; returns that run's id (None when no grid ran in the experiment)."""
+        grid = self._latest_grid_run(experiment)
+        if grid is None:
+            return None
+        self.client.log_artifacts(grid.info.run_id, str(folder), artifact_path=REPORT_ARTIFACTS)
+        return grid.info.run_id
+
+    def grid_spec(self, experiment: str) -> Spec | None:
+        """The spec the experiment's latest grid run was started with, as it was then (None
+        when no grid ran, or its spec cannot be read back)."""
+        grid = self._latest_grid_run(experiment)
+        if grid is None or SPEC_FILE not in grid.data.tags:
+            return None
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                path = self.client.download_artifacts(
+                    grid.info.run_id, grid.data.tags[SPEC_FILE], scratch
+                )
+                return spec_lib.load(path)[0]
+            except (MlflowException, OSError, spec_lib.SpecError):
+                return None
+
+    def _latest_grid_run(self, experiment: str):
         grids = self.client.search_runs(
             [self.experiment_id(experiment, create=False)],
             grid_runs_filter(),
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
-        if not grids:
-            return None
-        run_id = grids[0].info.run_id
-        self.client.log_artifacts(run_id, str(folder), artifact_path=REPORT_ARTIFACTS)
-        return run_id
+        return grids[0] if grids else None
 
     def download_checkpoint(self, run_id: str, into: str | Path) -> Path:
         """A finished trial's checkpoint, downloaded into `into`."""

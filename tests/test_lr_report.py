@@ -71,7 +71,9 @@ def test_a_cell_whose_best_lr_is_at_the_edge_of_its_sweep_is_named(report):
     (cell,) = analysis.learning_rates.sweep.unbracketed.to_dict("records")
     assert (cell["params"], cell["tokens"]) == (SIZES[0], BUDGETS[0])
     assert cell["note"] == "optimum not bracketed: extend the sweep below 0.008"
-    assert "optimum not bracketed: extend the sweep below 0.008" in (folder / "report.md").read_text()
+    assert (
+        "optimum not bracketed: extend the sweep below 0.008" in (folder / "report.md").read_text()
+    )
     assert fits["learning_rate"]["unbracketed"] == 1
 
 

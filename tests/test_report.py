@@ -97,6 +97,8 @@ def report(tmp_path_factory):
         "1e18,1e21",
         "--bootstrap",
         "300",
+        "--target-flops",
+        "1e21",
     )
     assert result.returncode == 0, result.stderr
     fits = json.loads((folder / "report" / "fits.json").read_text())
@@ -249,6 +251,30 @@ def test_the_report_opens_in_a_real_browser(report, tmp_path):
 
 
 @pytest.mark.slow  # the real command on a recorded grid
+def test_next_run_yaml_is_the_compute_optimal_run_as_a_spec_scaling_plan_accepts(report):
+    path = report["folder"] / "report" / "next_run.yaml"
+    text = path.read_text()
+    assert text.startswith("# The compute-optimal run at 1e+21 FLOPs (C = 6·N·D)")
+    planned = scaling("plan", str(path), "--json")
+    assert planned.returncode == 0, planned.stderr
+    (trial,) = json.loads(planned.stdout)
+    law = ChinchillaLaw(
+        **{k: report["fits"]["chinchilla"][k]["value"] for k in ["E", "A", "B", "alpha", "beta"]}
+    )
+    assert trial["params"] == pytest.approx(law.n_opt(1e21), rel=0.15)  # the shape rule's rounding
+    assert trial["tokens"] == pytest.approx(law.d_opt(1e21), rel=0.01)
+    assert trial["seq_len"] == 256  # the loss laws' length
+    assert trial["est_seconds"] is None  # far too big to measure on this machine
+    spec = spec_lib.load(path)[0]  # in the grid's own terms, from the spec MLflow holds
+    assert spec.train.eval_tokens == 4096 and spec.data.source == "stdlib"
+    assert spec.train.lr == 3e-3  # no LR axis: the LR its largest size trained at, and it says so
+    assert "the grid did not sweep the LR" in text
+    next_run = report["fits"]["next_run"]
+    assert next_run["loss_ci95"][0] < next_run["loss"] < next_run["loss_ci95"][1]
+    assert "## Next run" in (report["folder"] / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow  # the real command on a recorded grid
 def test_bad_report_requests_get_one_line(report, tmp_path):
     uri = report["uri"]
     missing = scaling("report", "nosuch", "--tracking-uri", uri, "--out", str(tmp_path / "r"))
@@ -257,6 +283,9 @@ def test_bad_report_requests_get_one_line(report, tmp_path):
     bad = scaling("report", "known-laws", "--tracking-uri", uri, "--budgets", "1e18,lots")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "--budgets: must be numbers separated by commas, got '1e18,lots'"
+    target = scaling("report", "known-laws", "--tracking-uri", uri, "--target-flops", "-1")
+    assert target.returncode == 2
+    assert target.stderr.strip() == "--target-flops: must be positive FLOP counts, got '-1'"
     gpu = scaling("report", "known-laws", "--tracking-uri", uri, "--gpu", "TPU9")
     assert gpu.returncode == 2 and gpu.stderr.startswith("--gpu: unknown GPU 'TPU9', known: H200")
     assert not (tmp_path / "r").exists()
