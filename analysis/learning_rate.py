@@ -58,8 +58,10 @@ def _design(x: np.ndarray) -> np.ndarray:
     return np.column_stack([x**2, x, np.ones_like(x)])
 
 
-def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0) -> Optimum:
-    """LR* of one cell from its runs (several per LR allowed, e.g. seeds)."""
+def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0, diverged=()) -> Optimum:
+    """LR* of one cell from its runs (several per LR allowed, e.g. seeds). `diverged`: LRs of
+    the cell whose runs diverged; one above the best measured LR brackets the optimum from
+    above, though no parabola can be fitted through a loss that has no value."""
     lr, loss = _check(lrs, losses)
     distinct, where = np.unique(lr, return_inverse=True)
     means = np.bincount(where, weights=loss) / np.bincount(where)
@@ -68,6 +70,9 @@ def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0) -> Optimum:
     if n < 3:
         note = "fewer than 3 learning rates: the best measured"
         return Optimum(best_lr, None, MEASURED, False, n, note)
+    if best == n - 1 and n >= 2 and any(lr > best_lr for lr in diverged):
+        note = "the next LR up diverged: the best measured"
+        return Optimum(best_lr, None, MEASURED, True, n, note)
     if best in (0, n - 1):
         way = f"below {best_lr:.3g}" if best == 0 else f"above {best_lr:.3g}"
         note = f"optimum not bracketed: extend the sweep {way}"
@@ -160,8 +165,11 @@ class Sweep:
         return {"swept": self.swept, "unbracketed": len(self.unbracketed), "cells": records}
 
 
-def sweep(points: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> Sweep:
-    """LR* per (size, tokens) cell of a table of finished runs (columns COLUMNS)."""
+def sweep(
+    points: pd.DataFrame, bootstrap: int = 200, seed: int = 0, diverged: pd.DataFrame | None = None
+) -> Sweep:
+    """LR* per (size, tokens) cell of a table of finished runs (columns COLUMNS); `diverged`,
+    the cells' DIVERGED runs (size, tokens, lr), bound a sweep's top."""
     missing = [c for c in COLUMNS if c not in points]
     if missing:
         raise FitError(f"learning-rate sweep: no column(s) {', '.join(missing)}")
@@ -170,8 +178,12 @@ def sweep(points: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> Sweep:
     rows = []
     for (size, _), cell in points.groupby(["size", "tokens"], sort=True):
         tokens = float(cell["tokens"].iloc[0])
+        failed = []
+        if diverged is not None:
+            same_cell = (diverged["size"] == size) & (diverged["tokens"] == tokens)
+            failed = list(diverged.loc[same_cell, "lr"])
         try:
-            optimum = lr_optimum(cell["lr"], cell[VAL_LOSS], bootstrap, seed)
+            optimum = lr_optimum(cell["lr"], cell[VAL_LOSS], bootstrap, seed, failed)
         except FitError as error:
             raise FitError(f"{size} at {tokens:.3g} tokens: {error}") from None
         best = cell.iloc[int(np.argmin(cell[VAL_LOSS].to_numpy()))]
@@ -279,13 +291,13 @@ class LearningRates:
 
 
 def learning_rates(
-    points: pd.DataFrame, bootstrap: int = 200, seed: int = 0
+    points: pd.DataFrame, bootstrap: int = 200, seed: int = 0, diverged: pd.DataFrame | None = None
 ) -> LearningRates | None:
     """The LR sweep of the loss laws' points, or None for a grid without an LR axis (no `lr`
-    column, or one LR per cell)."""
+    column, or one LR per cell). `diverged`: the DIVERGED runs of the same cells."""
     if "lr" not in points or points["lr"].isna().any():
         return None
-    found = sweep(points, bootstrap, seed)
+    found = sweep(points, bootstrap, seed, diverged)
     if not found.swept:
         return None
     return LearningRates(found, _attempt(fit_lr_law, found), _attempt(fit_lr_compute_law, found),

@@ -193,3 +193,12 @@ def test_the_lr_law_refuses_what_it_cannot_identify():
         FitError, match=r"needs 3\+ cells with a bracketed optimum \(a vertex\), got 2"
     ):
         fit_lr_law(sweep(together.iloc[:10], bootstrap=0))
+
+
+def test_a_diverged_lr_above_the_best_brackets_the_optimum_from_above():
+    """The largest LR that finished is the best, and the one above it diverged: the optimum
+    lies between them, so the cell is bracketed, at its best measured LR."""
+    optimum = lr_optimum([1e-3, 3e-3, 1e-2], [3.2, 3.1, 3.0], diverged=[3e-2])
+    assert (optimum.lr, optimum.bracketed, optimum.method) == (1e-2, True, "best measured")
+    assert optimum.note == "the next LR up diverged: the best measured"
+    assert not lr_optimum([1e-3, 3e-3, 1e-2], [3.2, 3.1, 3.0]).bracketed
