@@ -173,20 +173,21 @@ def finished_runs(runs: Runs, experiment: str) -> pd.DataFrame:
     return finished
 
 
-def diverged_runs(runs: Runs, points: pd.DataFrame) -> pd.DataFrame:
-    """The DIVERGED runs at the loss laws' length and attention, with their model named: an
-    LR that diverged bounds its cell's sweep from above."""
+def beaten_runs(runs: Runs, points: pd.DataFrame) -> pd.DataFrame:
+    """The DIVERGED and STOPPED runs at the loss laws' length and attention, with their model
+    named: an LR that lost outright bounds its cell's sweep."""
     table = runs.table
     lrs = table.get("lr", pd.Series(float("nan"), index=table.index))
-    diverged = table[(table["status"] == Status.DIVERGED) & lrs.notna()].copy()
-    if diverged.empty or points.empty:
-        return diverged.assign(size=pd.Series(dtype=str))
-    diverged["attention"] = diverged["attention"].fillna(DENSE)
-    diverged["size"] = diverged.apply(model_name, axis=1)
-    same = diverged["attention"] == points["attention"].iloc[0]
+    lost = table["status"].isin([Status.DIVERGED, Status.STOPPED])
+    beaten = table[lost & lrs.notna()].copy()
+    if beaten.empty or points.empty:
+        return beaten.assign(size=pd.Series(dtype=str))
+    beaten["attention"] = beaten["attention"].fillna(DENSE)
+    beaten["size"] = beaten.apply(model_name, axis=1)
+    same = beaten["attention"] == points["attention"].iloc[0]
     if points["seq_len"].notna().any():
-        same &= diverged["seq_len"] == points["seq_len"].iloc[0]
-    return diverged[same]
+        same &= beaten["seq_len"] == points["seq_len"].iloc[0]
+    return beaten[same]
 
 
 def loss_law_points(finished: pd.DataFrame) -> tuple[str, int | None, pd.DataFrame]:
@@ -218,7 +219,7 @@ def analyse(
     attention, seq_len, points = loss_law_points(finished)
     # The loss laws measure size and data, not tuning: with an LR axis, each (size, tokens)
     # cell enters them at its best LR.
-    rates = learning_rates(points, min(bootstrap, 200), seed, diverged_runs(runs, points))
+    rates = learning_rates(points, min(bootstrap, 200), seed, beaten_runs(runs, points))
     if rates is not None:
         points = points[points["run_id"].isin(rates.sweep.best_run_ids)]
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", VAL_LOSS))

@@ -58,10 +58,10 @@ def _design(x: np.ndarray) -> np.ndarray:
     return np.column_stack([x**2, x, np.ones_like(x)])
 
 
-def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0, diverged=()) -> Optimum:
-    """LR* of one cell from its runs (several per LR allowed, e.g. seeds). `diverged`: LRs of
-    the cell whose runs diverged; one above the best measured LR brackets the optimum from
-    above, though no parabola can be fitted through a loss that has no value."""
+def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0, beaten=()) -> Optimum:
+    """LR* of one cell from its runs (several per LR allowed, e.g. seeds). `beaten`: LRs of
+    the cell whose runs lost outright, DIVERGED or STOPPED as hopeless, with no final loss to
+    fit; one beyond the best measured LR brackets the optimum on that side."""
     lr, loss = _check(lrs, losses)
     distinct, where = np.unique(lr, return_inverse=True)
     means = np.bincount(where, weights=loss) / np.bincount(where)
@@ -70,8 +70,10 @@ def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0, diverged=()) ->
     if n < 3:
         note = "fewer than 3 learning rates: the best measured"
         return Optimum(best_lr, None, MEASURED, False, n, note)
-    if best == n - 1 and n >= 2 and any(lr > best_lr for lr in diverged):
-        note = "the next LR up diverged: the best measured"
+    above, below = (any(lr > best_lr for lr in beaten), any(lr < best_lr for lr in beaten))
+    if (best == n - 1 and above) or (best == 0 and below):
+        way = "above" if best == n - 1 and above else "below"
+        note = f"an LR {way} it diverged or was stopped: the best measured"
         return Optimum(best_lr, None, MEASURED, True, n, note)
     if best in (0, n - 1):
         way = f"below {best_lr:.3g}" if best == 0 else f"above {best_lr:.3g}"
@@ -136,14 +138,16 @@ def sweep_curve(lrs, losses, n: int = 50) -> tuple[np.ndarray, np.ndarray]:
 class Sweep:
     """Every cell's LR* with its best measured run. `cells` has one row per (size, tokens):
     size, params, tokens, flops, lr_star, ci95_low, ci95_high (NaN without an interval),
-    method, bracketed, n_lrs, note, best_run_id, best_val_loss."""
+    method, bracketed, n_lrs, note, best_lr (the lowest mean loss), best_run_id (its lowest
+    run), best_run_ids (all its runs), best_val_loss (their mean)."""
 
     cells: pd.DataFrame
 
     @property
     def best_run_ids(self) -> list[str]:
-        """The run each cell's loss-law point should come from: its lowest measured loss."""
-        return list(self.cells["best_run_id"])
+        """The runs the loss laws should be fitted on: every seed of each cell's best
+        measured LR (the lowest mean loss)."""
+        return [run_id for ids in self.cells["best_run_ids"] for run_id in ids]
 
     @property
     def swept(self) -> bool:
@@ -152,7 +156,8 @@ class Sweep:
 
     @property
     def unbracketed(self) -> pd.DataFrame:
-        return self.cells[~self.cells["bracketed"]]
+        """The cells swept over 3+ LRs whose best sits at an edge: extend their sweep."""
+        return self.cells[~self.cells["bracketed"] & (self.cells["n_lrs"] >= 3)]
 
     @property
     def vertices(self) -> pd.DataFrame:
@@ -166,10 +171,10 @@ class Sweep:
 
 
 def sweep(
-    points: pd.DataFrame, bootstrap: int = 200, seed: int = 0, diverged: pd.DataFrame | None = None
+    points: pd.DataFrame, bootstrap: int = 200, seed: int = 0, beaten: pd.DataFrame | None = None
 ) -> Sweep:
-    """LR* per (size, tokens) cell of a table of finished runs (columns COLUMNS); `diverged`,
-    the cells' DIVERGED runs (size, tokens, lr), bound a sweep's top."""
+    """LR* per (size, tokens) cell of a table of finished runs (columns COLUMNS); `beaten`,
+    the cells' DIVERGED and STOPPED runs (size, tokens, lr), bound its sweep."""
     missing = [c for c in COLUMNS if c not in points]
     if missing:
         raise FitError(f"learning-rate sweep: no column(s) {', '.join(missing)}")
@@ -179,14 +184,19 @@ def sweep(
     for (size, _), cell in points.groupby(["size", "tokens"], sort=True):
         tokens = float(cell["tokens"].iloc[0])
         failed = []
-        if diverged is not None:
-            same_cell = (diverged["size"] == size) & (diverged["tokens"] == tokens)
-            failed = list(diverged.loc[same_cell, "lr"])
+        if beaten is not None:
+            same_cell = (beaten["size"] == size) & (beaten["tokens"] == tokens)
+            failed = list(beaten.loc[same_cell, "lr"])
         try:
             optimum = lr_optimum(cell["lr"], cell[VAL_LOSS], bootstrap, seed, failed)
         except FitError as error:
             raise FitError(f"{size} at {tokens:.3g} tokens: {error}") from None
-        best = cell.iloc[int(np.argmin(cell[VAL_LOSS].to_numpy()))]
+        # The best measured LR by its mean over seeds, as `lr_optimum` ranks them: every
+        # seed of it is a loss-law point, not the one luckiest run.
+        means = cell.groupby("lr")[VAL_LOSS].mean()
+        best_lr = float(means.index[int(np.argmin(means.to_numpy()))])
+        best_runs = cell[cell["lr"] == best_lr]
+        best = best_runs.iloc[int(np.argmin(best_runs[VAL_LOSS].to_numpy()))]
         low, high = optimum.ci95 or (np.nan, np.nan)
         rows.append(
             {
@@ -201,8 +211,10 @@ def sweep(
                 "bracketed": optimum.bracketed,
                 "n_lrs": optimum.n_lrs,
                 "note": optimum.note,
+                "best_lr": best_lr,
                 "best_run_id": best["run_id"],
-                "best_val_loss": float(best[VAL_LOSS]),
+                "best_run_ids": tuple(best_runs["run_id"]),
+                "best_val_loss": float(means.min()),
             }
         )
     return Sweep(pd.DataFrame(rows))
@@ -291,13 +303,13 @@ class LearningRates:
 
 
 def learning_rates(
-    points: pd.DataFrame, bootstrap: int = 200, seed: int = 0, diverged: pd.DataFrame | None = None
+    points: pd.DataFrame, bootstrap: int = 200, seed: int = 0, beaten: pd.DataFrame | None = None
 ) -> LearningRates | None:
     """The LR sweep of the loss laws' points, or None for a grid without an LR axis (no `lr`
-    column, or one LR per cell). `diverged`: the DIVERGED runs of the same cells."""
+    column, or one LR per cell). `beaten`: the DIVERGED and STOPPED runs of the same cells."""
     if "lr" not in points or points["lr"].isna().any():
         return None
-    found = sweep(points, bootstrap, seed, diverged)
+    found = sweep(points, bootstrap, seed, beaten)
     if not found.swept:
         return None
     return LearningRates(found, _attempt(fit_lr_law, found), _attempt(fit_lr_compute_law, found),

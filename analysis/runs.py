@@ -213,7 +213,7 @@ def from_csv(path: str, columns: dict[str, str] | None = None, drop_highest_loss
 
 
 # The numeric columns a CSV of results may give: what each is checked as a number for.
-NUMBER_COLUMNS = ("params", "tokens", "flops", VAL_LOSS)
+NUMBER_COLUMNS = ("params", "tokens", "flops", VAL_LOSS, LR_PARAM)  # lr: optional, an LR sweep
 
 
 def _read_csv(path: str) -> pd.DataFrame:

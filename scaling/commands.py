@@ -130,11 +130,11 @@ def _saving(runs: list, twin: list, seconds: float, twin_seconds: float) -> str:
     """What a WSD grid spends against the same grid under cosine, every budget from scratch."""
     spent, cosine = sum(t.trained_flops for t in runs), sum(t.flops for t in twin)
     trunks = sum(t.kind == TRUNK for t in runs)
+    ratio = f" ({seconds / twin_seconds:.2f}x)" if twin_seconds < float("inf") else ""
     return (
         f"wsd: {trunks} trunks and {len(runs) - trunks} branches spend {spent:.3g} FLOPs, "
         f"{spent / cosine:.2f}x the {cosine:.3g} of the same grid under cosine; "
-        f"time {_seconds(seconds)} against {_seconds(twin_seconds)} "
-        f"({seconds / twin_seconds:.2f}x)"
+        f"time {_seconds(seconds)} against {_seconds(twin_seconds)}{ratio}"
     )
 
 

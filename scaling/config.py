@@ -28,6 +28,7 @@ class GPTConfig:
     # d_model = base_width; its multipliers below, the LR's in module.py.
     parametrization: str = "standard"
     base_width: int | None = None
+    base_head_dim: int | None = None  # µP: the head width of the model at the base width
 
     @property
     def width_mult(self) -> float:
@@ -42,12 +43,11 @@ class GPTConfig:
 
         µP scales them by 1/head_dim: a query and a key grow correlated in training, so their
         dot product grows like head_dim, not like its square root. The factor is
-        sqrt(base_head_dim)/head_dim, base_head_dim being the head's width in the model at the
-        base width with as many heads: 1/sqrt(head_dim) at the base width, as under standard."""
+        sqrt(base_head_dim)/head_dim: 1/sqrt(head_dim) at the base model's head width, as
+        under standard. (A family that widens by adding heads keeps head_dim, and the scale.)"""
         if self.parametrization != "mup":
             return None
-        base_head_dim = self.head_dim / self.width_mult
-        return base_head_dim**0.5 / self.head_dim
+        return (self.base_head_dim or self.head_dim) ** 0.5 / self.head_dim
 
     @property
     def attention_span(self) -> int:

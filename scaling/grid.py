@@ -285,7 +285,10 @@ class HopelessStopper(FIFOScheduler):
     fraction of its budget, in tokens), is worse by more than the margin than the best loss
     its cell (the same grid point at the other LRs) reached at the same tokens. Cells compare
     at the evaluations they share, as they reach them; trunks are never stopped (branches
-    wait on them). `stopped` holds each stopped Tune trial's reason."""
+    wait on them), and a branch is judged on its own cooldown: its grace is that fraction of
+    the tokens it trains itself (its first report is its trunk's loss, at the peak LR, where
+    a higher LR can trail and then win once annealed). `stopped` holds each stopped Tune
+    trial's reason. Only this grid run's trials are compared."""
 
     def __init__(self, search: SearchSpec):
         super().__init__()
@@ -298,11 +301,14 @@ class HopelessStopper(FIFOScheduler):
         tokens, loss = int(result.get(STEP, 0)), result.get(VAL_LOSS)
         if run.kind == TRUNK or not isinstance(loss, (int, float)) or tokens >= run.tokens:
             return TrialScheduler.CONTINUE
+        if tokens <= run.branch_at:  # a branch's first report: its trunk's loss
+            return TrialScheduler.CONTINUE
         best = self.best[run.cell]
         rival = best.get(tokens)
         best[tokens] = loss if rival is None else min(rival, loss)
         margin = self.search.margin
-        if rival is None or tokens < self.search.grace_fraction * run.tokens:
+        grace = run.branch_at + self.search.grace_fraction * run.trained_tokens
+        if rival is None or tokens < grace:
             return TrialScheduler.CONTINUE
         if loss > rival * (1 + margin):
             self.stopped[trial.trial_id] = (

@@ -56,10 +56,19 @@ class GPTModule(L.LightningModule):
         width_mult = model.config.width_mult
         if width_mult != 1:
             # µP (Tensor Programs V, for Adam): the hidden matrices' LR divided by width_mult;
-            # the embeddings (input-like) and the gains keep the base LR.
+            # the embeddings (input-like) and the gains keep the base LR. AdamW decays by
+            # lr·weight_decay, so the hidden matrices' weight decay is multiplied back (as the
+            # `mup` package's MuAdamW does): each step decays them as at the base width.
             hidden = model.hidden_matrices()
             embeddings = [p for p in matrices if all(p is not h for h in hidden)]
-            groups[:1] = [{"params": hidden, "lr": train.lr / width_mult}, {"params": embeddings}]
+            groups[:1] = [
+                {
+                    "params": hidden,
+                    "lr": train.lr / width_mult,
+                    "weight_decay": train.weight_decay * width_mult,
+                },
+                {"params": embeddings},
+            ]
         optimizer = torch.optim.AdamW(
             groups,
             lr=train.lr,

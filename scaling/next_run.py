@@ -62,8 +62,13 @@ def next_run_spec(run, grid: Spec | None, experiment: str) -> dict[str, Any]:
     defaults = TrainSpec().model_dump(mode="json")
     size = {"n_layer": shape.n_layer, "d_model": shape.d_model, "n_head": shape.n_head}
     model_values: dict[str, Any] = {"sizes": [size], "attention": run.attention}
-    if model.parametrization == "mup":
-        model_values.update(parametrization="mup", base_width=model.base_width)
+    if grid is not None and model.parametrization == "mup":
+        # The grid's base model, head width included: the next run's attention scale follows
+        # µP's 1/head_dim from there, whether its family widened heads or added them.
+        base_head_dim = spec_lib.expand(grid)[0].base_head_dim
+        model_values.update(
+            parametrization="mup", base_width=model.base_width, base_head_dim=base_head_dim
+        )
     raw = {
         "name": f"{experiment}-next",
         "data": grid.data.model_dump(mode="json", exclude_none=True)
@@ -101,6 +106,9 @@ def _comments(run, raw: dict, grid: Spec | None, experiment: str) -> str:
         f"Cost: {cost}.",
         "Check it with `scaling plan next_run.yaml` (add --device to estimate on a GPU).",
     ]
+    if grid is None:
+        lines.insert(0, "The grid's spec was not found (a CSV, or MLflow lost it): data, model "
+                        "and training settings below are the defaults; check them.")  # fmt: skip
     return "".join(f"# {line}\n" for line in lines) + "\n"
 
 

@@ -197,13 +197,18 @@ class ModelSpec(StrictModel):
     # `standard` at d_model = base_width (scaling/config.py has its multipliers).
     parametrization: Literal["standard", "mup"] = "standard"
     base_width: PositiveInt | None = None
+    # µP's attention scale is sqrt(base_head_dim)/head_dim. Default: the sizes' shared
+    # head_dim (a family that adds heads), or base_width / their shared n_head (wider heads).
+    base_head_dim: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _base_width_with_mup(self) -> ModelSpec:
         if self.parametrization == "mup" and self.base_width is None:
             raise ValueError("parametrization 'mup' needs 'base_width', the d_model it tunes at")
-        if self.parametrization == "standard" and self.base_width is not None:
-            raise ValueError("base_width applies to parametrization 'mup' only")
+        if self.parametrization == "standard":
+            given = [k for k in ("base_width", "base_head_dim") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{given[0]} applies to parametrization 'mup' only")
         return self
 
     @model_validator(mode="before")
@@ -221,8 +226,8 @@ class GridSpec(StrictModel):
     compute: list[PositiveFloat] | None = None  # FLOP budgets (IsoFLOP grid)
     seeds: list[NonNegativeInt] = [0]
     # A learning-rate axis: peak LRs, or multiples of each size's (train.lr or its own lr).
-    lr: list[PositiveFloat] | None = None
-    lr_multipliers: list[PositiveFloat] | None = None
+    lr: Annotated[list[PositiveFloat], Field(min_length=1)] | None = None
+    lr_multipliers: Annotated[list[PositiveFloat], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _one_budget_axis(self) -> GridSpec:
@@ -368,6 +373,7 @@ class TrialSpec(StrictModel):
     resources: ResourcesSpec
     parametrization: Literal["standard", "mup"] = "standard"
     base_width: int | None = None  # µP's base width
+    base_head_dim: int | None = None  # µP: the base model's head width (attention scale)
     kind: Literal["trial", "trunk", "branch"] = "trial"
     branch_at: int = 0  # a branch: the tokens where it leaves its trunk (0: from scratch)
     trunk: str | None = None  # a branch: its trunk's name
@@ -420,6 +426,7 @@ class TrialSpec(StrictModel):
             window=parse_attention(self.attention),
             parametrization=self.parametrization,
             base_width=self.base_width,
+            base_head_dim=self.base_head_dim,
         )
 
     @property
@@ -472,12 +479,32 @@ def _sizes(model: ModelSpec) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def _learning_rates(spec: Spec) -> list[list[tuple[float, str | None]]]:
+def _base_head_dim(model: ModelSpec, shapes: list[tuple[int, int, int]], source: str) -> int | None:
+    """µP's base head width: given, else the one the sizes' family implies."""
+    if model.parametrization != "mup" or model.base_head_dim:
+        return model.base_head_dim
+    head_dims = {d // h for _, d, h in shapes}
+    heads = {h for _, _, h in shapes}
+    base_width = model.base_width or 0
+    # Wider heads (one size alone reads so too): the base model's heads are narrower.
+    if len(heads) == 1 and (len(head_dims) > 1 or len(shapes) == 1):
+        n_head = heads.pop()
+        if base_width % n_head == 0:
+            return base_width // n_head
+    if len(head_dims) == 1:  # more heads as the model widens: the head stays the same
+        return head_dims.pop()
+    raise SpecError(
+        f"{source}: model.base_head_dim: the sizes share neither n_head nor head_dim, so µP's "
+        "attention scale needs the head width of the model at base_width; give base_head_dim"
+    )
+
+
+def _learning_rates(spec: Spec, source: str) -> list[list[tuple[float, str | None]]]:
     """Per size, the peak LRs it trains at, each with its label for trial names (None
     without an LR axis): the size's own lr or train.lr, or the grid's LR axis."""
     grid = spec.grid
     per_size = []
-    for size in spec.model.sizes:
+    for i, size in enumerate(spec.model.sizes):
         own = size.lr or spec.train.lr
         if grid.lr:
             lrs = grid.lr
@@ -485,7 +512,15 @@ def _learning_rates(spec: Spec) -> list[list[tuple[float, str | None]]]:
             lrs = [own * m for m in grid.lr_multipliers]
         else:
             lrs = [own]
-        per_size.append([(lr, lr_label(lr) if grid.lr_axis else None) for lr in lrs])
+        labels = [lr_label(lr) for lr in lrs]
+        twins = [label for label in labels if labels.count(label) > 1]
+        if grid.lr_axis and twins:
+            axis = "grid.lr" if grid.lr else "grid.lr_multipliers"
+            raise SpecError(
+                f"{source}: {axis}: two LRs of model.sizes[{i}] round to the same name, "
+                f"lr{twins[0]}; make them differ in their first 3 significant figures"
+            )
+        per_size.append([(lr, label if grid.lr_axis else None) for lr, label in zip(lrs, labels)])
     return per_size
 
 
@@ -526,10 +561,12 @@ def expand(spec: Spec, source: str = "spec") -> list[TrialSpec]:
     trials = []
     several_budgets = len(budgets) > 1
     model = spec.model
-    mup = {"parametrization": model.parametrization, "base_width": model.base_width}
+    shapes = _sizes(model)
+    mup = {"parametrization": model.parametrization, "base_width": model.base_width,
+           "base_head_dim": _base_head_dim(model, shapes, source)}  # fmt: skip
     points = [
         (shape, *point)
-        for shape, lrs in zip(_sizes(model), _learning_rates(spec))
+        for shape, lrs in zip(shapes, _learning_rates(spec, source))
         for point in itertools.product(model.attention, grid.seq_len, budgets, lrs, grid.seeds)
     ]
     for (L, d, h), attention, T, budget, (lr, lr_name), seed in points:
@@ -647,10 +684,10 @@ def _trunk_id(trial: TrialSpec) -> str:
     identity = trial.model_dump(
         mode="json",
         include={"experiment", "n_layer", "d_model", "n_head", "seq_len", "seed", "attention",
-                 "data", "train", "parametrization", "base_width"},
+                 "data", "train", "parametrization", "base_width", "base_head_dim"},
     )  # fmt: skip
     if identity["parametrization"] == "standard":  # as before µP: the trunks keep their ids
-        del identity["parametrization"], identity["base_width"]
+        del identity["parametrization"], identity["base_width"], identity["base_head_dim"]
     for key in COOLDOWN_PARAMS:  # its branches' business, not the trunk's
         identity["train"].pop(key)
     identity["kind"] = TRUNK

@@ -191,3 +191,38 @@ def test_a_run_tagged_finished_whose_driver_died_before_closing_it_is_not_finish
     tracker.end_trial(done, Status.FINISHED)
     tracker.client.set_tag(half, "scaling.status", "FINISHED")  # and then the SIGKILL
     assert tracker.finished_trial_ids("callbacks") == {TRIALS[0].trial_id}
+
+
+def test_the_hopeless_stopper_judges_each_trial_against_its_cell_past_its_grace(tmp_path):
+    """Two LRs of one WSD grid point (budgets of 10 and 20 steps): each trial is compared with
+    its cell's best at the same tokens, never before its grace, never a trunk, and a branch
+    not on its first report (its trunk's loss at the peak LR) nor before its cooldown's grace."""
+    from scaling.grid import HopelessStopper
+    from scaling.spec import SearchSpec
+
+    raw = tiny_spec("stopper", grid={"seq_len": [64], "tokens": [40960, 81920],
+                                     "lr": [1e-2, 1e-3]}, train={"schedule": "wsd"})  # fmt: skip
+    runs = {t.name: t for t in expand(parse(raw))}
+    stopper = HopelessStopper(SearchSpec(grace_fraction=0.3, margin=0.05))
+
+    def report(name: str, tokens: int, loss: float) -> str:
+        trial = tune_trial(runs[name], tmp_path)
+        return stopper.on_trial_result(None, trial, {"step": tokens, "val_loss": loss})
+
+    good, bad = "L1-d32-T64-D81.9K-lr0.01-s0", "L1-d32-T64-D81.9K-lr0.001-s0"
+    assert runs[bad].branch_at == 65536  # branches leave their trunks at 80%
+    assert report(good, 65536, 3.0) == "CONTINUE"
+    assert report(bad, 65536, 4.0) == "CONTINUE"  # its trunk's loss: not judged
+    assert report(good, 73728, 2.9) == "CONTINUE"
+    assert report(bad, 73728, 3.5) == "STOP"  # past 30% of its own 16K cooldown tokens
+    assert "above the best of its cell there, 2.9000" in next(iter(stopper.stopped.values()))
+    trunk = "L1-d32-T64-trunk-lr0.001-s0"
+    assert report("L1-d32-T64-trunk-lr0.01-s0", 32768, 3.0) == "CONTINUE"
+    assert report(trunk, 32768, 9.0) == "CONTINUE"  # trunks are never stopped
+    plain = tiny_spec("plain", grid={"seq_len": [64], "tokens": [81920], "lr": [1e-2, 1e-3]})
+    runs.update({t.name: t for t in expand(parse(plain))})
+    assert report("L1-d32-T64-lr0.01-s0", 16384, 3.0) == "CONTINUE"
+    assert report("L1-d32-T64-lr0.001-s0", 16384, 5.0) == "CONTINUE"  # 20% in: within grace
+    assert report("L1-d32-T64-lr0.01-s0", 32768, 2.8) == "CONTINUE"
+    assert report("L1-d32-T64-lr0.001-s0", 32768, 2.9) == "CONTINUE"  # within the 5% margin
+    assert report("L1-d32-T64-lr0.001-s0", 32768, 2.95) == "STOP"

@@ -122,9 +122,13 @@ def test_each_cells_best_run_and_its_unbracketed_cells_are_named():
         }
     )
     result = sweep(table, bootstrap=50)
-    lowest = table.loc[table.groupby("size")["val_loss"].idxmin(), "run_id"]
-    assert result.best_run_ids == list(lowest)
-    assert list(result.cells["best_val_loss"]) == list(table.groupby("size")["val_loss"].min())
+    # Each cell's best LR by its mean over the two seeds, and both of its runs.
+    means = table.groupby(["size", "lr"])["val_loss"].mean()
+    best_lrs = means.groupby(level="size").idxmin().map(lambda index: index[1])
+    best = table[table["lr"] == table["size"].map(best_lrs)]
+    assert sorted(result.best_run_ids) == sorted(best["run_id"])
+    assert len(result.best_run_ids) == 4
+    assert list(result.cells["best_val_loss"]) == list(means.groupby(level="size").min())
     assert result.swept
     assert list(result.unbracketed["size"]) == ["L4-d128"]
     assert result.unbracketed["note"].iloc[0].startswith("optimum not bracketed: extend the sweep")
@@ -133,6 +137,14 @@ def test_each_cells_best_run_and_its_unbracketed_cells_are_named():
     grid, curve = sweep_curve(lrs, table["val_loss"].iloc[:10])
     assert grid[0] == pytest.approx(SWEEP[0]) and grid[-1] == pytest.approx(SWEEP[-1])
     assert grid[np.argmin(curve)] == pytest.approx(TRUE_LR, rel=0.1)
+
+
+def test_the_loss_laws_point_is_the_best_mean_lr_not_the_luckiest_seed():
+    table = runs({(2, 64, 10**7): ([1e-3, 1e-3, 3e-3, 3e-3, 1e-2, 1e-2],
+                                   [3.0, 3.4, 3.1, 3.1, 3.3, 3.3])})  # fmt: skip
+    result = sweep(table, bootstrap=0)
+    assert result.cells["best_lr"].iloc[0] == 3e-3
+    assert sorted(result.best_run_ids) == sorted(table.loc[table["lr"] == 3e-3, "run_id"])
 
 
 def test_a_grid_without_an_lr_axis_is_not_a_sweep():
@@ -195,10 +207,12 @@ def test_the_lr_law_refuses_what_it_cannot_identify():
         fit_lr_law(sweep(together.iloc[:10], bootstrap=0))
 
 
-def test_a_diverged_lr_above_the_best_brackets_the_optimum_from_above():
-    """The largest LR that finished is the best, and the one above it diverged: the optimum
-    lies between them, so the cell is bracketed, at its best measured LR."""
-    optimum = lr_optimum([1e-3, 3e-3, 1e-2], [3.2, 3.1, 3.0], diverged=[3e-2])
+def test_an_lr_that_diverged_or_was_stopped_beyond_the_best_brackets_the_optimum():
+    """The largest LR that finished is the best, and the one above it diverged (or was stopped
+    as hopeless): the optimum lies between them, so the cell is bracketed, at its best LR."""
+    optimum = lr_optimum([1e-3, 3e-3, 1e-2], [3.2, 3.1, 3.0], beaten=[3e-2])
     assert (optimum.lr, optimum.bracketed, optimum.method) == (1e-2, True, "best measured")
-    assert optimum.note == "the next LR up diverged: the best measured"
-    assert not lr_optimum([1e-3, 3e-3, 1e-2], [3.2, 3.1, 3.0]).bracketed
+    assert optimum.note == "an LR above it diverged or was stopped: the best measured"
+    below = lr_optimum([1e-3, 3e-3, 1e-2], [3.0, 3.1, 3.2], beaten=[3e-4])
+    assert below.bracketed and below.note.startswith("an LR below it")
+    assert not lr_optimum([1e-3, 3e-3, 1e-2], [3.2, 3.1, 3.0], beaten=[3e-4]).bracketed

@@ -93,3 +93,14 @@ def test_a_stopped_run_is_never_fitted(report):
     assert (analysis.points["status"] == "FINISHED").all()
     assert 1.0 not in set(analysis.learning_rates.swept_points["val_loss"])
     assert [r["status"] for r in fits["runs"]["not_finished"]] == ["STOPPED"]
+
+
+def test_a_finished_row_without_a_learning_rate_is_refused_not_silently_unswept(tmp_path):
+    from analysis.runs import CsvError
+
+    table = sweep_rows(np.random.default_rng(1))
+    table["lr"] = table["lr"].astype(object)
+    table.loc[3, "lr"] = "fast"
+    table.to_csv(tmp_path / "sweep.csv", index=False)
+    with pytest.raises(CsvError, match="column 'lr' row 4 is not a number"):
+        from_csv(str(tmp_path / "sweep.csv"), {"params": "N", "tokens": "D", "val_loss": "loss"})

@@ -15,13 +15,16 @@ from scaling.spec import expand, parse
 WIDTHS = [32, 64, 128, 256, 512]
 
 
-def module(d_model: int, parametrization: str, base_width: int = 32) -> GPTModule:
+def module(
+    d_model: int, parametrization: str, base_width: int = 32, weight_decay: float = 0
+) -> GPTModule:
     """A 2-layer, 2-head model of width `d_model`, built as a grid would build it."""
     model = {"sizes": [{"n_layer": 2, "d_model": d_model, "n_head": 2}]}
     model["parametrization"] = parametrization
     if parametrization == "mup":
         model["base_width"] = base_width
-    (trial,) = expand(parse(tiny_spec(model=model, train={"lr": 3e-3, "weight_decay": 0})))
+    train = {"lr": 3e-3, "weight_decay": weight_decay}
+    (trial,) = expand(parse(tiny_spec(model=model, train=train)))
     torch.manual_seed(0)
     return GPTModule(trial)
 
@@ -98,6 +101,12 @@ def test_mup_scales_the_hidden_learning_rate_and_init_with_width():
     wide = module(128, "mup", base_width=32)
     groups = wide.configure_optimizers()["optimizer"].param_groups
     assert [g["lr"] for g in groups] == pytest.approx([3e-3 / 4, 3e-3, 3e-3])
+    # AdamW decays by lr·weight_decay: the hidden matrices decay per step as at the base width.
+    assert [g["weight_decay"] for g in groups] == pytest.approx([0, 0, 0])  # the check's wd 0
+    decayed = module(128, "mup", base_width=32, weight_decay=0.1)
+    hidden, embeddings, vectors = decayed.configure_optimizers()["optimizer"].param_groups
+    assert hidden["lr"] * hidden["weight_decay"] == pytest.approx(3e-3 * 0.1)
+    assert (embeddings["weight_decay"], vectors["weight_decay"]) == (0.1, 0.0)
     narrow = module(32, "mup", base_width=32)
     ratio = wide.model.blocks[0].mlp.fc.weight.std() / narrow.model.blocks[0].mlp.fc.weight.std()
     assert ratio.item() == pytest.approx(0.5, rel=0.05)  # std as 1/sqrt(width_mult)

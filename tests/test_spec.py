@@ -172,6 +172,27 @@ def test_without_an_lr_axis_or_mup_trials_keep_their_names_and_ids():
     assert under_mup.trial_id != plain.trial_id and under_mup.gpt_config.width_mult == 1
 
 
+def test_mup_reads_the_base_models_head_width_from_the_sizes_family():
+    def base_head_dim(sizes, **model):
+        raw = tiny_spec(model={"sizes": sizes, "parametrization": "mup", "base_width": 32, **model})
+        trials = expand(raw)
+        assert len({t.base_head_dim for t in trials}) == 1
+        return trials[0].base_head_dim
+
+    wider_heads = [{"n_layer": 1, "d_model": d, "n_head": 2} for d in (32, 64, 128)]
+    more_heads = [{"n_layer": 1, "d_model": d, "n_head": d // 16} for d in (32, 64, 128)]
+    assert base_head_dim(wider_heads) == 16  # the base model's 2 heads of 16
+    assert base_head_dim(more_heads) == 16  # every size's heads are 16 wide
+    assert base_head_dim(wider_heads, base_head_dim=8) == 8
+    mixed = [{"n_layer": 1, "d_model": 32, "n_head": 2}, {"n_layer": 1, "d_model": 96, "n_head": 3}]
+    assert error_of(
+        tiny_spec(model={"sizes": mixed, "parametrization": "mup", "base_width": 32})
+    ) == (
+        "grid.yaml: model.base_head_dim: the sizes share neither n_head nor head_dim, so µP's "
+        "attention scale needs the head width of the model at base_width; give base_head_dim"
+    )
+
+
 def test_a_wsd_lr_sweep_has_a_trunk_per_learning_rate():
     raw = tiny_spec(
         grid={"seq_len": [64], "tokens": [32768, 65536], "lr": [1e-3, 1e-2]},
@@ -328,6 +349,15 @@ BAD = [
     (
         dict(grid={"seq_len": [64], "tokens": [1e5], "lr": [1e-3, -1]}),
         "grid.yaml: grid.lr[1]: must be a positive number, got -1",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [1e5], "lr": []}),
+        "grid.yaml: grid.lr: must not be empty",
+    ),
+    (
+        dict(grid={"seq_len": [64], "tokens": [1e5], "lr": [0.003, 0.0030001]}),
+        "grid.yaml: grid.lr: two LRs of model.sizes[0] round to the same name, lr0.003; make "
+        "them differ in their first 3 significant figures",
     ),
     (
         dict(grid={"seq_len": [64], "tokens": [1e5], "lr_multipliers": [1, 2, 1]}),
