@@ -125,6 +125,7 @@ SCHEDULE_PARAMS = (SCHEDULE, *COOLDOWN_PARAMS)
 BRANCH_AT = "branch_at"
 # The peak LR (`train.lr` as well, kept for older runs) and µP's, on every trial run.
 LR_PARAM, PARAMETRIZATION, BASE_WIDTH = "lr", "parametrization", "base_width"
+TUNING_PARAMS = (LR_PARAM, PARAMETRIZATION, BASE_WIDTH)  # base_width: under µP only
 
 # ---------------------------------------------------------------------------------------------
 # Metrics of a trial run. Every report carries STEP, the training tokens seen, which is
