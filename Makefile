@@ -49,7 +49,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow" --durations=5
 
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) scaling_runs mlruns mlartifacts mlflow.db report

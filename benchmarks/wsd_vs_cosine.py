@@ -18,22 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from _grids import law, run, store
 
 from analysis.analyse import analyse
-from analysis.fit import ChinchillaFit
 from scaling.cli import configure
 from scaling.contract import SCHEDULE_PARAMS, VAL_LOSS
 from scaling.spec import cosine_twin, expand, parse
 
 REPO = Path(__file__).resolve().parents[1]
-SCALING = str(Path(sys.executable).with_name("scaling"))
 
 
 def grid_specs(spec_path: Path, out: Path) -> dict[str, Path]:
@@ -46,30 +42,6 @@ def grid_specs(spec_path: Path, out: Path) -> dict[str, Path]:
         paths[schedule] = out / f"{raw['name']}-{schedule}.yaml"
         paths[schedule].write_text(yaml.safe_dump(spec, sort_keys=False))
     return paths
-
-
-def run(spec: Path, out: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(
-        [SCALING, "run", str(spec), "--tracking-uri", store(out), "--storage", str(out / "runs"),
-         "--quiet"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    return time.perf_counter() - started
-
-
-def store(out: Path) -> str:
-    return f"sqlite:///{out / 'mlflow.db'}"
-
-
-def law(fit: ChinchillaFit) -> dict:
-    values = {}
-    for name in ("alpha", "beta", "a"):
-        value = getattr(fit.law, name)
-        low, high = fit.interval(lambda law, name=name: getattr(law, name)) or (None, None)
-        values[name] = {"value": round(value, 4), "ci95": [round(low, 4), round(high, 4)]}
-    return values
 
 
 def inside(value: dict, other: dict) -> bool:
