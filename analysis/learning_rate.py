@@ -88,8 +88,15 @@ def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0, beaten=()) -> O
     vertex = -slope / (2 * curvature) if curvature > 0 else np.nan
     if not curvature > 0 or not x.min() <= vertex <= x.max():
         why = "is not convex" if not curvature > 0 else "has its vertex outside the sweep"
-        note = f"the parabola in log LR {why} (noise?): the best measured"
-        return Optimum(best_lr, None, MEASURED, True, n, note)
+        if n == 3:
+            note = f"the parabola in log LR {why} (noise?): the best measured"
+            return Optimum(best_lr, None, MEASURED, True, n, note)
+        # Loss against LR is often lopsided (a steep wall of instability above the optimum):
+        # the best LR and its two neighbours are then the parabola's part that holds.
+        near = (lr >= distinct[best - 1]) & (lr <= distinct[best + 1])
+        local = lr_optimum(lr[near], loss[near], bootstrap, seed)
+        note = f"the whole sweep's parabola {why}: the vertex of the best LR and its neighbours"
+        return Optimum(local.lr, local.ci95, local.method, True, n, note)
     ci95 = None
     if len(lr) > 3 and bootstrap:  # 3 points: the parabola interpolates, no residuals to draw
         ci95 = _vertex_interval(X, solve, loss, vertex, bootstrap, seed, centre)
