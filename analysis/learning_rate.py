@@ -36,9 +36,14 @@ class Optimum:
     bracketed: bool  # the lowest loss lies strictly inside the sweep's LRs
     n_lrs: int  # distinct learning rates
     note: str | None = None  # why LR* is a bound or a measured point, for the report
+    fitted: tuple[float, float] | None = None  # a vertex: the LRs its parabola was fitted over
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ci95": list(self.ci95) if self.ci95 else None}
+        return {
+            **asdict(self),
+            "ci95": list(self.ci95) if self.ci95 else None,
+            "fitted": list(self.fitted) if self.fitted else None,
+        }
 
 
 def _check(lrs, losses) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +91,15 @@ def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0, beaten=()) -> O
     solve = np.linalg.pinv(X)  # (3, points): coefficients = solve @ losses
     curvature, slope, _ = solve @ loss
     vertex = -slope / (2 * curvature) if curvature > 0 else np.nan
-    if not curvature > 0 or not x.min() <= vertex <= x.max():
-        why = "is not convex" if not curvature > 0 else "has its vertex outside the sweep"
+    fitted = _design(np.log(distinct) - centre) @ (solve @ loss)
+    if not curvature > 0 or not x.min() <= vertex <= x.max() or np.argmin(fitted) != best:
+        why = (
+            "is not convex"
+            if not curvature > 0
+            else "has its vertex outside the sweep"
+            if not x.min() <= vertex <= x.max()
+            else "ranks another LR best"
+        )
         if n == 3:
             note = f"the parabola in log LR {why} (noise?): the best measured"
             return Optimum(best_lr, None, MEASURED, True, n, note)
@@ -96,11 +108,13 @@ def lr_optimum(lrs, losses, bootstrap: int = 200, seed: int = 0, beaten=()) -> O
         near = (lr >= distinct[best - 1]) & (lr <= distinct[best + 1])
         local = lr_optimum(lr[near], loss[near], bootstrap, seed)
         note = f"the whole sweep's parabola {why}: the vertex of the best LR and its neighbours"
-        return Optimum(local.lr, local.ci95, local.method, True, n, note)
+        fit = (float(distinct[best - 1]), float(distinct[best + 1]))
+        return Optimum(local.lr, local.ci95, local.method, True, n, note, fit)
     ci95 = None
     if len(lr) > 3 and bootstrap:  # 3 points: the parabola interpolates, no residuals to draw
         ci95 = _vertex_interval(X, solve, loss, vertex, bootstrap, seed, centre)
-    return Optimum(float(np.exp(vertex + centre)), ci95, VERTEX, True, n)
+    fit = (float(distinct[0]), float(distinct[-1]))
+    return Optimum(float(np.exp(vertex + centre)), ci95, VERTEX, True, n, None, fit)
 
 
 def _vertex_interval(X, solve, loss, vertex: float, bootstrap: int, seed: int, centre: float):
@@ -218,6 +232,8 @@ def sweep(
                 "bracketed": optimum.bracketed,
                 "n_lrs": optimum.n_lrs,
                 "note": optimum.note,
+                "fit_low": optimum.fitted[0] if optimum.fitted else np.nan,
+                "fit_high": optimum.fitted[1] if optimum.fitted else np.nan,
                 "best_lr": best_lr,
                 "best_run_id": best["run_id"],
                 "best_run_ids": tuple(best_runs["run_id"]),

@@ -24,6 +24,12 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _token_colours(cells) -> LogNorm:
+    """A log scale over the grid's budgets (a decade around a single one)."""
+    low, high = cells["tokens"].min(), cells["tokens"].max()
+    return LogNorm(low, high) if high > low else LogNorm(low / 3, high * 3)
+
+
 def lr_sweeps(a: Analysis, path: Path) -> None:
     """One panel per size: loss against LR for each token budget, the parabola in log LR and
     its vertex (star); a cell whose optimum is not bracketed has its best LR ringed in red."""
@@ -34,15 +40,15 @@ def lr_sweeps(a: Analysis, path: Path) -> None:
     columns = min(4, len(sizes))
     rows = math.ceil(len(sizes) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3 * rows), squeeze=False)
-    norm = LogNorm(cells["tokens"].min(), cells["tokens"].max() * 1.0001)
-    cmap = plt.get_cmap("plasma")
+    norm, cmap = _token_colours(cells), plt.get_cmap("plasma")
     for ax, size in zip(axes.flat, sizes):
         for _, cell in cells[cells["size"] == size].iterrows():
             runs = points[(points["size"] == size) & (points["tokens"] == cell["tokens"])]
             colour = cmap(norm(cell["tokens"]) * 0.85)
             ax.plot(runs["lr"], runs[VAL_LOSS], "o", color=colour, ms=4)
-            if cell["method"] == VERTEX:
-                grid, fitted = sweep_curve(runs["lr"], runs[VAL_LOSS])
+            if cell["method"] == VERTEX:  # the parabola over the LRs it was fitted on
+                used = runs[runs["lr"].between(cell["fit_low"], cell["fit_high"])]
+                grid, fitted = sweep_curve(used["lr"], used[VAL_LOSS])
                 ax.plot(grid, fitted, "-", color=colour, lw=1)
                 vertex = np.interp(np.log(cell["lr_star"]), np.log(grid), fitted)
                 ax.plot([cell["lr_star"]], [vertex], "*", color=colour, ms=11, mec="black")
@@ -68,8 +74,7 @@ def lr_law(a: Analysis, path: Path) -> None:
     assert rates is not None
     cells = rates.sweep.cells
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    norm = LogNorm(cells["tokens"].min(), cells["tokens"].max() * 1.0001)
-    cmap = plt.get_cmap("plasma")
+    norm, cmap = _token_colours(cells), plt.get_cmap("plasma")
     for _, cell in cells.iterrows():
         colour = cmap(norm(cell["tokens"]) * 0.85)
         if cell["method"] == VERTEX:
