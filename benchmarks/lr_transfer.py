@@ -101,7 +101,7 @@ def main() -> None:
     experiments = {name: yaml.safe_load(p.read_text())["tracking"]["experiment"]
                    for name, p in paths.items()}  # fmt: skip
     # The spec's LRs only: a store kept from an earlier sweep may hold others.
-    swept = yaml.safe_load(paths["mup"].read_text())["grid"]["lr"]
+    swept = [float(lr) for lr in yaml.safe_load(paths["mup"].read_text())["grid"]["lr"]]
     transfer = {}
     for parametrization in ("standard", "mup"):
         runs = finished(out, experiments[parametrization])
