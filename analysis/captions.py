@@ -56,7 +56,7 @@ LR_SWEEPS = (
     "Final loss against peak learning rate for every run of the sweep, one panel per size, "
     "coloured by training tokens; the least-squares parabola in log LR of each cell and its "
     "vertex, LR* (stars). A red ring marks a cell whose best LR sits at an edge of its sweep: "
-    "its optimum is not bracketed. The loss laws are fitted on each cell's best run only."
+    "its optimum is not bracketed. The loss laws are fitted on each cell's best LR only."
 )
 LR_LAW = (
     "LR* of each cell against model size, coloured by training tokens, with 95% intervals "

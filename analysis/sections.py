@@ -82,7 +82,8 @@ def learning_rate(a: Analysis) -> list[Block]:
             f"{len(cells)} (size, tokens) cells swept over {swept} runs. LR* is the vertex of a "
             "least-squares parabola in log LR (with a residual-bootstrap 95% interval where "
             "the cell has residuals to draw), else the best LR measured. The loss laws below "
-            f"are fitted on each cell's best run only ({len(cells)} of {swept}).",
+            "are fitted on the runs of each cell's best LR (the lowest mean loss over its "
+            f"seeds) only: {len(rates.sweep.best_run_ids)} of {swept}.",
         ),
     ]
     rows = []
