@@ -480,17 +480,25 @@ def _sizes(model: ModelSpec) -> list[tuple[int, int, int]]:
 
 
 def _base_head_dim(model: ModelSpec, shapes: list[tuple[int, int, int]], source: str) -> int | None:
-    """µP's base head width: given, else the one the sizes' family implies."""
+    """µP's base head width: given, else the one the sizes' family implies: the aspect-ratio
+    rule's head_dim for target sizes (it adds heads); for shapes sharing n_head (wider heads,
+    and so any single width) base_width / n_head; for shapes sharing head_dim, that."""
     if model.parametrization != "mup" or model.base_head_dim:
         return model.base_head_dim
+    if all(size.params is not None for size in model.sizes):
+        return model.head_dim
     head_dims = {d // h for _, d, h in shapes}
     heads = {h for _, _, h in shapes}
     base_width = model.base_width or 0
-    # Wider heads (one size alone reads so too): the base model's heads are narrower.
-    if len(heads) == 1 and (len(head_dims) > 1 or len(shapes) == 1):
+    if len(heads) == 1:
         n_head = heads.pop()
         if base_width % n_head == 0:
             return base_width // n_head
+        if len(head_dims) > 1:
+            raise SpecError(
+                f"{source}: model.base_head_dim: base_width {base_width} is not a multiple of the "
+                f"sizes' n_head {n_head}, so the base model's head width is not whole; give it"
+            )
     if len(head_dims) == 1:  # more heads as the model widens: the head stays the same
         return head_dims.pop()
     raise SpecError(

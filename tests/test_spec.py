@@ -184,6 +184,20 @@ def test_mup_reads_the_base_models_head_width_from_the_sizes_family():
     assert base_head_dim(wider_heads) == 16  # the base model's 2 heads of 16
     assert base_head_dim(more_heads) == 16  # every size's heads are 16 wide
     assert base_head_dim(wider_heads, base_head_dim=8) == 8
+    deeper = [{"n_layer": n, "d_model": 64, "n_head": 4} for n in (2, 4)]
+    assert base_head_dim(deeper) == base_head_dim(deeper[:1]) == 8  # neighbours change nothing
+    targets = [{"params": p} for p in (1e5, 1e6)]
+    assert base_head_dim(targets, head_dim=32) == base_head_dim(targets[:1], head_dim=32) == 32
+    thirds = [
+        {"n_layer": 1, "d_model": 48, "n_head": 3},
+        {"n_layer": 1, "d_model": 96, "n_head": 3},
+    ]
+    assert error_of(
+        tiny_spec(model={"sizes": thirds, "parametrization": "mup", "base_width": 32})
+    ) == (
+        "grid.yaml: model.base_head_dim: base_width 32 is not a multiple of the sizes' n_head 3, "
+        "so the base model's head width is not whole; give it"
+    )
     mixed = [{"n_layer": 1, "d_model": 32, "n_head": 2}, {"n_layer": 1, "d_model": 96, "n_head": 3}]
     assert error_of(
         tiny_spec(model={"sizes": mixed, "parametrization": "mup", "base_width": 32})
