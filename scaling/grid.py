@@ -299,9 +299,11 @@ class HopelessStopper(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         run = TrialSpec.model_validate(trial.config["trial"])
         tokens, loss = int(result.get(STEP, 0)), result.get(VAL_LOSS)
-        if run.kind == TRUNK or not isinstance(loss, (int, float)) or tokens >= run.tokens:
+        # Not a trunk, nor a report without a loss, the final one or a branch's first (its
+        # trunk's loss at the branch point).
+        if run.kind == TRUNK or not isinstance(loss, (int, float)):
             return TrialScheduler.CONTINUE
-        if tokens <= run.branch_at:  # a branch's first report: its trunk's loss
+        if not run.branch_at < tokens < run.tokens:
             return TrialScheduler.CONTINUE
         best = self.best[run.cell]
         rival = best.get(tokens)

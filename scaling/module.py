@@ -59,11 +59,12 @@ class GPTModule(L.LightningModule):
             # the embeddings (input-like) and the gains keep the base LR. AdamW decays by
             # lr·weight_decay, so the hidden matrices' weight decay is multiplied back (as the
             # `mup` package's MuAdamW does): each step decays them as at the base width.
-            hidden = model.hidden_matrices()
-            embeddings = [p for p in matrices if all(p is not h for h in hidden)]
+            embeddings = [
+                p for name, p in model.named_parameters() if name in model.embedding_names
+            ]
             groups[:1] = [
                 {
-                    "params": hidden,
+                    "params": model.hidden_matrices(),
                     "lr": train.lr / width_mult,
                     "weight_decay": train.weight_decay * width_mult,
                 },
