@@ -288,13 +288,21 @@ class HopelessStopper(FIFOScheduler):
     wait on them), and a branch is judged on its own cooldown: its grace is that fraction of
     the tokens it trains itself (its first report is its trunk's loss, at the peak LR, where
     a higher LR can trail and then win once annealed). `stopped` holds each stopped Tune
-    trial's reason. Only this grid run's trials are compared."""
+    trial's reason. A cell's trials that finished in an earlier run of the grid compete too,
+    by their recorded curves (`remember`)."""
 
     def __init__(self, search: SearchSpec):
         super().__init__()
         self.search = search
         self.best: dict[str, dict[int, float]] = defaultdict(dict)  # cell -> tokens -> loss
         self.stopped: dict[str, str] = {}  # Tune's trial id -> why it was stopped
+
+    def remember(self, run: TrialSpec, curve: dict[int, float]) -> None:
+        """Count a finished run's validation curve (tokens -> loss) among its cell's best."""
+        best = self.best[run.cell]
+        for tokens, loss in curve.items():
+            if run.branch_at < tokens < run.tokens:
+                best[tokens] = min(loss, best.get(tokens, loss))
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         run = TrialSpec.model_validate(trial.config["trial"])
@@ -504,6 +512,9 @@ def run_grid(
     scheduler = HopelessStopper(spec.search) if spec.search.stop_hopeless else None
     if scheduler is not None:
         tracking.stopped = scheduler.stopped
+        done = {t.trial_id: t for t in trials if t.trial_id in finished and t.kind != TRUNK}
+        for trial_id, curve in tracker.val_loss_curves(spec.experiment, set(done)).items():
+            scheduler.remember(done[trial_id], curve)
     if spec.resources.workers_per_trial > 1:
         # The Tune trial only waits on its TorchTrainer and the workers hold the CPUs and GPUs;
         # Ray needs a non-empty request, so it asks for a little memory instead.

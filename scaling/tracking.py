@@ -45,6 +45,7 @@ from scaling.contract import (
     TRIAL_ID,
     TRIAL_PARAMS,
     TRUNK_NAME,
+    VAL_LOSS,
     NoSuchExperiment,
     Status,
     grid_runs_filter,
@@ -174,6 +175,20 @@ class Tracker:
         except MlflowException as exc:
             raise TrackingError(f"RUN_ID: trial {name} has no {CHECKPOINT}: {exc}") from None
         return Path(local)
+
+    def val_loss_curves(self, experiment: str, trial_ids: set[str]) -> dict[str, dict[int, float]]:
+        """The validation loss by tokens of each of `trial_ids` whose latest run in the
+        experiment FINISHED (what an earlier run of the grid measured). Reads only."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None or not trial_ids:
+            return {}
+        curves = {}
+        for run in latest_trial_runs(self.client, found.experiment_id):
+            tags = run.data.tags
+            if tags.get(TRIAL_ID) in trial_ids and tags.get(STATUS) == Status.FINISHED:
+                history = self.client.get_metric_history(run.info.run_id, VAL_LOSS)
+                curves[tags[TRIAL_ID]] = {m.step: m.value for m in history}
+        return curves
 
     def finished_trial_ids(self, experiment: str, stopped: bool = False) -> set[str]:
         """The trial ids with a FINISHED run in the experiment named `experiment` (none when

@@ -226,3 +226,9 @@ def test_the_hopeless_stopper_judges_each_trial_against_its_cell_past_its_grace(
     assert report("L1-d32-T64-lr0.01-s0", 32768, 2.8) == "CONTINUE"
     assert report("L1-d32-T64-lr0.001-s0", 32768, 2.9) == "CONTINUE"  # within the 5% margin
     assert report("L1-d32-T64-lr0.001-s0", 32768, 2.95) == "STOP"
+    # A cell's run that finished in an earlier run of the grid competes by its curve; a
+    # branch's curve only past its branch point.
+    stopper = HopelessStopper(SearchSpec(grace_fraction=0.3, margin=0.05))
+    stopper.remember(runs[good], {65536: 1.0, 73728: 2.9, 81920: 2.8})
+    assert stopper.best[runs[good].cell] == {73728: 2.9}
+    assert report(bad, 73728, 3.5) == "STOP"

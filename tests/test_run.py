@@ -190,16 +190,20 @@ def test_a_rerun_skips_the_finished_trials(grid):
     assert len(trial_runs(client, experiment.experiment_id)) == 2
 
 
-def test_a_hopeless_learning_rate_is_stopped_early_and_a_rerun_keeps_it_stopped(tmp_path):
-    """search.stop_hopeless on a real grid: the second LR (far too small) is compared at its
-    first validation, half its budget in, with the first's there, and stopped."""
-    raw = tiny_spec("hopeless", grid={"seq_len": [64], "tokens": [32768], "lr": [1e-2, 1e-5]},
-                    search={"stop_hopeless": True}, resources={"max_concurrent": 1})  # fmt: skip
-    spec = write_spec(tmp_path / "hopeless.yaml", raw)
+def test_a_hopeless_learning_rate_is_stopped_early_against_its_cells_earlier_runs(tmp_path):
+    """search.stop_hopeless on a real grid: lr 1e-2 trains first, in a run of its own; the
+    rerun that adds lr 1e-5 (far too small) compares it, at its first validation half its
+    budget in, with the curve MLflow holds of 1e-2, and stops it. A third run trains nothing."""
+    good = tiny_spec("hopeless", grid={"seq_len": [64], "tokens": [32768], "lr": [1e-2]})
+    both = tiny_spec("hopeless", grid={"seq_len": [64], "tokens": [32768], "lr": [1e-2, 1e-5]},
+                     search={"stop_hopeless": True})  # fmt: skip
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = ["run", str(spec), "--tracking-uri", uri, "--storage", str(tmp_path / "runs")]
-    result = scaling(*run, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr  # stopping is no failure
+    for raw in (good, both):
+        spec = write_spec(tmp_path / "hopeless.yaml", raw)
+        run = ["run", str(spec), "--tracking-uri", uri, "--storage", str(tmp_path / "runs")]
+        result = scaling(*run, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr  # stopping is no failure
+    assert "1 STOPPED, 1 skipped (already FINISHED or STOPPED)" in result.stdout, result.stdout
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("hopeless")
     runs = {r.info.run_name: r for r in trial_runs(client, experiment.experiment_id)}
