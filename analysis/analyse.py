@@ -163,14 +163,20 @@ def model_name(row) -> str:
 def finished_runs(runs: Runs, experiment: str) -> pd.DataFrame:
     """The finished runs with a loss, their attention spelled (dense when not recorded) and
     their model named; refuses an experiment with none."""
-    finished = runs.finished.dropna(subset=[VAL_LOSS, "params", "tokens"]).copy()
+    finished = runs.finished.dropna(subset=[VAL_LOSS, "params", "tokens"])
     if finished.empty:
         raise FitError(f"experiment '{experiment}' has no FINISHED trial to fit")
-    if "attention" not in finished:
-        finished["attention"] = DENSE
-    finished["attention"] = finished["attention"].fillna(DENSE)
-    finished["size"] = finished.apply(model_name, axis=1)
-    return finished
+    return _named(finished)
+
+
+def _named(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `table` with its attention spelled (dense when not recorded) and its model
+    named in `size`."""
+    table = table.copy()
+    table["attention"] = table.get("attention", pd.Series(DENSE, index=table.index))
+    table["attention"] = table["attention"].fillna(DENSE)
+    table["size"] = table.apply(model_name, axis=1) if len(table) else pd.Series(dtype=str)
+    return table
 
 
 def beaten_runs(runs: Runs, points: pd.DataFrame) -> pd.DataFrame:
@@ -179,11 +185,9 @@ def beaten_runs(runs: Runs, points: pd.DataFrame) -> pd.DataFrame:
     table = runs.table
     lrs = table.get("lr", pd.Series(float("nan"), index=table.index))
     lost = table["status"].isin([Status.DIVERGED, Status.STOPPED])
-    beaten = table[lost & lrs.notna()].copy()
+    beaten = _named(table[lost & lrs.notna()])
     if beaten.empty or points.empty:
-        return beaten.assign(size=pd.Series(dtype=str))
-    beaten["attention"] = beaten["attention"].fillna(DENSE)
-    beaten["size"] = beaten.apply(model_name, axis=1)
+        return beaten
     same = beaten["attention"] == points["attention"].iloc[0]
     if points["seq_len"].notna().any():
         same &= beaten["seq_len"] == points["seq_len"].iloc[0]
@@ -342,11 +346,15 @@ def _mfu(points: pd.DataFrame, seq_len, given: float | None) -> tuple[float | No
     )
 
 
+def gpu_hours(flops: float, gpu: str, mfu: float | None) -> float | None:
+    """Hours of one `gpu` (its dense bf16 peak) to spend `flops` at `mfu`; None without one."""
+    return flops / (GPU_PEAK_FLOPS[gpu]["bf16"] * mfu) / 3600 if mfu else None
+
+
 def _predictions(fit, budgets, gpu: str, mfu: float | None) -> pd.DataFrame | Refused:
     """N_opt, D_opt and loss with intervals per FLOP budget, and GPU-hours at `mfu`."""
     if isinstance(fit, Refused):
         return Refused(f"no predictions: the Chinchilla fit was refused ({fit})")
-    peak = GPU_PEAK_FLOPS[gpu]["bf16"]
     rows = []
     for C in budgets:
         row: dict[str, Any] = {"flops": float(C)}
@@ -357,6 +365,6 @@ def _predictions(fit, budgets, gpu: str, mfu: float | None) -> pd.DataFrame | Re
         ):
             row[name] = float(quantity(fit.law))
             row[f"{name}_ci95"] = fit.interval(quantity)
-        row["gpu_hours"] = C / (peak * mfu) / 3600 if mfu else None
+        row["gpu_hours"] = gpu_hours(C, gpu, mfu)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -15,13 +15,8 @@ from matplotlib.colors import LogNorm
 
 from analysis.analyse import Analysis
 from analysis.learning_rate import VERTEX, LRLaw, sweep_curve
+from analysis.plots import save
 from scaling.contract import VAL_LOSS
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _token_colours(cells) -> LogNorm:
@@ -99,7 +94,7 @@ def lr_law(a: Analysis, path: Path) -> None:
         ax.set_title(f"LR* per cell (no LR law: {rates.law})"[:90])
     ax.set(xscale="log", yscale="log", xlabel="parameters N (non-embedding)", ylabel="LR*")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="training tokens")
-    _save(fig, path)
+    save(fig, path)
 
 
 PLOTS = {"lr_sweeps.png": lr_sweeps, "lr_law.png": lr_law}

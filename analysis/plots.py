@@ -50,7 +50,7 @@ def _sizes_in_order(frame: pd.DataFrame) -> list[str]:
     return list(frame.sort_values("params")["size"].drop_duplicates())
 
 
-def _save(fig, path: Path) -> None:
+def save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -113,7 +113,7 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
     ax.set(xscale="log", xlabel="training FLOPs", ylabel="validation loss (nats/byte)")
     ax.set_title(f"Loss against compute{_at_length(a)}")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def loss_vs_params(a: Analysis, curves: Curves, path: Path) -> None:
@@ -131,7 +131,7 @@ def loss_vs_params(a: Analysis, curves: Curves, path: Path) -> None:
     ax.set(xscale="log", xlabel="parameters N (non-embedding)", ylabel="validation loss")
     ax.set_title(f"Loss against parameters at fixed tokens{_at_length(a)}")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def isoflop(a: Analysis, curves: Curves, path: Path) -> None:
@@ -148,7 +148,7 @@ def isoflop(a: Analysis, curves: Curves, path: Path) -> None:
         ax.legend(fontsize=8)
     ax.set(xscale="log", xlabel="parameters N", ylabel="final validation loss")
     ax.set_title(f"IsoFLOP profiles{_at_length(a)}")
-    _save(fig, path)
+    save(fig, path)
 
 
 def training_curves(a: Analysis, curves: Curves, path: Path) -> None:
@@ -164,7 +164,7 @@ def training_curves(a: Analysis, curves: Curves, path: Path) -> None:
             ax.plot([], [], color=colour, label=size)
         ax.set(xscale="log", xlabel="training tokens", ylabel="validation loss", title=f"T={T}")
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def time_per_token(a: Analysis, curves: Curves, path: Path) -> None:
@@ -187,7 +187,7 @@ def time_per_token(a: Analysis, curves: Curves, path: Path) -> None:
         ax.legend(fontsize=8)
     else:
         _no_data(ax, "no timings in these runs")
-    _save(fig, path)
+    save(fig, path)
 
 
 def seq_len_split(a: Analysis, curves: Curves, path: Path) -> None:
@@ -209,7 +209,7 @@ def seq_len_split(a: Analysis, curves: Curves, path: Path) -> None:
     ax.set(xlabel="sequence length T", ylabel="time per token (µs)", ylim=(0, None))
     ax.set_title("Time per token against sequence length: dense a + attention b·T")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def decode_latency(a: Analysis, curves: Curves, path: Path) -> None:
@@ -226,7 +226,7 @@ def decode_latency(a: Analysis, curves: Curves, path: Path) -> None:
         _no_data(ax, "no decode timings in these runs")
     else:
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def mfu_heatmap(a: Analysis, curves: Curves, path: Path) -> None:
@@ -235,7 +235,7 @@ def mfu_heatmap(a: Analysis, curves: Curves, path: Path) -> None:
         fig, ax = plt.subplots(figsize=(5, 2))
         _no_data(ax, "no MFU measured in these runs")
         ax.axis("off")
-        _save(fig, path)
+        save(fig, path)
         return
     sizes = _sizes_in_order(timed)
     table = timed.pivot_table(index="size", columns="seq_len", values=MFU, aggfunc="median")
@@ -249,7 +249,7 @@ def mfu_heatmap(a: Analysis, curves: Curves, path: Path) -> None:
     ax.set_yticks(range(len(sizes)), sizes)
     ax.set(xlabel="sequence length", title="MFU (median over the runs of each cell)")
     fig.colorbar(image, ax=ax, label="MFU (%)")
-    _save(fig, path)
+    save(fig, path)
 
 
 PLOTS = {

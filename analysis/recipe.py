@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from analysis.analyse import Analysis, Refused
+from analysis.analyse import Analysis, Refused, gpu_hours
 from analysis.learning_rate import LRLaw
-from scaling.contract import GPU_PEAK_FLOPS, PARAMETRIZATION
+from scaling.contract import PARAMETRIZATION
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,6 @@ def next_run(a: Analysis, flops: float) -> NextRun | Refused:
     N, D = float(fit.law.n_opt(flops)), float(fit.law.d_opt(flops))
     lr, source = _learning_rate(a, N, D, flops)
     parametrizations = a.points.get(PARAMETRIZATION, pd.Series(dtype=str)).dropna()
-    peak = GPU_PEAK_FLOPS[a.gpu]["bf16"]
     return NextRun(
         flops=float(flops),
         params=N,
@@ -56,7 +55,7 @@ def next_run(a: Analysis, flops: float) -> NextRun | Refused:
         attention=a.attention,
         parametrization=parametrizations.iloc[0] if len(parametrizations) else "standard",
         gpu=a.gpu,
-        gpu_hours=flops / (peak * a.mfu) / 3600 if a.mfu else None,
+        gpu_hours=gpu_hours(flops, a.gpu, a.mfu),
         mfu=a.mfu,
     )
 

@@ -95,7 +95,6 @@ def learning_rate(a: Analysis) -> list[Block]:
         rows.append([cell["size"], tokens, str(cell["n_lrs"]), lr_star, how, best])
     b.append(("table", ["size", "tokens", "LRs", "LR* [95%]", "how", "best loss"], rows))
     unbracketed = rates.sweep.unbracketed
-    unbracketed = unbracketed[unbracketed["n_lrs"] >= 3]
     if len(unbracketed):
         named = "; ".join(f"{c['size']} at {c['tokens']:.3g} tokens ({c['note']})"
                           for _, c in unbracketed.iterrows())  # fmt: skip

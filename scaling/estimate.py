@@ -114,14 +114,14 @@ def estimate_here(trial: TrialSpec, process_bytes: int) -> Estimate:
 def too_big_here(trial: TrialSpec, peak_bytes: int) -> bool:
     """Whether measuring the trial's steps here would exhaust this machine's memory, or (on a
     CPU) take minutes a step."""
-    if torch.cuda.is_available() and hardware.device_type() == "cuda":
-        memory = torch.cuda.get_device_properties(0).total_memory
-    else:
-        memory = psutil.virtual_memory().total
+    cpu = hardware.device_type() == "cpu"
+    memory = (
+        psutil.virtual_memory().total if cpu else torch.cuda.get_device_properties(0).total_memory
+    )
     if peak_bytes > 0.8 * memory:
         return True
     step_flops = trial.flops_per_token * trial.train.tokens_per_step
-    return hardware.device_type() == "cpu" and step_flops > MEASURED_STEP_FLOPS
+    return cpu and step_flops > MEASURED_STEP_FLOPS
 
 
 def estimate_on_gpu(trial: TrialSpec, gpu: str, mfu: float) -> Estimate:
