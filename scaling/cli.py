@@ -94,7 +94,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials at once (default: as resources allow, or the spec's resources.max_concurrent)",
     )
     run.add_argument("--quiet", action="store_true", help="plain progress lines, no live table")
+    run.add_argument(
+        "--spool",
+        default="scaling_spool",
+        help="where MLflow writes wait while the tracking store does not answer",
+    )
+    run.add_argument(
+        "--sync-timeout",
+        type=float,
+        default=600,
+        help="how long the grid's end waits for a tracking store that does not answer before "
+        "exiting 3 with the writes kept in the spool (default 600 s)",
+    )
     run.set_defaults(func=commands.run)
+
+    sync = subcommands.add_parser(
+        "sync", help="replay the MLflow writes a grid left in its spool (after an exit 3)"
+    )
+    sync.add_argument("spool", help="the spool folder the grid named")
+    sync.add_argument(
+        "--tracking-uri",
+        help="replay into this store instead of the grid's own (every write, from the first)",
+    )
+    sync.add_argument(
+        "--timeout", type=float, default=600, help="how long to wait for the store (default 600 s)"
+    )
+    sync.set_defaults(func=commands.sync)
 
     status = subcommands.add_parser("status", help="an experiment's trials by status")
     status.add_argument("experiment")

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from scaling.contract import (
     gpu_named,
 )
 from scaling.errors import UsageError
+
+TRACKING_BEHIND = 3  # the exit code when writes still wait in a spool
 
 
 def _console() -> Console:
@@ -142,6 +146,10 @@ def run(args) -> int:
     spec, trials = spec_lib.load(args.spec)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
+    if args.sync_timeout < 0:
+        raise UsageError(
+            f"--sync-timeout: must be a number of seconds >= 0, got {args.sync_timeout}"
+        )
     max_failures = _max_failures()
     if (args.address or os.environ.get("RAY_ADDRESS")) and (
         Path.home() / ".ray" / "auth_token"
@@ -153,11 +161,17 @@ def run(args) -> int:
     from scaling import grid
     from scaling.data import prepare_for
     from scaling.progress import GridProgress
+    from scaling.spool import bound_retries
     from scaling.tracking import Tracker
 
     prepare_for(spec, args.spec)
+    bound_retries()
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
+    spools = Path(args.spool).expanduser().resolve()
+    _replay_left(spools, tracker, spec.experiment, args.sync_timeout)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    spool = tracker.spool_in(spools / f"{spec.experiment}-{stamp}-{os.getpid()}", spec.experiment)
     trunks = sum(t.kind == TRUNK for t in trials)
     what = (
         f"{trunks} trunks and {len(trials) - trunks} branches"
@@ -166,7 +180,10 @@ def run(args) -> int:
     )
     print(f"{what} of '{spec.experiment}', tracking in {tracker.tracking_uri}")
     console = Console()
-    progress = GridProgress(trials, live=console.is_terminal and not args.quiet, console=console)
+    live = console.is_terminal and not args.quiet
+    progress = GridProgress(trials, live=live, console=console, tracking=spool.state)
+    # `scaling stop` (a Ray Job's stop) sends SIGTERM: stop as Ctrl-C stops a grid.
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         outcome = grid.run_grid(
             spec,
@@ -183,6 +200,12 @@ def run(args) -> int:
         outcome = None
     finally:
         progress.stop()
+        caught_up = spool.drain(args.sync_timeout)
+        if caught_up:
+            spool.remove()
+    if not caught_up:
+        print(_still_waiting(spool, args.sync_timeout), file=sys.stderr)
+        return TRACKING_BEHIND
     if outcome is None or outcome.interrupted:
         resume = f"scaling run {args.spec}" + (
             f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
@@ -201,6 +224,55 @@ def run(args) -> int:
         summary += (", " if summary else "") + skipped
     print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
     return 0 if outcome.ok else 1
+
+
+def _still_waiting(spool, waited_s: float) -> str:
+    return (
+        f"the tracking store {spool.store} did not answer for the last {waited_s:.0f} s "
+        f"(--sync-timeout): {len(spool.waiting)} writes wait in {spool.folder}; the training "
+        f"is done and kept. Replay them with: scaling sync {spool.folder}"
+    )
+
+
+def _replay_left(spools: Path, tracker, experiment: str, timeout_s: float) -> None:
+    """Writes an earlier driver of the experiment left waiting (it exited 3, or died while
+    the store was down) reach the store first: what finished then is not trained again."""
+    from scaling.spool import Spool, left_by_dead_drivers
+    from scaling.tracking import TrackingError
+
+    for folder in left_by_dead_drivers(spools, experiment, tracker.tracking_uri):
+        spool = Spool(folder, tracker.client, experiment)
+        print(f"replaying {len(spool.waiting)} writes an earlier driver left in {folder}")
+        if not spool.drain(timeout_s):
+            raise TrackingError(_still_waiting(spool, timeout_s))
+        spool.remove()
+
+
+def sync(args) -> int:
+    from scaling.spool import Spool, bound_retries
+    from scaling.tracking import Tracker
+
+    bound_retries()
+    spool = Spool.open(args.spool, args.tracking_uri)
+    Tracker(spool.store).check_reachable()
+    waiting, started = len(spool.waiting), time.monotonic()
+    caught_up = spool.drain(args.timeout)
+    print(
+        f"replayed {spool.replayed} of {waiting} writes into {spool.store} "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    for problem in spool.rejected:
+        print(f"not replayed: {problem}", file=sys.stderr)
+    for artifact in spool.missing:
+        print(f"not in the spool: {artifact}", file=sys.stderr)
+    if not caught_up:
+        print(_still_waiting(spool, args.timeout), file=sys.stderr)
+        return TRACKING_BEHIND
+    if spool.home:
+        spool.remove()  # its store holds everything now
+    else:
+        print(f"{spool.folder} is kept: it was written for another store")
+    return 1 if spool.rejected else 0
 
 
 def _max_failures() -> int:

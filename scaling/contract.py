@@ -25,6 +25,8 @@ TRIAL_ID = "scaling.trial_id"  # a hash of the resolved trial config: reruns ski
 STATUS = "scaling.status"  # a Status
 ERROR = "scaling.error"  # why a trial ended other than FINISHED
 DRIVER = "scaling.driver"  # host:pid of the `scaling run` that owns a grid run
+HEARTBEAT = "scaling.heartbeat"  # on a RUNNING grid run: when its driver was last alive (epoch s)
+SPOOL_KEY = "scaling.spool_key"  # a run's name in its driver's spool: a replay finds it again
 SPEC_FILE = "scaling.spec"  # the spec file's name, on the grid run
 PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag: the trial's grid run
 # What a trial run trains: a whole budget (`trial`), or under the WSD schedule a constant-LR

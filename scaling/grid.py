@@ -496,12 +496,17 @@ def run_grid(
         if t.kind == TRUNK
     }
     todo = _to_run(trials, finished, saved)
+    tracker.claim(spec.experiment)  # before Ray starts: a second driver refuses at once
     if todo:
         connect(address)
         check_storage(storage)  # before MLflow is written to: a refusal leaves no trace
     experiment_id = tracker.experiment_id(spec.experiment)
-    tracker.close_abandoned(experiment_id)
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
+    try:
+        tracker.claim(spec.experiment, mine=parent)  # one started beside this one?
+    except InputError:
+        tracker.withdraw_grid(parent)
+        raise
     skipped = [t.name for t in trials if t.trial_id in finished and t.kind != TRUNK]
     outcome = GridOutcome(parent, skipped=skipped)
     if not todo:
@@ -549,9 +554,11 @@ def run_grid(
             verbose=0,
         ),
     )
+    heartbeat = tracker.beat(parent)
     try:
         tuner.fit()
     finally:
+        heartbeat.set()
         # Whatever stopped the grid, no run is left RUNNING: unfinished trials are KILLED.
         for trial_id, run_id in tracking.run_ids.items():
             name = by_trial_id[trial_id].name

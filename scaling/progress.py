@@ -4,6 +4,7 @@ is not a terminal (or with --quiet)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray import tune
@@ -31,12 +32,20 @@ def _duration(seconds: float) -> str:
 
 
 class GridProgress(tune.Callback):
-    def __init__(self, trials: list[TrialSpec], live: bool, console: Console | None = None):
+    def __init__(
+        self,
+        trials: list[TrialSpec],
+        live: bool,
+        console: Console | None = None,
+        tracking: Callable[[], str | None] = lambda: None,
+    ):
+        """`tracking` says, when writes wait for the tracking store, how many and since when."""
         self.trials = {t.name: t for t in trials}
         self.status = dict.fromkeys(self.trials, Status.PENDING)
         self.latest: dict[str, dict] = {name: {} for name in self.trials}
         self.console = console or Console()
         self.started = time.monotonic()
+        self.tracking = tracking
         self.live = Live(self, console=self.console, refresh_per_second=2) if live else None
 
     def __getstate__(self) -> dict:
@@ -107,7 +116,9 @@ class GridProgress(tune.Callback):
             counts[status] = counts.get(status, 0) + 1
         eta = self.eta_seconds()
         text = ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items())
-        return text + (f"; ETA {_duration(eta)}" if eta is not None else "")
+        text += f"; ETA {_duration(eta)}" if eta is not None else ""
+        waiting = self.tracking()
+        return text + (f"; {waiting}" if waiting else "")
 
     def __rich__(self) -> Table:
         table = Table(

@@ -8,15 +8,19 @@ runs are open at once and none of them is "the active run".
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import mlflow
 import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -31,6 +35,7 @@ from scaling.contract import (
     DRIVER,
     ERROR,
     GRID,
+    HEARTBEAT,
     KIND,
     LR_PARAM,
     PARAMETRIZATION,
@@ -54,12 +59,51 @@ from scaling.contract import (
 )
 from scaling.errors import InputError
 from scaling.spec import Spec, TrialSpec
+from scaling.spool import Spool
 
 RUNNING = RunStatus.to_string(RunStatus.RUNNING)  # MLflow's run status, not a trial's
 
 
+HEARTBEAT_S = float(os.environ.get("SCALING_HEARTBEAT_S", 30))  # how often a driver says so
+STALE_AFTER_S = 4 * HEARTBEAT_S  # a driver on another host silent this long has died
+
+
 def driver_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextlib.contextmanager
+def _creating(tracking_uri: str) -> Iterator[None]:
+    """Two drivers opening a new SQLite store at once would both create its tables, and one
+    would fail: the first use of a SQLite store holds a lock on the folder it lies in."""
+    path = tracking_uri.removeprefix("sqlite:///")
+    if path == tracking_uri or not Path(path).parent.is_dir():
+        yield
+        return
+    folder = os.open(Path(path).parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # and the lock with it
+
+
+def _driver_alive(grid) -> bool:
+    host, _, pid = grid.data.tags.get(DRIVER, "").rpartition(":")
+    if host == socket.gethostname():
+        return pid.isdigit() and psutil.pid_exists(int(pid))
+    beat = grid.data.tags.get(HEARTBEAT)
+    last = float(beat) if beat else grid.info.start_time / 1000
+    return time.time() - last < STALE_AFTER_S
+
+
+def _driver_running(grid, experiment: str) -> str:
+    host, _, pid = grid.data.tags.get(DRIVER, "?:?").rpartition(":")
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(grid.info.start_time / 1000))
+    return (
+        f"experiment '{experiment}' is being run by another driver: host {host}, pid {pid}, "
+        f"since {since} (grid run {grid.info.run_id}); wait for it, or stop it first"
+    )
 
 
 class TrackingError(InputError):
@@ -89,9 +133,19 @@ def trial_params(trial: TrialSpec) -> dict[str, str]:
 
 
 class Tracker:
+    """Reads through MlflowClient; writes through `writer`: the client itself, or once a grid
+    starts (`spool_in`) a Spool, which journals them and lets none fail for want of a store."""
+
     def __init__(self, tracking_uri: str | None = None):
-        self.client = MlflowClient(tracking_uri)
+        with _creating(tracking_uri or mlflow.get_tracking_uri()):
+            self.client = MlflowClient(tracking_uri)
         self.tracking_uri = self.client.tracking_uri
+        self.writer: MlflowClient | Spool = self.client
+
+    def spool_in(self, folder: Path, experiment: str) -> Spool:
+        """From now on, journal every write in `folder` (see spool.py)."""
+        self.writer = Spool(folder, self.client, experiment)
+        return self.writer
 
     def check_reachable(self, timeout_s: float = 10) -> None:
         """Fail before any trial starts if the store cannot be reached or opened."""
@@ -117,7 +171,12 @@ class Tracker:
             return experiment.experiment_id
         if not create:
             raise NoSuchExperiment(name, self.tracking_uri)
-        return self.client.create_experiment(name)
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as exc:  # another driver made it just now
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.experiment_id(name, create=False)
 
     def latest_trial_runs(self, experiment: str) -> list:
         """Each trial's latest run in the experiment named `experiment`."""
@@ -214,13 +273,18 @@ class Tracker:
         return {run.data.tags[TRIAL_ID] for run in runs}
 
     def start_grid(self, experiment_id: str, spec: Spec, spec_path: Path, trials: list) -> str:
-        run = self.client.create_run(
+        run = self.writer.create_run(
             experiment_id,
             run_name=f"grid-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={ROLE: GRID, SPEC_FILE: spec_path.name, DRIVER: driver_tag()},
+            tags={
+                ROLE: GRID,
+                SPEC_FILE: spec_path.name,
+                DRIVER: driver_tag(),
+                HEARTBEAT: f"{time.time():.0f}",
+            },
         )
         run_id = run.info.run_id
-        self.client.log_batch(
+        self.writer.log_batch(
             run_id,
             params=[
                 Param("trials", str(len(trials))),
@@ -229,33 +293,68 @@ class Tracker:
                 Param("total_tokens", str(sum(t.trained_tokens for t in trials))),
             ],
         )
-        self.client.log_artifact(run_id, str(spec_path))
+        self.writer.log_artifact(run_id, str(spec_path))
         return run_id
 
-    def close_abandoned(self, experiment_id: str) -> None:
-        """Mark KILLED the grid runs (and their RUNNING trials) whose driver on this host died
-        without closing them, as a SIGKILL leaves them. Drivers on other hosts are left alone:
-        from here one cannot tell whether they still run."""
+    def claim(self, experiment: str, mine: str | None = None) -> None:
+        """One driver per experiment. Refuse (TrackingError) while another live driver runs
+        the experiment; close as KILLED the grid runs (and their RUNNING trials) of drivers
+        that died, as a SIGKILL leaves them. With `mine` (this driver's own grid run, just
+        made), only a driver that started before it counts: of two started together, the
+        first runs. A driver lives while its pid does, on this host, or while its heartbeat
+        is fresh, on another (hosts' clocks agree, as NTP keeps them)."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return
+        experiment_id = found.experiment_id
         grids = self.client.search_runs(
             [experiment_id], f"{grid_runs_filter()} and attributes.status = '{RUNNING}'"
         )
+        me = next((g for g in grids if g.info.run_id == mine), None)
         for grid in grids:
-            host, _, pid = grid.data.tags.get(DRIVER, "").rpartition(":")
-            if host != socket.gethostname() or not pid.isdigit() or psutil.pid_exists(int(pid)):
+            if grid is me:
                 continue
-            orphans = self.client.search_runs(
-                [experiment_id],
-                f"{trial_runs_filter(grid.info.run_id)} and attributes.status = '{RUNNING}'",
-            )
-            for run in orphans:
-                self.kill_trial(run.info.run_id, "its driver died before the trial finished")
-            self.end_grid(grid.info.run_id, Status.KILLED)
+            if _driver_alive(grid):
+                if me is None or (grid.info.start_time, grid.info.run_id) < (
+                    me.info.start_time,
+                    me.info.run_id,
+                ):
+                    raise TrackingError(_driver_running(grid, experiment))
+                continue  # it started after this one: it gives way
+            if me is None:
+                orphans = self.client.search_runs(
+                    [experiment_id],
+                    f"{trial_runs_filter(grid.info.run_id)} and attributes.status = '{RUNNING}'",
+                )
+                for run in orphans:
+                    self.kill_trial(run.info.run_id, "its driver died before the trial finished")
+                self.end_grid(grid.info.run_id, Status.KILLED)
+
+    def beat(self, grid_run_id: str, every_s: float = HEARTBEAT_S) -> threading.Event:
+        """Tag the grid run with the time every `every_s` seconds, straight to the store (a
+        beat lost to an outage matters to no one), until the returned event is set."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every_s):
+                try:
+                    self.client.set_tag(grid_run_id, HEARTBEAT, f"{time.time():.0f}")
+                except Exception:
+                    pass
+
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+        return stop
+
+    def withdraw_grid(self, run_id: str) -> None:
+        """A grid run this driver made and then gave way on: gone, so no report finds it."""
+        self.client.set_terminated(run_id, Status.KILLED.mlflow_status)
+        self.client.delete_run(run_id)
 
     def end_grid(self, run_id: str, status: Status | str = Status.FINISHED) -> None:
-        self.client.set_terminated(run_id, Status(status).mlflow_status)
+        self.writer.set_terminated(run_id, Status(status).mlflow_status)
 
     def start_trial(self, experiment_id: str, parent_run_id: str, trial: TrialSpec) -> str:
-        run = self.client.create_run(
+        run = self.writer.create_run(
             experiment_id,
             run_name=trial.name,
             tags={
@@ -268,7 +367,7 @@ class Tracker:
             },
         )
         params = [Param(k, v) for k, v in trial_params(trial).items()]
-        self.client.log_batch(run.info.run_id, params=params)
+        self.writer.log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
     def log_metrics(self, run_id: str, metrics: dict) -> None:
@@ -280,7 +379,7 @@ class Tracker:
             for key, value in metrics.items()
             if key != STEP and value is not None
         ]
-        self.client.log_batch(run_id, metrics=batch)
+        self.writer.log_batch(run_id, metrics=batch)
 
     def end_trial(
         self,
@@ -295,17 +394,17 @@ class Tracker:
         if error:
             # MLflow tag values hold 8,000 characters; a traceback goes in as an artifact.
             tags.append(RunTag(ERROR, error[:7999]))
-        self.client.log_batch(
+        self.writer.log_batch(
             run_id,
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
             tags=tags,
         )
         for path in artifacts:
-            self.client.log_artifact(run_id, str(path))
-        self.client.set_terminated(run_id, status.mlflow_status)
+            self.writer.log_artifact(run_id, str(path))
+        self.writer.set_terminated(run_id, status.mlflow_status)
 
     def kill_trial(self, run_id: str, reason: str) -> None:
         """A trial the user stopped: neither result nor failure, and never left RUNNING."""
-        self.client.set_tag(run_id, STATUS, Status.KILLED.value)
-        self.client.set_tag(run_id, ERROR, reason)
-        self.client.set_terminated(run_id, Status.KILLED.mlflow_status)
+        self.writer.set_tag(run_id, STATUS, Status.KILLED.value)
+        self.writer.set_tag(run_id, ERROR, reason)
+        self.writer.set_terminated(run_id, Status.KILLED.mlflow_status)

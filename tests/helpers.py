@@ -81,3 +81,57 @@ def trial_runs(uri: str, experiment: str) -> list:
     if found is None:
         return []
     return client.search_runs([found.experiment_id], "tags.`scaling.role` = 'trial'")
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend in `folder`, which a test
+    may stop and start again on the same port (an outage of the tracking store)."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder, self.port = folder, port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> MlflowServer:
+        import os
+        import time
+        import urllib.request
+
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.folder / "artifacts"),
+            ],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2).close()
+                return self
+            except OSError:
+                assert self.process.poll() is None, "the mlflow server exited"
+                assert time.monotonic() < deadline, "the mlflow server did not answer"
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Gone at once, as a crash or a host going down leaves it: the server and its workers."""
+        import os
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port, run_grid, scaling, tiny_spec, write_spec
+from helpers import MlflowServer, free_port, run_grid, scaling, tiny_spec, write_spec
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow  # a two-node Ray cluster and an MLflow server
@@ -21,40 +21,9 @@ pytestmark = pytest.mark.slow  # a two-node Ray cluster and an MLflow server
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-        ],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2).close()
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
-            time.sleep(0.5)
-    yield uri
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server.uri
+    server.stop()
 
 
 @pytest.fixture(scope="module")

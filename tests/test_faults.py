@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -80,11 +81,25 @@ def three_trials(name: str) -> dict:
     )
 
 
-def test_a_grid_whose_driver_was_killed_resumes_without_rerunning_finished_trials(tmp_path):
+def test_one_driver_per_experiment_and_one_killed_is_taken_over_without_rerunning_trials(
+    tmp_path,
+):
     spec = write_spec(tmp_path / "killed.yaml", three_trials("killed"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    driver = start_grid(tmp_path, spec, uri, "--quiet")
+    drivers = [start_grid(tmp_path, spec, uri, "--quiet") for _ in range(2)]  # together
     try:
+        refused = wait_for(
+            lambda: next((d for d in drivers if d.poll() is not None), None), 120, "a refusal"
+        )
+        _, err = refused.communicate()
+        assert refused.returncode == 2, err
+        # One line naming the driver that runs the experiment, after Ray's own log lines.
+        (driver,) = [d for d in drivers if d is not refused]
+        assert (
+            f"another driver: host {socket.gethostname()}, pid {driver.pid}, since "
+            in (err.strip().splitlines()[-1])
+        )
+        assert "Traceback" not in err
 
         def one_finished_one_running():
             found = statuses(trial_runs(uri, "killed")).values()
@@ -94,7 +109,8 @@ def test_a_grid_whose_driver_was_killed_resumes_without_rerunning_finished_trial
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
-        kill_group(driver)  # what the driver started (its local Ray) goes with it
+        for process in drivers:
+            kill_group(process)  # what the driver started (its local Ray) goes with it
     before = statuses(trial_runs(uri, "killed"))
     finished_before = {name for name, s in before.items() if s == "FINISHED"}
     assert "RUNNING" in before.values()  # the SIGKILL left a run open
