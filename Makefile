@@ -52,4 +52,4 @@ bench: $(STAMP)
 	@for b in benchmarks/[!_]*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) scaling_runs mlruns mlartifacts mlflow.db report
+	rm -rf $(VENV) scaling_runs scaling_spool mlruns mlartifacts mlflow.db report

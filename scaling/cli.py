@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="scaling", description=__doc__)
     subcommands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     uri_help = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+    job_help = "the cluster's job server (default: $RAY_ADDRESS if http://..., else 127.0.0.1:8265)"
 
     plan = subcommands.add_parser("plan", help="validate a spec and list its trials")
     plan.add_argument("spec")
@@ -120,6 +121,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=600, help="how long to wait for the store (default 600 s)"
     )
     sync.set_defaults(func=commands.sync)
+
+    submit = subcommands.add_parser(
+        "submit", help="submit a grid to a Ray cluster as a job, and return at once"
+    )
+    submit.add_argument("spec")
+    submit.add_argument("--address", help=job_help)
+    submit.add_argument(
+        "--tracking-uri",
+        help="the tracking server the head writes to (default: $MLFLOW_TRACKING_URI)",
+    )
+    submit.add_argument(
+        "--storage",
+        default="~/scaling_runs",
+        help="checkpoints and resume points, as the head's driver names them: s3://... on a "
+        "multi-host cluster (default: ~/scaling_runs on the head)",
+    )
+    submit.add_argument(
+        "--spool", default="~/scaling_spool", help="the head's spool (default: ~/scaling_spool)"
+    )
+    submit.add_argument("--max-concurrent", type=int, help="trials at once")
+    submit.add_argument("--sync-timeout", type=float, default=600, help="as for `scaling run`")
+    submit.set_defaults(func=commands.submit)
+
+    jobs = subcommands.add_parser("jobs", help="the jobs a Ray cluster holds, with their status")
+    jobs.add_argument("--address", help=job_help)
+    jobs.set_defaults(func=commands.jobs_list)
+
+    logs = subcommands.add_parser("logs", help="a submitted grid's log")
+    logs.add_argument("job", help="the job id `scaling submit` printed")
+    logs.add_argument("--address", help=job_help)
+    logs.add_argument("--follow", action="store_true", help="print as it grows, until it ends")
+    logs.set_defaults(func=commands.logs)
+
+    stop = subcommands.add_parser(
+        "stop", help="stop a submitted grid as Ctrl-C would: finished trials are kept"
+    )
+    stop.add_argument("job", help="the job id `scaling submit` printed")
+    stop.add_argument("--address", help=job_help)
+    stop.set_defaults(func=commands.stop)
 
     status = subcommands.add_parser("status", help="an experiment's trials by status")
     status.add_argument("experiment")

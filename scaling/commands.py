@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -151,12 +152,8 @@ def run(args) -> int:
             f"--sync-timeout: must be a number of seconds >= 0, got {args.sync_timeout}"
         )
     max_failures = _max_failures()
-    if (args.address or os.environ.get("RAY_ADDRESS")) and (
-        Path.home() / ".ray" / "auth_token"
-    ).exists():
-        # `ray start` turns token auth on and leaves the token here; a client must say so
-        # before Ray is imported, as Ray reads its auth mode once, at import.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        _token_auth()
     # Ray, torch and MLflow only once the input is known to be good: bad input fails at once.
     from scaling import grid
     from scaling.data import prepare_for
@@ -172,6 +169,12 @@ def run(args) -> int:
     _replay_left(spools, tracker, spec.experiment, args.sync_timeout)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     spool = tracker.spool_in(spools / f"{spec.experiment}-{stamp}-{os.getpid()}", spec.experiment)
+    # The spec as it is now, for the grid's run: the file may change, or (in a Ray Job) go.
+    spec_copy = Path(shutil.copy2(args.spec, spool.folder))
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        # A Ray Job's driver (`scaling submit`): Ray unpacks the job's folder again, replacing
+        # this one, as the grid's workers start; nothing is read from it after this point.
+        os.chdir(spools)
     trunks = sum(t.kind == TRUNK for t in trials)
     what = (
         f"{trunks} trunks and {len(trials) - trunks} branches"
@@ -187,7 +190,7 @@ def run(args) -> int:
     try:
         outcome = grid.run_grid(
             spec,
-            Path(args.spec),
+            spec_copy,
             trials,
             tracker,
             args.storage,
@@ -224,6 +227,107 @@ def run(args) -> int:
         summary += (", " if summary else "") + skipped
     print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
     return 0 if outcome.ok else 1
+
+
+def _token_auth() -> None:
+    """`ray start` turns token auth on and leaves the token in ~/.ray; a client must say so
+    before Ray is imported, as Ray reads its auth mode once, at import."""
+    if (Path.home() / ".ray" / "auth_token").exists():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def submit(args) -> int:
+    spec, _ = spec_lib.load(args.spec)
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://", "sqlite:////")):
+        raise UsageError(
+            "--tracking-uri: a submitted grid is recorded from the cluster's head: name a "
+            f"tracking server (http://HOST:5000) or an absolute sqlite://// path, got '{uri}'"
+        )
+    for flag, value in (("--storage", args.storage), ("--spool", args.spool)):
+        if "://" not in value and not os.path.isabs(value) and not value.startswith("~"):
+            raise UsageError(
+                f"{flag}: '{value}' is relative to the job's temporary folder on the head; "
+                "give an absolute path, ~/..., or a URI such as s3://bucket/prefix"
+            )
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent: must be a positive integer, got {args.max_concurrent}")
+    options = ["--tracking-uri", uri, "--storage", args.storage, "--spool", args.spool]
+    options += ["--sync-timeout", str(args.sync_timeout)]
+    if args.max_concurrent:
+        options += ["--max-concurrent", str(args.max_concurrent)]
+    _token_auth()
+    from scaling import jobs
+
+    address = jobs.job_address(args.address)
+    job_id = jobs.submit(spec, Path(args.spec), address, options)
+    print(job_id)
+    flag = f" --address {args.address}" if args.address else ""
+    print(
+        f"submitted '{spec.experiment}' to {address}. Follow it with: scaling logs {job_id} "
+        f"--follow{flag}; stop it with: scaling stop {job_id}{flag}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def jobs_list(args) -> int:
+    _token_auth()
+    from scaling import jobs
+
+    address = jobs.job_address(args.address)
+    client = jobs.connect(address)
+    table = Table(title=f"jobs at {address}")
+    for column in ("job", "status", "experiment", "submitted", "ended", "message"):
+        table.add_column(column)
+    for job in sorted(client.list_jobs(), key=lambda j: j.start_time or 0):
+        table.add_row(
+            job.submission_id or job.job_id,
+            str(job.status.value),
+            (job.metadata or {}).get(jobs.EXPERIMENT, ""),
+            _clock(job.start_time),
+            _clock(job.end_time),
+            (job.message or "").splitlines()[0] if job.message else "",
+        )
+    _console().print(table)
+    return 0
+
+
+def _clock(ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
+
+
+def logs(args) -> int:
+    _token_auth()
+    from scaling import jobs
+
+    address = jobs.job_address(args.address)
+    client = jobs.connect(address)
+    jobs.known(client, args.job, address)
+    if args.follow:
+        status = jobs.follow(client, args.job)
+        print(f"job {args.job}: {status}", file=sys.stderr)
+    else:
+        sys.stdout.write(client.get_job_logs(args.job))
+    return 0
+
+
+def stop(args) -> int:
+    _token_auth()
+    from scaling import jobs
+
+    address = jobs.job_address(args.address)
+    client = jobs.connect(address)
+    jobs.known(client, args.job, address)
+    if not client.stop_job(args.job):
+        print(f"job {args.job} had already ended: {client.get_job_status(args.job).value}")
+        return 0
+    # The grid closes its runs (KILLED) and says how to resume; then the job ends STOPPED.
+    deadline = time.monotonic() + float(jobs.STOP_ENV["RAY_JOB_STOP_WAIT_TIME_S"]) + 30
+    while not client.get_job_status(args.job).is_terminal() and time.monotonic() < deadline:
+        time.sleep(1)
+    print(f"job {args.job}: {client.get_job_status(args.job).value}")
+    return 0
 
 
 def _still_waiting(spool, waited_s: float) -> str:

@@ -489,7 +489,7 @@ def run_grid(
     A WSD grid's trunk runs only while a branch still needs a point it has not saved, and
     resumes from the last one it saved."""
     finished = tracker.finished_trial_ids(spec.experiment, stopped=spec.search.stop_hopeless)
-    storage = storage if "://" in storage else str(Path(storage).resolve())
+    storage = storage if "://" in storage else str(Path(storage).expanduser().resolve())
     saved = {
         t.trial_id: branch_points.saved(storage, spec.experiment, t.trial_id)
         for t in trials

@@ -19,6 +19,7 @@ overwrite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -189,6 +190,8 @@ class Spool:
     def remove(self) -> None:
         """Delete the spool once its store holds everything in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # and the spools' folder, when it was the last
+            self.folder.parent.rmdir()
 
     def _write(self, write: dict, source: Path | None = None) -> None:
         with self._lock:

@@ -39,15 +39,19 @@ def write_spec(path: Path, spec: dict) -> Path:
 
 
 def scaling(
-    *args: str, cwd: Path | None = None, timeout: float = 600
+    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """Run the real `scaling` command in a fresh process, as a user would."""
+    """Run the real `scaling` command in a fresh process, as a user would (`env`: variables
+    set for it on top of this process's)."""
+    import os
+
     return subprocess.run(
         [*SCALING, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -1,5 +1,6 @@
-"""A real cluster on this machine: a Ray head and a second Ray node, an `mlflow server` on
-127.0.0.1 with a SQLite backend, and `scaling run --address` submitting a grid to them."""
+"""A real cluster on this machine: a Ray head (with its job server) and a second Ray node, an
+`mlflow server` on 127.0.0.1 with a SQLite backend, an S3-compatible server (moto), and grids
+submitted to them with `scaling submit`, whose driver runs on the cluster."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
-from helpers import MlflowServer, free_port, run_grid, scaling, tiny_spec, write_spec
+from helpers import MlflowServer, free_port, scaling, tiny_spec, trial_runs, write_spec
 from mlflow import MlflowClient
+from test_faults import is_trial, wait_for
 
-pytestmark = pytest.mark.slow  # a two-node Ray cluster and an MLflow server
+pytestmark = pytest.mark.slow  # a two-node Ray cluster, an MLflow server and an S3 server
+
+VENV_BIN = str(Path(sys.executable).parent)
 
 
 @pytest.fixture(scope="module")
@@ -28,52 +33,102 @@ def mlflow_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    """Two Ray nodes of one CPU each, started as a user would: a two-trial grid uses both."""
+    """Two Ray nodes of one CPU each, started as a user would, from the environment where
+    `scaling` is installed: a two-trial grid uses both. Yields the job server's address and
+    the nodes' processes."""
     ray = str(Path(sys.executable).with_name("ray"))
-    port = free_port()
+    port, dashboard = free_port(), free_port()
     # Token auth, as the README sets a cluster up: a token (made in the session's HOME, see
     # conftest), then every node and client presents it.
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
     common = ["--num-cpus", "1", "--object-store-memory", str(128 * 1024**2), "--block"]
-    nodes = [
-        subprocess.Popen(
-            [ray, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    head = ["--head", "--port", str(port), "--ray-client-server-port", str(free_port())]
+    head += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard)]
+    nodes = []
+    for role in (head, ["--address", f"127.0.0.1:{port}"]):
+        # Each node's agent on a port of its own: two nodes share this host.
+        agent = ["--dashboard-agent-listen-port", str(free_port())]
+        nodes.append(
+            subprocess.Popen(
+                [ray, "start", *role, *agent, *common],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         )
-    ]
-    address = f"127.0.0.1:{port}"
-    status = [ray, "status", "--address", address]
-    deadline = time.monotonic() + 120
-    while subprocess.run(status, env=env, capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline, "the Ray head did not start"
+        status = [ray, "status", "--address", f"127.0.0.1:{port}"]
+        deadline = time.monotonic() + 120
+        while subprocess.run(status, env=env, capture_output=True, text=True).stdout.count(
+            " node_"
+        ) < len(nodes):
+            assert time.monotonic() < deadline, f"Ray node {len(nodes)} did not start"
+            time.sleep(1)
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 60
+    while scaling("jobs", "--address", address).returncode != 0:
+        assert time.monotonic() < deadline, "the job server did not answer"
         time.sleep(1)
-    nodes.append(
-        subprocess.Popen(
-            [ray, "start", "--address", address, *common],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
-    while (
-        subprocess.run(status, env=env, capture_output=True, text=True).stdout.count(" node_") < 2
-    ):
-        assert time.monotonic() < deadline, "the second Ray node did not join"
-        time.sleep(1)
-    yield address
+    yield address, nodes
     for node in reversed(nodes):
         os.killpg(node.pid, signal.SIGKILL)  # the node and what it started; workers follow
         node.wait(timeout=60)
 
 
-def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 with a bucket, and the standard AWS variables that
+    name it: what a user of S3-compatible storage (MinIO, R2, ...) sets."""
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(env["AWS_ENDPOINT_URL"], timeout=2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "no S3 server"
+            time.sleep(0.3)
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket="grids")
+    yield env, client
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)
+
+
+def submit(spec: Path, address: str, uri: str, *extra: str, env: dict | None = None) -> str:
+    """`scaling submit`: it returns at once with the job's id; the grid runs on."""
+    submitted = scaling(
+        "submit", str(spec), "--address", address, "--tracking-uri", uri, *extra, env=env
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    return submitted.stdout.strip()
+
+
+def test_a_submitted_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
     tmp_path, mlflow_server, ray_cluster
 ):
+    address, _ = ray_cluster
     spec = write_spec(
         tmp_path / "cluster.yaml",
         tiny_spec(
@@ -82,12 +137,20 @@ def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
             resources={"cpus_per_trial": 1},
         ),
     )
-    result = run_grid(spec, mlflow_server, tmp_path, "--address", ray_cluster)
-    assert result.returncode == 0, result.stdout + result.stderr
+    job = submit(spec, address, mlflow_server, "--storage", str(tmp_path / "runs"))
+    assert job.startswith("raysubmit_")
+    # The submitter is gone; the grid goes on. Its log, followed to its end:
+    followed = scaling("logs", job, "--follow", "--address", address, timeout=300)
+    assert followed.returncode == 0, followed.stderr
+    assert "L1-d32-T32-s0: FINISHED" in followed.stdout
+    assert "grid done: 2 FINISHED" in followed.stdout
+    assert f"job {job}: SUCCEEDED" in followed.stderr
+    listed = scaling("jobs", "--address", address)
+    assert job in listed.stdout and "SUCCEEDED" in listed.stdout and "cluster" in listed.stdout
 
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("cluster")
-    runs = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'trial'")
+    runs = trial_runs(mlflow_server, "cluster")
     assert sorted(r.info.run_name for r in runs) == ["L1-d32-T32-s0", "L1-d32-T64-s0"]
     assert {r.data.tags["scaling.status"] for r in runs} == {"FINISHED"}
     # One trial per node: the grid used the whole cluster.
@@ -97,7 +160,7 @@ def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
         assert steps == [16384, 32768, 49152, 65536]
         # The checkpoint went through the server's artifact proxy, from the driver.
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint.pt"]
-    # Nothing of the trials was written to a store on the driver's disk.
+    # Nothing of the trials was written to a store on the submitter's disk.
     assert not (tmp_path / "mlflow.db").exists()
     payload = json.dumps({"experiment_ids": [experiment.experiment_id]}).encode()
     request = urllib.request.Request(
@@ -118,15 +181,54 @@ def test_a_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
     }
 
 
-def test_a_local_storage_path_is_refused_on_a_cluster_of_several_hosts():
-    from scaling.errors import InputError
-    from scaling.grid import check_storage
+def test_on_s3_storage_a_killed_worker_resumes_from_s3_and_a_stopped_grid_leaves_nothing_running(
+    tmp_path, mlflow_server, ray_cluster, s3
+):
+    address, nodes = ray_cluster
+    aws, bucket = s3
+    spec = write_spec(
+        tmp_path / "s3.yaml",
+        tiny_spec(
+            "s3",
+            model={"sizes": [{"n_layer": 2, "d_model": 128, "n_head": 4}]},
+            grid={"seq_len": [64, 128], "tokens": [262144]},
+            train={"eval_interval_tokens": 32768, "lr": 3e-3},
+            resources={"cpus_per_trial": 1, "max_concurrent": 1},
+        ),
+    )
+    # The AWS variables are the submitter's alone: the job carries them to the cluster.
+    job = submit(spec, address, mlflow_server, "--storage", "s3://grids/scaling", env=aws)
 
-    with pytest.raises(
-        InputError,
-        match=r"^--storage: 'runs' is a local path, but the cluster "
-        r"spans 2 hosts; use storage every node can reach",
-    ):
-        check_storage("runs", hosts={"10.0.0.1", "10.0.0.2"})
-    check_storage("s3://bucket/runs", hosts={"10.0.0.1", "10.0.0.2"})  # reachable from all
-    check_storage("runs", hosts={"10.0.0.1"})  # one host: its disk serves every node on it
+    def evaluated_twice():
+        for run in trial_runs(mlflow_server, "s3"):
+            history = MlflowClient(mlflow_server).get_metric_history(run.info.run_id, "val_loss")
+            if len(history) >= 2:
+                return run
+        return None
+
+    run = wait_for(evaluated_twice, 300, "two evaluations")
+    workers = [
+        p
+        for node in nodes
+        for p in psutil.Process(node.pid).children(recursive=True)
+        if is_trial(p)
+    ]
+    assert workers, "no Tune trial worker found on the cluster"
+    for worker in workers:
+        worker.kill()
+
+    def resumed():
+        history = MlflowClient(mlflow_server).get_metric_history(run.info.run_id, "resumed_at")
+        return history[0].value if history else None
+
+    assert wait_for(resumed, 300, "the trial to resume") >= 65536  # not from step 0
+    keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="grids")["Contents"]]
+    assert any("/checkpoint_" in key for key in keys), keys
+
+    stopped = scaling("stop", job, "--address", address, timeout=300)
+    assert stopped.returncode == 0 and f"job {job}: STOPPED" in stopped.stdout, stopped.stderr
+    runs = trial_runs(mlflow_server, "s3")
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert {r.data.tags["scaling.status"] for r in runs} <= {"FINISHED", "KILLED"}
+    log = scaling("logs", job, "--address", address).stdout
+    assert "Resume with: scaling run s3.yaml" in log
