@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -166,11 +167,15 @@ def run(args) -> int:
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
     spools = Path(args.spool).expanduser().resolve()
-    _replay_left(spools, tracker, spec.experiment, args.sync_timeout)
+    left = _replay_left(spools, tracker, spec.experiment, args.sync_timeout)
+    if left is not None:
+        return TRACKING_BEHIND
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    spool = tracker.spool_in(spools / f"{spec.experiment}-{stamp}-{os.getpid()}", spec.experiment)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.experiment)  # Databricks names hold slashes
+    spool = tracker.spool_in(spools / f"{name}-{stamp}-{os.getpid()}", spec.experiment)
     # The spec as it is now, for the grid's run: the file may change, or (in a Ray Job) go.
-    spec_copy = Path(shutil.copy2(args.spec, spool.folder))
+    (spool.folder / "spec").mkdir()
+    spec_copy = Path(shutil.copy2(args.spec, spool.folder / "spec"))
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         # A Ray Job's driver (`scaling submit`): Ray unpacks the job's folder again, replacing
         # this one, as the grid's workers start; nothing is read from it after this point.
@@ -185,7 +190,7 @@ def run(args) -> int:
     console = Console()
     live = console.is_terminal and not args.quiet
     progress = GridProgress(trials, live=live, console=console, tracking=spool.state)
-    # `scaling stop` (a Ray Job's stop) sends SIGTERM: stop as Ctrl-C stops a grid.
+    # `kill` and a Ray Job's stop without RAY_JOB_STOP_SIGNAL send SIGTERM: stop as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         outcome = grid.run_grid(
@@ -203,12 +208,17 @@ def run(args) -> int:
         outcome = None
     finally:
         progress.stop()
-        caught_up = spool.drain(args.sync_timeout)
-        if caught_up:
-            spool.remove()
+        caught_up = _catch_up(spool, args.sync_timeout)
+        tracker.stop_beating()  # only now: until its writes are in, the grid is not done
+    code = _outcome(outcome, spec, args)
     if not caught_up:
         print(_still_waiting(spool, args.sync_timeout), file=sys.stderr)
         return TRACKING_BEHIND
+    return max(code, 1) if spool.rejected else code
+
+
+def _outcome(outcome, spec: spec_lib.Spec, args) -> int:
+    """Say how the grid ended; its exit code."""
     if outcome is None or outcome.interrupted:
         resume = f"scaling run {args.spec}" + (
             f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
@@ -227,6 +237,30 @@ def run(args) -> int:
         summary += (", " if summary else "") + skipped
     print(f"grid done: {summary}; parent run {outcome.parent_run_id}")
     return 0 if outcome.ok else 1
+
+
+def _catch_up(spool, timeout_s: float) -> bool:
+    """Wait up to `timeout_s` for the writes still waiting, and say what the store refused;
+    whether it holds them all. A spool whose store holds everything is deleted."""
+    if spool.waiting:
+        print(
+            f"waiting up to {timeout_s:.0f} s (--sync-timeout) for the tracking store to take "
+            f"{len(spool.waiting)} writes",
+            file=sys.stderr,
+        )
+    try:
+        caught_up = spool.drain(timeout_s)
+    except KeyboardInterrupt:
+        caught_up = False
+    for problem in spool.rejected:
+        print(f"the tracking store refused {problem}", file=sys.stderr)
+    for artifact in spool.missing:
+        print(f"not in the spool: {artifact}", file=sys.stderr)
+    if caught_up and not spool.rejected:
+        spool.remove()
+    else:
+        spool.close()  # kept, for `scaling sync` or a look at what was refused
+    return caught_up
 
 
 def _token_auth() -> None:
@@ -332,24 +366,28 @@ def stop(args) -> int:
 
 def _still_waiting(spool, waited_s: float) -> str:
     return (
-        f"the tracking store {spool.store} did not answer for the last {waited_s:.0f} s "
-        f"(--sync-timeout): {len(spool.waiting)} writes wait in {spool.folder}; the training "
-        f"is done and kept. Replay them with: scaling sync {spool.folder}"
+        f"the tracking store {spool.store} did not answer for {waited_s:.0f} s "
+        f"(--sync-timeout): {len(spool.waiting)} writes wait in {spool.folder}, the trials' "
+        f"results among them. Replay them with: scaling sync {spool.folder}"
     )
 
 
-def _replay_left(spools: Path, tracker, experiment: str, timeout_s: float) -> None:
+def _replay_left(spools: Path, tracker, experiment: str, timeout_s: float):
     """Writes an earlier driver of the experiment left waiting (it exited 3, or died while
-    the store was down) reach the store first: what finished then is not trained again."""
-    from scaling.spool import Spool, left_by_dead_drivers
-    from scaling.tracking import TrackingError
+    the store was down) reach the store first: what finished then is not trained again.
+    The first spool that could not catch up, else None."""
+    from scaling.spool import Spool, SpoolError, left_behind
 
-    for folder in left_by_dead_drivers(spools, experiment, tracker.tracking_uri):
-        spool = Spool(folder, tracker.client, experiment)
+    for folder in left_behind(spools, experiment, tracker.tracking_uri):
+        try:
+            spool = Spool(folder, tracker.client, experiment)
+        except SpoolError:
+            continue  # a live driver's: it replays its own
         print(f"replaying {len(spool.waiting)} writes an earlier driver left in {folder}")
-        if not spool.drain(timeout_s):
-            raise TrackingError(_still_waiting(spool, timeout_s))
-        spool.remove()
+        if not _catch_up(spool, timeout_s):
+            print(_still_waiting(spool, timeout_s), file=sys.stderr)
+            return spool
+    return None
 
 
 def sync(args) -> int:
@@ -366,16 +404,17 @@ def sync(args) -> int:
         f"in {time.monotonic() - started:.1f} s"
     )
     for problem in spool.rejected:
-        print(f"not replayed: {problem}", file=sys.stderr)
+        print(f"the tracking store refused {problem}", file=sys.stderr)
     for artifact in spool.missing:
         print(f"not in the spool: {artifact}", file=sys.stderr)
     if not caught_up:
         print(_still_waiting(spool, args.timeout), file=sys.stderr)
         return TRACKING_BEHIND
-    if spool.home:
+    if spool.home and not spool.rejected:
         spool.remove()  # its store holds everything now
     else:
-        print(f"{spool.folder} is kept: it was written for another store")
+        spool.close()
+        print(f"{spool.folder} is kept", file=sys.stderr)
     return 1 if spool.rejected else 0
 
 

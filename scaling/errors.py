@@ -7,3 +7,8 @@ class InputError(ValueError):
 
 class UsageError(InputError):
     """A bad flag or argument on the command line."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (MLflow's and Ray's run to many), else its type's name."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -457,6 +457,15 @@ def check_storage(storage: str, hosts: set[str] | None = None) -> None:
         )
 
 
+def _claim(tracker: Tracker, experiment: str, parent: str) -> None:
+    """Give way (withdraw this grid's run, and refuse) to a driver that started first."""
+    try:
+        tracker.claim(experiment, mine=parent)
+    except InputError:
+        tracker.withdraw_grid(parent)
+        raise
+
+
 def _to_run(
     trials: list[TrialSpec], finished: set[str], saved: dict[str, set[int]]
 ) -> list[TrialSpec]:
@@ -502,11 +511,8 @@ def run_grid(
         check_storage(storage)  # before MLflow is written to: a refusal leaves no trace
     experiment_id = tracker.experiment_id(spec.experiment)
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
-    try:
-        tracker.claim(spec.experiment, mine=parent)  # one started beside this one?
-    except InputError:
-        tracker.withdraw_grid(parent)
-        raise
+    _claim(tracker, spec.experiment, parent)  # one started beside this one?
+    tracker.beat(parent)  # until the driver's writes are in (commands.run stops it)
     skipped = [t.name for t in trials if t.trial_id in finished and t.kind != TRUNK]
     outcome = GridOutcome(parent, skipped=skipped)
     if not todo:
@@ -554,11 +560,11 @@ def run_grid(
             verbose=0,
         ),
     )
-    heartbeat = tracker.beat(parent)
+    # Again, as late as can be: a rival whose run the store took slowly is seen by now.
+    _claim(tracker, spec.experiment, parent)
     try:
         tuner.fit()
     finally:
-        heartbeat.set()
         # Whatever stopped the grid, no run is left RUNNING: unfinished trials are KILLED.
         for trial_id, run_id in tracking.run_ids.items():
             name = by_trial_id[trial_id].name

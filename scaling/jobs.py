@@ -19,16 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from scaling.errors import InputError
+from scaling.errors import InputError, first_line
 from scaling.spec import Spec
 
 # The job server refuses a request body over 100 MiB (Ray's DASHBOARD_CLIENT_MAX_SIZE), and a
 # job's working_dir travels in one request.
 MAX_WORKING_DIR_BYTES = 100 * 1024**2
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"  # Ray's own default for its job server
-# What the job's driver needs of the submitter's environment: storage credentials and
-# endpoints, and the tracking server's.
-FORWARDED_PREFIXES = ("AWS_", "GOOGLE_APPLICATION_CREDENTIALS", "MLFLOW_TRACKING_")
+# What the job's driver needs of the submitter's environment: S3 credentials and endpoint
+# (not AWS_PROFILE or file paths, which name things on this machine), the tracking server's.
+FORWARDED = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+    "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
+)  # fmt: skip
 # A stop sends the driver SIGINT, as Ctrl-C would, and gives it this long to close its runs.
 STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "120"}
 EXPERIMENT = "scaling_experiment"  # the job's metadata key naming its experiment
@@ -48,7 +52,7 @@ def connect(address: str):
         return JobSubmissionClient(address)
     except Exception as exc:
         raise InputError(
-            f"--address: cannot reach the Ray job server at {address}: {_first_line(exc)}"
+            f"--address: cannot reach the Ray job server at {address}: {first_line(exc)}"
         ) from None
 
 
@@ -85,11 +89,7 @@ def entrypoint(spec_path: Path, run_options: list[str]) -> str:
 
 def submit(spec: Spec, spec_path: Path, address: str, run_options: list[str]) -> str:
     """The job id of `scaling run` submitted to the job server at `address`."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key.startswith(FORWARDED_PREFIXES) and value
-    }
+    env = {key: os.environ[key] for key in FORWARDED if os.environ.get(key)}
     with tempfile.TemporaryDirectory(prefix="scaling-submit-") as scratch:
         folder = working_dir(spec, spec_path, Path(scratch))
         client = connect(address)
@@ -118,9 +118,7 @@ def known(client, job_id: str, address: str) -> None:
     """Refuse, in one line, a job id the server does not know."""
     try:
         client.get_job_status(job_id)
-    except RuntimeError:
-        raise InputError(f"JOB: no job '{job_id}' at {address}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    except RuntimeError as exc:
+        raise InputError(
+            f"JOB: cannot find job '{job_id}' at {address}: {first_line(exc)}"
+        ) from None

@@ -20,6 +20,7 @@ overwrite.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -31,26 +32,23 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 from mlflow.exceptions import MlflowException
 
 from scaling.contract import SPOOL_KEY
-from scaling.errors import InputError
+from scaling.errors import InputError, first_line
 
 # MLflow's client retries a failed request 7 times with exponential back-off, minutes in all,
-# and the driver's loop waits on it. Bounded here (a few seconds when the server is gone), as
-# defaults the user may override: a spooled write is retried by the spool anyway.
-BOUNDED_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-WRITES, APPLIED, META = "writes.jsonl", "applied.jsonl", "meta.json"
-# Artifacts smaller than this (specs, tracebacks, small models' checkpoints) are kept for a
-# replay into another store; a larger one only until its own store has it.
-KEEP_BELOW_BYTES = 100 * 1024**2
+# and the driver's loop waits on it. Here the spool retries instead, and finds a run again
+# where MLflow's retry of a create that timed out after the store took it would make a second
+# one. Defaults the user may override: a dead server costs the driver one refused connection,
+# a hung one a 30 s timeout, once.
+BOUNDED_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+WRITES, APPLIED, META, LOCK = "writes.jsonl", "applied.jsonl", "meta.json", "lock"
+# Artifacts smaller than this (specs, tracebacks) are kept for a replay into another store;
+# a larger one (a checkpoint) only while it waits for its own store.
+KEEP_BELOW_BYTES = 1024**2
 RETRY_EVERY_S = (1, 2, 4, 8, 15)  # the replayer's waits after failures in a row, then the last
 
 
@@ -62,9 +60,10 @@ def bound_retries() -> None:
 def store_down(exc: Exception) -> bool:
     """Whether `exc` says the store did not answer (wait and retry) rather than that it
     refused the write (a 4xx: retrying cannot help)."""
-    if isinstance(exc, MlflowException):
-        return exc.get_http_status_code() >= 500
-    return True  # a connection error or timeout, a locked or missing SQLite file
+    if isinstance(exc, MlflowException):  # what the client makes of failed requests, too
+        code = exc.get_http_status_code()
+        return code >= 500 or code == 429  # 429: too many requests, for now
+    return isinstance(exc, OSError)  # requests' connection errors and timeouts are OSErrors
 
 
 class SpoolError(InputError):
@@ -78,6 +77,7 @@ class Spool:
         self.folder, self.client, self.experiment = Path(folder), client, experiment
         self.store = client.tracking_uri
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._hold = _lock(self.folder)  # one writer per spool: its driver, or a sync
         meta = self.folder / META
         if not meta.exists():
             origin = {"host": socket.gethostname(), "pid": os.getpid(), "created": time.time()}
@@ -86,7 +86,8 @@ class Spool:
             )
         self._home_uri = json.loads(meta.read_text())["tracking_uri"]
         self.home = self._home_uri == self.store  # the store the driver wrote to
-        self.writes: list[dict] = _read_jsonl(self.folder / WRITES)
+        writes = _read_jsonl(self.folder / WRITES)
+        self.count = len(writes)  # the next write's seq
         self.ids: dict[str, str] = {}  # run key -> run id in this store
         applied = set()
         for line in _read_jsonl(self.folder / APPLIED):
@@ -95,7 +96,7 @@ class Spool:
                 if "run_id" in line:
                     self.ids[line["key"]] = line["run_id"]
         self.keys = {run_id: key for key, run_id in self.ids.items()}  # run id -> key
-        self.waiting = deque(w for w in self.writes if w["seq"] not in applied)
+        self.waiting = deque(w for w in writes if w["seq"] not in applied)
         self.rejected: list[str] = []  # why the store refused writes it was replayed
         self.missing: list[str] = []  # artifacts a replay into another store could not find
         self.down_since: float | None = time.time() if self.waiting else None
@@ -115,6 +116,10 @@ class Spool:
             raise SpoolError(f"SPOOL: {folder} is not a spool (no readable {META})") from None
         client = MlflowClient(tracking_uri or meta["tracking_uri"])
         return cls(folder, client, meta["experiment"])
+
+    def close(self) -> None:
+        """Let another process (a later driver, `scaling sync`) take the spool."""
+        os.close(self._hold)
 
     # MlflowClient's writes ------------------------------------------------------------------
 
@@ -190,43 +195,46 @@ class Spool:
     def remove(self) -> None:
         """Delete the spool once its store holds everything in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.close()
         with contextlib.suppress(OSError):  # and the spools' folder, when it was the last
             self.folder.parent.rmdir()
 
     def _write(self, write: dict, source: Path | None = None) -> None:
         with self._lock:
-            write["seq"] = len(self.writes)
-            kept = None
+            write["seq"], self.count = self.count, self.count + 1
             if source is not None:
                 write["file"] = f"artifacts/{write['seq']}/{source.name}"
                 if source.stat().st_size < KEEP_BELOW_BYTES:  # for a replay into another store
-                    kept = self._keep(source, write["file"])
-            self.writes.append(write)
+                    self._keep(source, write["file"])
             _append(self.folder / WRITES, write)
-            if not self.waiting:
+            # Queued before it is tried: a write an interrupt cuts short stays queued.
+            self.waiting.append(write)
+            if len(self.waiting) == 1:
+                tried = time.monotonic()
                 try:
                     self._apply(write, source, first_try=True)
+                    self.waiting.popleft()
                     return
                 except Exception as exc:
                     if not store_down(exc):
+                        self.waiting.popleft()
                         self._applied(write, rejected=str(exc))
                         raise
                     self.down_since = time.time()
                     print(
-                        f"tracking store {self.store} did not answer ({_first_line(exc)}): "
+                        f"tracking store {self.store} did not answer in "
+                        f"{time.monotonic() - tried:.1f} s ({first_line(exc)[:200]}): "
                         f"writes wait in {self.folder}",
                         file=sys.stderr,
                     )
-            if source is not None and kept is None:  # the caller's copy may soon be gone
-                self._keep(source, write["file"])
-            self.waiting.append(write)
+            if source is not None and not (self.folder / write["file"]).exists():
+                self._keep(source, write["file"])  # the caller's copy may soon be gone
             self._start_replayer()
 
-    def _keep(self, source: Path, name: str) -> Path:
+    def _keep(self, source: Path, name: str) -> None:
         kept = self.folder / name
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, kept)
-        return kept
 
     def _start_replayer(self) -> None:
         if self.waiting and (self._replayer is None or not self._replayer.is_alive()):
@@ -234,7 +242,7 @@ class Spool:
             self._replayer.start()
 
     def _replay(self) -> None:
-        failures = 0
+        failures, said = 0, ""
         while True:
             with self._lock:
                 if not self.waiting:
@@ -254,11 +262,14 @@ class Spool:
                 failures = 0
             except Exception as exc:
                 if store_down(exc):
+                    if first_line(exc) != said:  # why it still waits, once per reason
+                        said = first_line(exc)
+                        print(f"tracking store: {said[:200]}", file=sys.stderr)
                     time.sleep(RETRY_EVERY_S[min(failures, len(RETRY_EVERY_S) - 1)])
                     failures += 1
                     continue
                 self._applied(write, rejected=str(exc))
-                self.rejected.append(f"write {write['seq']} ({write['op']}): {_first_line(exc)}")
+                self.rejected.append(f"write {write['seq']} ({write['op']}): {first_line(exc)}")
             with self._lock:
                 self.waiting.popleft()
                 self.replayed += 1
@@ -279,7 +290,8 @@ class Spool:
                     experiment_id, write["start_time"], tags, write["run_name"]
                 ).info.run_id
             )
-            self.ids[write["run"]], self.keys[run_id] = run_id, write["run"]
+            # keys first: the main thread reads `ids` to know a run exists, then `keys`.
+            self.keys[run_id], self.ids[write["run"]] = write["run"], run_id
             self._applied(write, key=write["run"], run_id=run_id)
             return
         if write["op"] == "log_batch":
@@ -326,10 +338,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 def _append(path: Path, record: dict) -> None:
     with path.open("a") as file:
         file.write(json.dumps(record) + "\n")
@@ -338,29 +346,46 @@ def _append(path: Path, record: dict) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    """The records of a journal; a last line a crash cut short is dropped."""
+    """The records of a journal; a line a crash cut short is dropped, and the file made to
+    end with a newline, so the next record starts a line of its own."""
     if not path.exists():
         return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        with path.open("a") as file:
+            file.write("\n")
     records = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except ValueError:
-            break
+            continue
     return records
 
 
-def left_by_dead_drivers(root: Path, experiment: str, tracking_uri: str) -> list[Path]:
-    """The spools under `root` that drivers of `experiment` on this host left with writes
-    for `tracking_uri` and that no live process holds, oldest first."""
+def _lock(folder: Path) -> int:
+    """An exclusive lock on the spool, held while the returned descriptor is open."""
+    descriptor = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        raise SpoolError(
+            f"SPOOL: {folder} is in use by the driver that writes it (or a sync); it replays "
+            "its writes itself"
+        ) from None
+    return descriptor
+
+
+def left_behind(root: Path, experiment: str, tracking_uri: str) -> list[Path]:
+    """The spools under `root` that drivers of `experiment` left with writes for
+    `tracking_uri`, oldest first (a live driver's among them: `Spool` refuses to open it)."""
     found = []
-    for meta_path in sorted(root.glob(f"*/{META}")):
+    for meta_path in root.glob(f"*/{META}"):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             continue
-        mine = meta["experiment"] == experiment and meta["tracking_uri"] == tracking_uri
-        alive = meta["host"] == socket.gethostname() and psutil.pid_exists(meta["pid"])
-        if mine and not alive:
+        if meta["experiment"] == experiment and meta["tracking_uri"] == tracking_uri:
             found.append((meta["created"], meta_path.parent))
     return [folder for _, folder in sorted(found)]

@@ -57,7 +57,7 @@ from scaling.contract import (
     latest_trial_runs,
     trial_runs_filter,
 )
-from scaling.errors import InputError
+from scaling.errors import InputError, first_line
 from scaling.spec import Spec, TrialSpec
 from scaling.spool import Spool
 
@@ -91,7 +91,13 @@ def _creating(tracking_uri: str) -> Iterator[None]:
 def _driver_alive(grid) -> bool:
     host, _, pid = grid.data.tags.get(DRIVER, "").rpartition(":")
     if host == socket.gethostname():
-        return pid.isdigit() and psutil.pid_exists(int(pid))
+        if not pid.isdigit() or int(pid) == os.getpid():
+            return False
+        try:  # a process started after the grid run is not its driver, but a reused pid
+            started = psutil.Process(int(pid)).create_time()
+        except psutil.Error:
+            return False
+        return started <= grid.info.start_time / 1000 + 1
     beat = grid.data.tags.get(HEARTBEAT)
     last = float(beat) if beat else grid.info.start_time / 1000
     return time.time() - last < STALE_AFTER_S
@@ -141,6 +147,7 @@ class Tracker:
             self.client = MlflowClient(tracking_uri)
         self.tracking_uri = self.client.tracking_uri
         self.writer: MlflowClient | Spool = self.client
+        self._beating = threading.Event()  # set: no heartbeat runs
 
     def spool_in(self, folder: Path, experiment: str) -> Spool:
         """From now on, journal every write in `folder` (see spool.py)."""
@@ -159,9 +166,8 @@ class Tracker:
                     pass  # it answered; the client below brings any credentials it needs
             self.client.search_experiments(max_results=1)
         except Exception as exc:
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TrackingError(
-                f"--tracking-uri: cannot use tracking store {self.tracking_uri}: {first_line}"
+                f"--tracking-uri: cannot use tracking store {self.tracking_uri}: {first_line(exc)}"
             ) from None
 
     def experiment_id(self, name: str, create: bool = True) -> str:
@@ -330,10 +336,10 @@ class Tracker:
                     self.kill_trial(run.info.run_id, "its driver died before the trial finished")
                 self.end_grid(grid.info.run_id, Status.KILLED)
 
-    def beat(self, grid_run_id: str, every_s: float = HEARTBEAT_S) -> threading.Event:
+    def beat(self, grid_run_id: str, every_s: float = HEARTBEAT_S) -> None:
         """Tag the grid run with the time every `every_s` seconds, straight to the store (a
-        beat lost to an outage matters to no one), until the returned event is set."""
-        stop = threading.Event()
+        beat lost to an outage matters to no one), until `stop_beating`."""
+        stop = self._beating = threading.Event()
 
         def beat() -> None:
             while not stop.wait(every_s):
@@ -343,7 +349,9 @@ class Tracker:
                     pass
 
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-        return stop
+
+    def stop_beating(self) -> None:
+        self._beating.set()
 
     def withdraw_grid(self, run_id: str) -> None:
         """A grid run this driver made and then gave way on: gone, so no report finds it."""

@@ -1,11 +1,13 @@
 """A real cluster on this machine: a Ray head (with its job server) and a second Ray node, an
-`mlflow server` on 127.0.0.1 with a SQLite backend, an S3-compatible server (moto), and grids
-submitted to them with `scaling submit`, whose driver runs on the cluster."""
+`mlflow server` on 127.0.0.1 with a SQLite backend, an S3-compatible server (moto); grids
+submitted to them with `scaling submit`, whose driver runs on the cluster, and grids run on
+them with `scaling run --address` while their tracking server goes away."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import psutil
 import pytest
 from helpers import MlflowServer, free_port, scaling, tiny_spec, trial_runs, write_spec
 from mlflow import MlflowClient
-from test_faults import is_trial, wait_for
+from test_faults import is_trial, kill_group, start_grid, wait_for
 
 pytestmark = pytest.mark.slow  # a two-node Ray cluster, an MLflow server and an S3 server
 
@@ -35,7 +37,7 @@ def mlflow_server(tmp_path_factory):
 def ray_cluster(tmp_path_factory):
     """Two Ray nodes of one CPU each, started as a user would, from the environment where
     `scaling` is installed: a two-trial grid uses both. Yields the job server's address and
-    the nodes' processes."""
+    the nodes' processes, and the address a driver joins."""
     ray = str(Path(sys.executable).with_name("ray"))
     port, dashboard = free_port(), free_port()
     # Token auth, as the README sets a cluster up: a token (made in the session's HOME, see
@@ -70,7 +72,7 @@ def ray_cluster(tmp_path_factory):
     while scaling("jobs", "--address", address).returncode != 0:
         assert time.monotonic() < deadline, "the job server did not answer"
         time.sleep(1)
-    yield address, nodes
+    yield address, nodes, f"127.0.0.1:{port}"
     for node in reversed(nodes):
         os.killpg(node.pid, signal.SIGKILL)  # the node and what it started; workers follow
         node.wait(timeout=60)
@@ -128,7 +130,7 @@ def submit(spec: Path, address: str, uri: str, *extra: str, env: dict | None = N
 def test_a_submitted_grid_runs_on_both_nodes_and_every_result_reaches_the_tracking_server(
     tmp_path, mlflow_server, ray_cluster
 ):
-    address, _ = ray_cluster
+    address, _, _ = ray_cluster
     spec = write_spec(
         tmp_path / "cluster.yaml",
         tiny_spec(
@@ -184,7 +186,7 @@ def test_a_submitted_grid_runs_on_both_nodes_and_every_result_reaches_the_tracki
 def test_on_s3_storage_a_killed_worker_resumes_from_s3_and_a_stopped_grid_leaves_nothing_running(
     tmp_path, mlflow_server, ray_cluster, s3
 ):
-    address, nodes = ray_cluster
+    address, nodes, _ = ray_cluster
     aws, bucket = s3
     spec = write_spec(
         tmp_path / "s3.yaml",
@@ -232,3 +234,123 @@ def test_on_s3_storage_a_killed_worker_resumes_from_s3_and_a_stopped_grid_leaves
     assert {r.data.tags["scaling.status"] for r in runs} <= {"FINISHED", "KILLED"}
     log = scaling("logs", job, "--address", address).stdout
     assert "Resume with: scaling run s3.yaml" in log
+
+
+# The tracking server going away mid-grid ----------------------------------------------------
+
+EVAL_EVERY = 65536
+
+
+def outage_spec(tmp_path: Path, name: str, tokens: list[int]) -> Path:
+    """Trials one after another, validated every EVAL_EVERY tokens."""
+    return write_spec(
+        tmp_path / f"{name}.yaml",
+        tiny_spec(
+            name,
+            grid={"seq_len": [32], "tokens": tokens},
+            train={"eval_interval_tokens": EVAL_EVERY},
+            resources={"cpus_per_trial": 1, "max_concurrent": 1},
+        ),
+    )
+
+
+def evaluations(run) -> list[int]:
+    return list(range(EVAL_EVERY, int(run.data.params["tokens"]) + 1, EVAL_EVERY))
+
+
+def first_validation(uri: str, experiment: str):
+    def evaluated():
+        client = MlflowClient(uri)
+        return any(
+            client.get_metric_history(r.info.run_id, "val_loss")
+            for r in trial_runs(uri, experiment)
+        )
+
+    return evaluated
+
+
+def test_a_server_down_for_25_s_mid_grid_loses_nothing_and_writes_nothing_twice(
+    tmp_path, ray_cluster
+):
+    (tmp_path / "store").mkdir()
+    server = MlflowServer(tmp_path / "store").start()
+    # A short trial that ends during the outage, a long one that starts and trains through it.
+    spec = outage_spec(tmp_path, "outage", [196608, 786432])
+    driver = start_grid(tmp_path, spec, server.uri, "--quiet", "--address", ray_cluster[2])
+    try:
+        wait_for(first_validation(server.uri, "outage"), 240, "a first validation", driver)
+        time.sleep(5)
+        server.stop()
+        down = time.monotonic()
+        time.sleep(25)
+        assert driver.poll() is None, "the driver did not outlive the outage"
+        server.start()
+        out, err = driver.communicate(timeout=300)
+        caught_up = time.monotonic() - down
+    finally:
+        kill_group(driver)
+        server.stop()
+    assert driver.returncode == 0, out + err
+    # The outage was seen, shown while the grid trained on, and caught up with.
+    assert "writes wait in" in err and "caught up" in err, err
+    assert "tracking store unreachable for" in out
+    print(f"outage: {err.strip()}; driver done {caught_up:.0f} s after the server went down")
+    server.start()
+    try:
+        client = MlflowClient(server.uri)
+        runs = trial_runs(server.uri, "outage")
+        assert sorted(r.data.params["tokens"] for r in runs) == ["196608", "786432"]
+        for run in runs:
+            assert run.data.tags["scaling.status"] == "FINISHED" and run.info.status == "FINISHED"
+            history = client.get_metric_history(run.info.run_id, "val_loss")
+            assert [m.step for m in history] == evaluations(run)  # each point once
+            assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint.pt"]
+    finally:
+        server.stop()
+    assert not (tmp_path / "scaling_spool").exists()  # caught up: nothing left
+
+
+def test_a_server_that_never_comes_back_exits_3_and_sync_recovers_everything(tmp_path, ray_cluster):
+    (tmp_path / "store").mkdir()
+    server = MlflowServer(tmp_path / "store").start()
+    spec = outage_spec(tmp_path, "lost", [196608])
+    driver = start_grid(
+        tmp_path, spec, server.uri, "--quiet", "--sync-timeout", "5", "--address", ray_cluster[2]
+    )
+    try:
+        wait_for(first_validation(server.uri, "lost"), 240, "a first validation", driver)
+        server.stop()
+        out, err = driver.communicate(timeout=300)
+    finally:
+        kill_group(driver)
+    assert driver.returncode == 3, out + err
+    (spool,) = re.findall(r"Replay them with: scaling sync (\S+)", err)
+    assert Path(spool).is_relative_to(tmp_path / "scaling_spool")
+
+    (tmp_path / "fresh").mkdir()
+    fresh = MlflowServer(tmp_path / "fresh").start()
+    try:
+        synced = scaling("sync", spool, "--tracking-uri", fresh.uri)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        client = MlflowClient(fresh.uri)
+        experiment = client.get_experiment_by_name("lost")
+        (grid,) = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'grid'")
+        assert grid.info.status == "FINISHED" and grid.data.params["trials"] == "1"
+        assert [a.path for a in client.list_artifacts(grid.info.run_id)] == ["lost.yaml"]
+        runs = trial_runs(fresh.uri, "lost")
+        assert [r.info.run_name for r in runs] == ["L1-d32-T32-s0"]
+        for run in runs:
+            assert run.data.tags["scaling.status"] == "FINISHED" and run.info.status == "FINISHED"
+            assert run.data.tags["mlflow.parentRunId"] == grid.info.run_id
+            assert run.data.params["tokens"] == "196608" and "precision" in run.data.params
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+            assert steps == evaluations(run)
+            assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["checkpoint.pt"]
+        # Synced twice, nothing is written twice.
+        again = scaling("sync", spool, "--tracking-uri", fresh.uri)
+        assert again.returncode == 0, again.stderr
+        assert len(trial_runs(fresh.uri, "lost")) == 1
+        for run in trial_runs(fresh.uri, "lost"):
+            assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 3
+    finally:
+        fresh.stop()
