@@ -156,7 +156,7 @@ def run(args) -> int:
     if args.address or os.environ.get("RAY_ADDRESS"):
         _token_auth()
     # Ray, torch and MLflow only once the input is known to be good: bad input fails at once.
-    from scaling import grid
+    from scaling import grid, jobs
     from scaling.data import prepare_for
     from scaling.progress import GridProgress
     from scaling.spool import bound_retries
@@ -176,7 +176,7 @@ def run(args) -> int:
     # The spec as it is now, for the grid's run: the file may change, or (in a Ray Job) go.
     (spool.folder / "spec").mkdir()
     spec_copy = Path(shutil.copy2(args.spec, spool.folder / "spec"))
-    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+    if jobs.inside_job():
         # A Ray Job's driver (`scaling submit`): Ray unpacks the job's folder again, replacing
         # this one, as the grid's workers start; nothing is read from it after this point.
         os.chdir(spools)

@@ -27,7 +27,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from scaling import branch_points
+from scaling import branch_points, jobs
 from scaling import trial as trial_lib
 from scaling.contract import (
     BRANCH,
@@ -429,7 +429,12 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        # Workers elsewhere reach S3 storage as this process does (Tune forwards the keys, but
+        # not the endpoint or region an S3-compatible store needs). A job's runtime_env
+        # carries them already, and Ray refuses to merge a second one that names them.
+        env = {} if jobs.inside_job() else jobs.forwarded(jobs.STORAGE_ENV)
+        runtime_env = {"env_vars": env} if env else None
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     else:
         ray.init(
             address="local",

@@ -26,12 +26,15 @@ from scaling.spec import Spec
 # job's working_dir travels in one request.
 MAX_WORKING_DIR_BYTES = 100 * 1024**2
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"  # Ray's own default for its job server
-# What the job's driver needs of the submitter's environment: S3 credentials and endpoint
-# (not AWS_PROFILE or file paths, which name things on this machine), the tracking server's.
-FORWARDED = (
+# What a driver or worker elsewhere needs of this machine's environment: S3 credentials and
+# endpoint (not AWS_PROFILE or file paths, which name things here), and the tracking server's.
+STORAGE_ENV = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
-    "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
+    "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+)  # fmt: skip
+TRACKING_ENV = (
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
 )  # fmt: skip
 # A stop sends the driver SIGINT, as Ctrl-C would, and gives it this long to close its runs.
 STOP_ENV = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "120"}
@@ -43,6 +46,16 @@ def job_address(address: str | None) -> str:
     default on this machine."""
     env = os.environ.get("RAY_ADDRESS", "")
     return address or (env if env.startswith(("http://", "https://")) else DEFAULT_ADDRESS)
+
+
+def inside_job() -> bool:
+    """Whether this process is a Ray Job's driver (`scaling submit` started it)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
+def forwarded(keys: tuple[str, ...]) -> dict[str, str]:
+    """Those of `keys` set here, to set where the grid runs."""
+    return {key: os.environ[key] for key in keys if os.environ.get(key)}
 
 
 def connect(address: str):
@@ -89,7 +102,7 @@ def entrypoint(spec_path: Path, run_options: list[str]) -> str:
 
 def submit(spec: Spec, spec_path: Path, address: str, run_options: list[str]) -> str:
     """The job id of `scaling run` submitted to the job server at `address`."""
-    env = {key: os.environ[key] for key in FORWARDED if os.environ.get(key)}
+    env = forwarded(STORAGE_ENV + TRACKING_ENV)
     with tempfile.TemporaryDirectory(prefix="scaling-submit-") as scratch:
         folder = working_dir(spec, spec_path, Path(scratch))
         client = connect(address)

@@ -310,13 +310,16 @@ def test_a_server_down_for_25_s_mid_grid_loses_nothing_and_writes_nothing_twice(
     assert not (tmp_path / "scaling_spool").exists()  # caught up: nothing left
 
 
-def test_a_server_that_never_comes_back_exits_3_and_sync_recovers_everything(tmp_path, ray_cluster):
+def test_a_server_that_never_comes_back_exits_3_and_sync_recovers_everything(
+    tmp_path, ray_cluster, s3
+):
     (tmp_path / "store").mkdir()
     server = MlflowServer(tmp_path / "store").start()
     spec = outage_spec(tmp_path, "lost", [196608])
-    driver = start_grid(
-        tmp_path, spec, server.uri, "--quiet", "--sync-timeout", "5", "--address", ray_cluster[2]
-    )
+    # On S3 storage, whose endpoint and keys only this driver's environment holds.
+    options = ["--quiet", "--sync-timeout", "5", "--address", ray_cluster[2]]
+    options += ["--storage", "s3://grids/lost"]  # the last --storage counts
+    driver = start_grid(tmp_path, spec, server.uri, *options, env=s3[0])
     try:
         wait_for(first_validation(server.uri, "lost"), 240, "a first validation", driver)
         server.stop()
@@ -324,6 +327,8 @@ def test_a_server_that_never_comes_back_exits_3_and_sync_recovers_everything(tmp
     finally:
         kill_group(driver)
     assert driver.returncode == 3, out + err
+    keys = [o["Key"] for o in s3[1].list_objects_v2(Bucket="grids", Prefix="lost/")["Contents"]]
+    assert any("/checkpoint_" in key for key in keys), keys
     (spool,) = re.findall(r"Replay them with: scaling sync (\S+)", err)
     assert Path(spool).is_relative_to(tmp_path / "scaling_spool")
 
