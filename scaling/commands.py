@@ -210,19 +210,25 @@ def run(args) -> int:
         progress.stop()
         caught_up = _catch_up(spool, args.sync_timeout)
         tracker.stop_beating()  # only now: until its writes are in, the grid is not done
-    code = _outcome(outcome, spec, args)
+    code = _outcome(outcome, spec, _resume_command(args, submitted=jobs.inside_job()))
     if not caught_up:
         print(_still_waiting(spool, args.sync_timeout), file=sys.stderr)
         return TRACKING_BEHIND
     return max(code, 1) if spool.rejected else code
 
 
-def _outcome(outcome, spec: spec_lib.Spec, args) -> int:
+def _resume_command(args, submitted: bool) -> str:
+    if not submitted:
+        uri = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+        return f"scaling run {args.spec}{uri}"
+    # A Ray Job's driver: the grid resumes as it started, submitted (its folder is the job's).
+    spec = Path(args.spec).name
+    return f"scaling submit {spec} --tracking-uri {args.tracking_uri} --storage {args.storage}"
+
+
+def _outcome(outcome, spec: spec_lib.Spec, resume: str) -> int:
     """Say how the grid ended; its exit code."""
     if outcome is None or outcome.interrupted:
-        resume = f"scaling run {args.spec}" + (
-            f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
-        )
         print(f"interrupted: finished trials are kept. Resume with: {resume}", file=sys.stderr)
         return 130
     counts = Counter(outcome.statuses.values())

@@ -311,7 +311,7 @@ class Spool:
         self._applied(write)
         if source is None or not (self.home and source.is_relative_to(self.folder)):
             return
-        if source.stat().st_size >= KEEP_BELOW_BYTES:
+        if source.exists() and source.stat().st_size >= KEEP_BELOW_BYTES:
             source.unlink()  # its own store holds it now
 
     def _applied(self, write: dict, **extra) -> None:

@@ -233,7 +233,7 @@ def test_on_s3_storage_a_killed_worker_resumes_from_s3_and_a_stopped_grid_leaves
     assert runs and not [r for r in runs if r.info.status == "RUNNING"]
     assert {r.data.tags["scaling.status"] for r in runs} <= {"FINISHED", "KILLED"}
     log = scaling("logs", job, "--address", address).stdout
-    assert "Resume with: scaling run s3.yaml" in log
+    assert "Resume with: scaling submit s3.yaml --tracking-uri " in log
 
 
 # The tracking server going away mid-grid ----------------------------------------------------
@@ -337,6 +337,7 @@ def test_a_server_that_never_comes_back_exits_3_and_sync_recovers_everything(
     try:
         synced = scaling("sync", spool, "--tracking-uri", fresh.uri)
         assert synced.returncode == 0, synced.stdout + synced.stderr
+        print(f"sync: {synced.stdout.strip()}")
         client = MlflowClient(fresh.uri)
         experiment = client.get_experiment_by_name("lost")
         (grid,) = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'grid'")
