@@ -1,0 +1,200 @@
+"""How the report's three estimators of the compute-optimal exponent a (N_opt ∝ C^a) fare on
+grids drawn from known Chinchilla laws: their bias, and how often their 95% intervals hold
+the truth.
+
+Each draw picks a law (alpha and beta uniform in [0.25, 0.45], E in [1.5, 2.5], A and B
+log-uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%), makes a grid's
+final losses (and, for approach 1, each run's validation curve) from it, and runs each
+approach as the report runs it: approach 1 (the lower envelope of the curves), approach 2
+(IsoFLOP parabolas), approach 3 (the Chinchilla fit with its bootstrap). Grids: the shapes
+`experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets) and IsoFLOP grids
+of 5 sizes spaced 2x, and of 7 sizes spanning 900x, centred on the drawn law's optimum times a
+random factor (a user's guess: lopsided sweeps). Targets, for each approach's
+estimator: |bias of a| <= 0.01 and 95% intervals that hold the truth 90-98% of the time.
+
+Prints one JSON object. `--draws N` (default 200): about 5 s a draw for each grid here, a
+grid per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.fit import FitError, fit_chinchilla
+from analysis.frontier import approach_1, approach_2
+from analysis.laws import ChinchillaLaw
+from scaling import spec as spec_lib
+from scaling.contract import VAL_LOSS
+from scaling.hardware import cpu_model
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EVALUATIONS = 8  # points on each run's simulated validation curve
+TARGET_BIAS, TARGET_COVERAGE = 0.01, (0.90, 0.98)
+
+
+def grid_of(spec_name: str):
+    """The (params, tokens) points of an experiment's grid at its first sequence length, the
+    same for every law."""
+    _, trials = spec_lib.load(EXPERIMENTS / f"{spec_name}.yaml")
+    first = min(t.seq_len for t in trials)
+    points = {(t.params, t.tokens) for t in trials if t.seq_len == first and t.kind != "trunk"}
+    grid = pd.DataFrame(sorted(points), columns=["params", "tokens"], dtype=float)
+    return lambda law, rng: grid
+
+
+def isoflop_grid(ratios: np.ndarray, off_by: float):
+    """5 budgets 10x apart; at each, sizes spaced by `ratios` around the law's own optimum
+    times a random factor within `off_by` either way, as a user's guess would place them (so
+    a budget's sweep is lopsided around its minimum)."""
+
+    def make(law: ChinchillaLaw, rng: np.random.Generator) -> pd.DataFrame:
+        offset = np.exp(rng.uniform(-np.log(off_by), np.log(off_by)))
+        rows = []
+        for C in 10.0 ** np.arange(15, 19):
+            for N in float(law.n_opt(C)) * offset * ratios:
+                rows.append({"params": N, "tokens": C / (6 * N)})
+        return pd.DataFrame(rows)
+
+    return make
+
+
+GRIDS = {
+    "smoke (4 sizes x 3 budgets)": grid_of("smoke"),
+    "wsd (4 sizes x 5 budgets)": grid_of("wsd"),
+    "isoflop 4 budgets x 5 sizes 2x apart, centre off by up to 2x": isoflop_grid(
+        2.0 ** np.arange(-2, 3), 2
+    ),
+    "isoflop 4 budgets x 7 sizes over 900x, centre off by up to 5x": isoflop_grid(
+        30.0 ** np.linspace(-1, 1, 7), 5
+    ),
+}
+
+
+def draw_law(rng: np.random.Generator) -> tuple[ChinchillaLaw, float]:
+    law = ChinchillaLaw(
+        E=rng.uniform(1.5, 2.5),
+        A=float(np.exp(rng.uniform(np.log(100), np.log(1000)))),
+        B=float(np.exp(rng.uniform(np.log(100), np.log(1000)))),
+        alpha=rng.uniform(0.25, 0.45),
+        beta=rng.uniform(0.25, 0.45),
+    )
+    return law, rng.uniform(0.002, 0.01)
+
+
+def simulate(law: ChinchillaLaw, noise: float, grid: pd.DataFrame, rng: np.random.Generator):
+    """Final losses and validation curves of the grid's runs, with multiplicative noise."""
+    runs = grid.assign(
+        run_id=[f"r{i}" for i in range(len(grid))],
+        name=[f"r{i}" for i in range(len(grid))],
+        flops_per_token=6 * grid["params"],
+    )
+    curves = {}
+    for run in runs.itertuples():
+        tokens = run.tokens * np.arange(1, EVALUATIONS + 1) / EVALUATIONS
+        loss = law.loss(run.params, tokens) * np.exp(noise * rng.standard_normal(EVALUATIONS))
+        curves[run.run_id] = pd.DataFrame({"flops": 6 * run.params * tokens, VAL_LOSS: loss})
+    runs["loss"] = [curves[r][VAL_LOSS].iloc[-1] for r in runs["run_id"]]
+    return runs, curves
+
+
+def estimates(runs: pd.DataFrame, curves: dict, budget: float) -> dict:
+    """Each approach's a with its 95% interval (None where it refuses), and approach 3's loss
+    at `budget`."""
+    found: dict = {}
+    flops = 6 * runs["params"] * runs["tokens"]
+    try:
+        one = approach_1(curves, runs).n_opt
+        found["approach 1"] = (one.exponent, one.exponent_ci95)
+    except FitError:
+        found["approach 1"] = None
+    try:
+        two = approach_2(runs["params"], runs["tokens"], flops, runs["loss"]).n_opt
+        found["approach 2"] = (two.exponent, two.exponent_ci95)
+    except FitError:
+        found["approach 2"] = None
+    fit = fit_chinchilla(runs["params"], runs["tokens"], runs["loss"], bootstrap=200)
+    found["approach 3"] = (fit.law.a, fit.interval(lambda law: law.a))
+    found["approach 3 loss"] = (
+        float(fit.law.loss_opt(budget)),
+        fit.interval(lambda law: float(law.loss_opt(budget))),
+    )
+    return found
+
+
+def summary(errors: list[float], covered: list[bool], refused: int, draws: int) -> dict:
+    return {
+        "bias": round(float(np.mean(errors)), 4) if errors else None,
+        "rmse": round(float(np.sqrt(np.mean(np.square(errors)))), 4) if errors else None,
+        "coverage": round(float(np.mean(covered)), 3) if covered else None,
+        "refused": f"{refused} of {draws}",
+    }
+
+
+def study(grid_name: str, draws: int, seed: int) -> dict:
+    make_grid, rng = GRIDS[grid_name], np.random.default_rng(seed)
+    errors: dict[str, list[float]] = {}
+    covered: dict[str, list[bool]] = {}
+    refused: dict[str, int] = {}
+    for _ in range(draws):
+        law, noise = draw_law(rng)
+        grid = make_grid(law, rng)
+        budget = 100 * float((6 * grid["params"] * grid["tokens"]).max())
+        runs, curves = simulate(law, noise, grid, rng)
+        truth = {"approach 3 loss": float(law.loss_opt(budget))}
+        for name, found in estimates(runs, curves, budget).items():
+            true = truth.get(name, law.a)
+            if found is None:
+                refused[name] = refused.get(name, 0) + 1
+                continue
+            value, interval = found
+            # The loss's error is relative; the exponent's absolute.
+            error = value / true - 1 if name in truth else value - true
+            errors.setdefault(name, []).append(error)
+            if interval is not None:
+                covered.setdefault(name, []).append(interval[0] <= true <= interval[1])
+    names = sorted(set(errors) | set(refused))
+    return {
+        "points": len(grid),
+        "estimators": {
+            name: summary(errors.get(name, []), covered.get(name, []), refused.get(name, 0), draws)
+            for name in names
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    # A grid per process: the fits are numpy on one core each.
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        jobs = {name: pool.submit(study, name, args.draws, args.seed) for name in GRIDS}
+        results = {name: job.result() for name, job in jobs.items()}
+    print(
+        json.dumps(
+            {
+                "benchmark": "estimators",
+                "cpu": cpu_model(),
+                "draws": args.draws,
+                "grids": results,
+                "target_abs_bias_a": TARGET_BIAS,
+                "target_coverage": TARGET_COVERAGE,
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
