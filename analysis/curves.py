@@ -97,8 +97,10 @@ def isoflop(
     if parabolas:
         budgets = isoflop_budgets(points["flops"])
         for parabola in parabolas:
-            sizes = points.loc[np.isclose(budgets, parabola["flops"]), "params"]
-            log_n = np.linspace(np.log(sizes.min()), np.log(sizes.max()))
+            # Over the sizes the parabola went through: beyond them it is no profile.
+            budget = points.loc[np.isclose(budgets, parabola["flops"]), "params"]
+            sizes = parabola.get("sizes") or [budget.min(), budget.max()]
+            log_n = np.linspace(np.log(sizes[0]), np.log(sizes[1]))
             loss = np.polyval(parabola["coefficients"], log_n)
             best = np.polyval(parabola["coefficients"], np.log(parabola["n_opt"]))
             lines.append((parabola["flops"], np.exp(log_n), loss))

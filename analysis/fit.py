@@ -165,6 +165,8 @@ class ChinchillaFit:
     n_starts: int
     resamples: int = 0
     samples: list[ChinchillaLaw] = field(default_factory=list, repr=False)
+    n_sizes: int = 0
+    noise: float | None = None  # a parametric bootstrap's relative noise; None: resampled points
 
     def interval(self, quantity, level: float = 0.95) -> tuple[float, float] | None:
         """The bootstrap interval of any function of a law, e.g. `lambda law: law.n_opt(1e21)`."""
@@ -236,9 +238,13 @@ def _law(x) -> ChinchillaLaw:
     )
 
 
-def fit_chinchilla(params, tokens, loss, bootstrap: int = 0, seed: int = 0) -> ChinchillaFit:
+def fit_chinchilla(
+    params, tokens, loss, bootstrap: int = 0, seed: int = 0, noise: float | None = None
+) -> ChinchillaFit:
     """Approach 3 on (N, D, L) points; `bootstrap` resamples give intervals (each resample is
-    fitted from the full data's optimum, as its basin is the one that matters)."""
+    fitted from the full data's optimum, as its basin is the one that matters). Resamples
+    draw the points with replacement, or with `noise` (a relative noise measured apart from
+    the fit, e.g. across seeds) are the fitted law's losses with that noise added."""
     N, D, L = (np.asarray(v, dtype=float).ravel() for v in (params, tokens, loss))
     if not len(N) == len(D) == len(L):
         raise FitError("params, tokens and loss must have the same length")
@@ -273,9 +279,25 @@ def fit_chinchilla(params, tokens, loss, bootstrap: int = 0, seed: int = 0) -> C
     polished = minimize(value_and_gradient, start, jac=True, method="L-BFGS-B")
     best = polished.x if polished.fun <= on_all_points(start[None, :], None)[0][0] else start
     result = ChinchillaFit(
-        _law(best), float(on_all_points(best[None, :], None)[0][0]), len(N), len(START_GRID)
+        _law(best),
+        float(on_all_points(best[None, :], None)[0][0]),
+        len(N),
+        len(START_GRID),
+        n_sizes=len(np.unique(N)),
+        noise=noise,
     )
-    if bootstrap:
+    if bootstrap and noise:
+        rng = np.random.default_rng(seed)
+        fitted = np.log(_law(best).loss(N, D))
+        shaken = fitted + noise * rng.standard_normal((bootstrap, len(N)))
+
+        def on_replicate(X, rows):
+            return huber_objective(X, log_n, log_d, shaken[rows], ones)
+
+        draws, _ = minimize_rows(on_replicate, np.tile(best, (bootstrap, 1)))
+        result.resamples = bootstrap
+        result.samples = [_law(x) for x in draws]
+    elif bootstrap:
         counts = (
             np.random.default_rng(seed)
             .multinomial(len(N), np.full(len(N), 1 / len(N)), size=bootstrap)
@@ -348,14 +370,20 @@ class SaturatingFit:
         return bootstrap_interval(self.samples, quantity, level)
 
 
-def fit_saturating(x, loss, bootstrap: int = 0, seed: int = 0) -> SaturatingFit:
+def fit_saturating(
+    x,
+    loss,
+    bootstrap: int = 0,
+    seed: int = 0,
+    what: str = "loss against parameters",
+) -> SaturatingFit:
     """L = E + A/x^alpha, by the Chinchilla recipe cut to one variable: Huber on log loss,
     L-BFGS from a grid of starts (E below the lowest loss, any A, alpha in 0..2)."""
-    x, loss = check_xy(x, loss, "loss against parameters", min_points=4)
+    x, loss = check_xy(x, loss, what, min_points=4)
     if len(np.unique(x)) < 3:
         raise FitError(
-            "loss against parameters: E + A/N^alpha has 3 parameters and needs at least "
-            f"3 model sizes, got {len(np.unique(x))}"
+            f"{what}: E + A/x^alpha has 3 parameters and needs at least 3 distinct x, got "
+            f"{len(np.unique(x))}"
         )
     log_x, log_l = np.log(x), np.log(loss)
 
@@ -389,3 +417,41 @@ def fit_saturating(x, loss, bootstrap: int = 0, seed: int = 0) -> SaturatingFit:
         weights = rng.multinomial(len(x), np.full(len(x), 1 / len(x))).astype(float)
         result.samples.append(law(best_fit(weights, [best])))
     return result
+
+
+def _saturating_objective(X, log_x, log_loss, weights):
+    """The summed Huber loss of log(E + A/x^alpha) against log loss for each row of
+    X = (log E, log A, alpha), row i against row i of `log_loss` and `weights`."""
+    e, a, alpha = (X[:, i : i + 1] for i in range(3))
+    t1 = a - alpha * log_x
+    m = np.maximum(t1, e)
+    w1, w0 = np.exp(t1 - m), np.exp(e - m)
+    r = m + np.log(w1 + w0) - log_loss
+    small = np.abs(r) <= HUBER_DELTA
+    huber = np.where(small, 0.5 * r * r, HUBER_DELTA * (np.abs(r) - 0.5 * HUBER_DELTA))
+    slope = weights * np.where(small, r, HUBER_DELTA * np.sign(r)) / (w1 + w0)
+    grad = np.stack(
+        [(slope * w0).sum(1), (slope * w1).sum(1), -(slope * w1 * log_x).sum(1)], axis=1
+    )
+    return (weights * huber).sum(1), grad
+
+
+def refit_saturating(
+    x, losses: np.ndarray, weights: np.ndarray, start: SaturatingPowerLaw
+) -> list[SaturatingPowerLaw]:
+    """E + A/x^alpha refitted to many versions of one data set at once (a bootstrap's): row i
+    of `losses` (replicates x points, any value where its weight is 0) weighted by row i of
+    `weights`, each from `start`, in one vectorised L-BFGS."""
+    log_x = np.log(np.asarray(x, float))[None, :]
+    log_loss = np.log(np.where(weights > 0, losses, 1.0))
+    X0 = np.tile([np.log(start.E), np.log(start.A), start.alpha], (len(losses), 1))
+    with np.errstate(all="ignore"):  # a replicate may wander off: it is dropped below
+        X, f = minimize_rows(
+            lambda X, rows: _saturating_objective(X, log_x, log_loss[rows], weights[rows]), X0
+        )
+        E, A = np.exp(X[:, 0]), np.exp(X[:, 1])
+    finite = np.isfinite(f) & np.isfinite(E) & np.isfinite(A)
+    return [
+        SaturatingPowerLaw(float(e), float(a), float(alpha))
+        for e, a, alpha in zip(E[finite], A[finite], X[finite, 2])
+    ]

@@ -1,54 +1,255 @@
 """Compute-optimal allocation: Chinchilla's approaches 1 and 2, and the held-out check of 3.
 
-- Approach 1: the lower envelope of loss against FLOPs over every run's validation curve;
-  at each compute C the run on the envelope gives N_opt(C) and D_opt(C), and power laws in C
-  are fitted to them. The envelope's points are not independent (neighbours come from one
-  run), so the exponents' intervals here are narrower than the truth.
-- Approach 2: runs grouped by FLOP budget (an IsoFLOP grid, or points within 25% of each
-  other's FLOPs); per budget a parabola of loss in log N, whose minimum is N_opt(C). A budget
-  whose parabola has no minimum inside the sizes tried says so instead of extrapolating.
+- Approach 1: the lower envelope of loss against FLOPs over every run's validation curve
+  (the loss law E + K/C^gamma is fitted through it). N_opt(C) is taken where each size's
+  curve crosses the next larger size's: there both are equally good and N_opt lies between
+  them. Grids whose sizes differ per budget have no such crossings; there the envelope's
+  points count where runs of a smaller and of a larger size reach that compute too. The whole
+  envelope's winners were biased (+0.045 in a on the smoke grid's shape,
+  `benchmarks/estimators.py`): at the ends of a size x budget grid only the small (or only
+  the large) sizes have curves, and the size that wins says which runs exist, not which is
+  best.
+- Approach 2: runs grouped by FLOP budget (an IsoFLOP grid, or points within 10% of each
+  other's FLOPs); per budget the minimum of loss in log N, located by a parabola through the
+  lowest point and two neighbours each side (one parabola across a wide sweep is pulled
+  towards the sweep's centre, since a profile is a parabola only near its minimum; one
+  neighbour each side is too noisy: `benchmarks/estimators.py`). A budget whose lowest
+  point is an end of its sizes says so instead of extrapolating.
+- The intervals of both come from a bootstrap that adds noise of the grid's measured size to
+  the losses (each run's curve shifted as a whole: a seed moves a run's curve, not each point
+  on its own), rather than from the fitted points, which are neither independent (approach 1's
+  neighbours come from one run) nor many (approach 2's optima).
 - Held out: approach 3 refitted without the largest model size predicts that size's loss.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from analysis.fit import FitError, fit_chinchilla, fit_power_law
+from analysis.fit import (
+    FitError,
+    SaturatingFit,
+    fit_chinchilla,
+    fit_power_law,
+    fit_saturating,
+    refit_saturating,
+)
 from analysis.laws import PowerLaw
 from scaling.contract import VAL_LOSS
 
-ISOFLOP_TOLERANCE = 1.25  # runs whose FLOPs are within this factor share a budget
+ISOFLOP_TOLERANCE = 1.1  # runs whose FLOPs are within this factor share a budget
 ENVELOPE_REACH = 1.02
+ENVELOPE_POINTS = 60
+NEIGHBOURS = 2  # approach 2: sizes each side of a budget's lowest point its parabola goes through
+BOOTSTRAP = 400
+LOSS_LAW = "the optimum's loss against compute"
+CROSSINGS, BRACKETED = "crossings of consecutive sizes", "bracketed envelope"
 
 
 @dataclass
 class ComputeOptimal:
-    """N_opt(C) and D_opt(C) as power laws, with the points they were fitted to."""
+    """N_opt(C) and D_opt(C) as power laws, with the points they were fitted to. The
+    exponents' intervals are the noise bootstrap's (`noise`: the relative noise added)."""
 
     points: pd.DataFrame  # flops, params, tokens, loss (and the run, for approach 1)
     n_opt: PowerLaw
     d_opt: PowerLaw
     refused: list[str] = field(default_factory=list)  # budgets that could not be used, and why
     parabolas: list[dict] = field(default_factory=list)  # approach 2: one per usable budget
+    loss_law: SaturatingFit | None = None  # the optimum's loss against C, where fitted
+    envelope: pd.DataFrame | None = None  # approach 1: the lower envelope the plot draws
+    method: str = ""  # approach 1: CROSSINGS or BRACKETED
+    noise: float | None = None
+    resamples: int = 0
+
+    def _loss_law_dict(self) -> dict | None:
+        if self.loss_law is None:
+            return None
+        law = self.loss_law.law
+        return {"law": "L_opt(C) = E + K / C^gamma", "E": law.E, "K": law.A, "gamma": law.alpha}
+
+    def loss_at(self, flops: float) -> tuple[float, tuple[float, float] | None] | None:
+        """The loss law's prediction at `flops` and its 95% interval; None without a law."""
+        if self.loss_law is None:
+            return None
+        law = self.loss_law
+        with np.errstate(all="ignore"):
+            return float(law.law(flops)), law.interval(lambda sample: float(sample(flops)))
 
     def to_dict(self) -> dict:
         return {
             "n_opt": self.n_opt.to_dict(),
+            "loss_law": self._loss_law_dict(),
             "d_opt": self.d_opt.to_dict(),
             "points": self.points.drop(columns=["run_id"], errors="ignore").to_dict("records"),
             "refused": self.refused,
             "parabolas": self.parabolas,
+            "method": self.method or None,
+            "interval": f"bootstrap, {self.resamples} resamples, noise {self.noise:.3g}"
+            if self.resamples
+            else "t interval of the fitted points",
         }
 
 
-def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame, n_points: int = 60):
-    """At each of `n_points` log-spaced FLOP values, the lowest validation loss any run reached
-    there (linear in log FLOPs between a run's evaluations) and the run that reached it."""
-    by_id = runs.set_index("run_id")[["name", "params", "flops_per_token"]].to_dict("index")
+def _replicated(
+    result: ComputeOptimal,
+    optima: list[pd.DataFrame],
+    noise: float,
+    losses: list[pd.DataFrame] | None = None,
+) -> ComputeOptimal:
+    """`result` with its exponents' intervals from the optima (flops, params, tokens) found in
+    each noisy replicate of the grid, and its loss law's samples from the replicates' optimal
+    losses (flops, loss: the optima's own unless `losses` gives them)."""
+    replicates = [found for found in optima if found["params"].nunique() >= 2]
+    slopes: dict[str, list[float]] = {"params": [], "tokens": []}
+    for found in replicates:
+        log_c = np.log(found["flops"])
+        for column, values in slopes.items():
+            values.append(np.polyfit(log_c, np.log(found[column]), 1)[0])
+    result.n_opt = _with_interval(result.n_opt, _percentile_interval(slopes["params"]))
+    result.d_opt = _with_interval(result.d_opt, _percentile_interval(slopes["tokens"]))
+    result.noise, result.resamples = noise, len(optima)
+    replicates = losses if losses is not None else replicates
+    if result.loss_law is not None and replicates:
+        # Every replicate's optima on one axis of FLOPs, weight 0 where a replicate has none.
+        flops = np.unique(np.concatenate([found["flops"] for found in replicates]))
+        losses = np.ones((len(replicates), len(flops)))
+        weights = np.zeros_like(losses)
+        for row, found in enumerate(replicates):
+            at = np.searchsorted(flops, found["flops"])
+            losses[row, at], weights[row, at] = found["loss"], 1.0
+        enough = (weights > 0).sum(1) >= 4
+        result.loss_law.samples = refit_saturating(
+            flops, losses[enough], weights[enough], result.loss_law.law
+        )
+    return result
+
+
+def _loss_law(optima: pd.DataFrame) -> SaturatingFit | None:
+    """The loss of the compute-optimal model against C, E + K/C^gamma, where the optima
+    give the 4 points and 3 budgets it needs."""
+    try:
+        return fit_saturating(optima["flops"], optima["loss"], what=LOSS_LAW)
+    except FitError:
+        return None
+
+
+def _percentile_interval(values: list[float]) -> tuple[float, float] | None:
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if len(values) < 20:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _with_interval(law: PowerLaw, interval: tuple[float, float] | None) -> PowerLaw:
+    """`law` with the bootstrap's interval, or its own where the bootstrap gave none."""
+    interval = interval or law.exponent_ci95
+    return PowerLaw(law.coefficient, law.exponent, interval, law.n_points, law.aic)
+
+
+# ---------------------------------------------------------------------------------------------
+# Approach 1
+
+
+@dataclass
+class _Envelope:
+    """Every run's validation loss at each of a set of FLOP values (nan where the run does not
+    reach it; a run here is one (size, tokens) cell, its seeds averaged): the envelope, and the
+    crossings of sizes, of any shift of the runs' losses are a few array operations away."""
+
+    flops: np.ndarray  # (C,)
+    log_loss: np.ndarray  # (runs, C)
+    run_ids: list[str]
+    params: np.ndarray  # (runs,)
+    names: list[str]
+    flops_per_token: np.ndarray  # (runs,)
+    seeds: np.ndarray  # (runs,): how many seeds each curve averages
+
+    def lowest(self, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The winning run at each compute and the envelope's loss, after adding `shift` to
+        each run's log loss."""
+        log_loss = self._shifted(shift)
+        winner = np.argmin(np.where(np.isfinite(log_loss), log_loss, np.inf), axis=0)
+        return winner, np.exp(log_loss[winner, np.arange(len(self.flops))])
+
+    def crossings(self, shift: np.ndarray | None = None) -> pd.DataFrame:
+        """Where each size's best curve (the lowest of its runs) crosses the next larger
+        size's from below: at that compute both are equally good, so N_opt lies between them,
+        at their geometric mean for a profile symmetric in log N. Both sizes have runs there,
+        unlike the envelope's ends, where the size that wins is the only one trained."""
+        log_loss = self._shifted(shift)
+        sizes = np.unique(self.params)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a compute no run of a size reaches
+            best = np.array([np.nanmin(log_loss[self.params == n], axis=0) for n in sizes])
+        per_token = np.array([self.flops_per_token[self.params == n][0] for n in sizes])
+        rows = []
+        for i in range(len(sizes) - 1):
+            gap = best[i] - best[i + 1]  # < 0 while the smaller size is better
+            both = np.flatnonzero(np.isfinite(gap))
+            if len(both) < 2:
+                continue
+            gap, flops = gap[both], self.flops[both]
+            turns = np.flatnonzero((gap[:-1] < 0) & (gap[1:] >= 0))
+            if not len(turns):
+                continue
+            k = turns[0]
+            t = gap[k] / (gap[k] - gap[k + 1])  # linear in log C between the two points
+            log_c = np.log(flops[k]) + t * np.log(flops[k + 1] / flops[k])
+            loss = best[i][both][k] + t * (best[i][both][k + 1] - best[i][both][k])
+            rows.append(
+                {
+                    "flops": float(np.exp(log_c)),
+                    "params": float(np.sqrt(sizes[i] * sizes[i + 1])),
+                    "tokens": float(np.exp(log_c) / np.sqrt(per_token[i] * per_token[i + 1])),
+                    "loss": float(np.exp(loss)),
+                }
+            )
+        return pd.DataFrame(rows, columns=["flops", "params", "tokens", "loss"])
+
+    def bracketed(self, shift: np.ndarray | None = None) -> pd.DataFrame:
+        """The envelope's points whose winning run has runs of a smaller and of a larger size
+        reaching the same compute: for grids whose sizes differ per budget (no two runs share
+        a size, so no curves cross), where the envelope's ends would say which runs exist
+        rather than which is best."""
+        winner, loss = self.lowest(shift)
+        reached = np.isfinite(self._shifted(shift))
+        sizes = np.where(reached, self.params[:, None], np.nan)
+        won_by = self.params[winner]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            inside = (np.nanmin(sizes, axis=0) < won_by) & (won_by < np.nanmax(sizes, axis=0))
+        return pd.DataFrame(
+            {
+                "flops": self.flops[inside],
+                "params": won_by[inside],
+                "tokens": self.flops[inside] / self.flops_per_token[winner[inside]],
+                "loss": loss[inside],
+            }
+        )
+
+    def optima(self, shift: np.ndarray | None = None, method: str | None = None) -> pd.DataFrame:
+        """N_opt against C: the crossings where the grid has 2 or more, else the bracketed
+        envelope (`method` names one: a bootstrap keeps the method of the fit)."""
+        if method is None:
+            method = CROSSINGS if len(self.crossings(shift)) >= 2 else BRACKETED
+        return self.crossings(shift) if method == CROSSINGS else self.bracketed(shift)
+
+    def _shifted(self, shift: np.ndarray | None) -> np.ndarray:
+        return self.log_loss if shift is None else self.log_loss + shift[:, None]
+
+
+def _envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> _Envelope:
+    """The runs' curves on one axis of FLOPs; the seeds of one (size, tokens) averaged (in log
+    loss) into one curve, so the envelope follows the grid, not its luckiest seed."""
+    columns = ["name", "params", "flops_per_token", "tokens"]
+    by_id = runs.set_index("run_id").reindex(columns=columns).to_dict("index")
     usable = {
         run_id: curve.sort_values("flops")
         for run_id, curve in curves.items()
@@ -58,46 +259,120 @@ def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame, n_points
         raise FitError("approach 1: no finished run has a validation curve with 2 or more points")
     low = min(c["flops"].iloc[0] for c in usable.values())
     high = max(c["flops"].iloc[-1] for c in usable.values())
+    C = np.logspace(np.log10(low), np.log10(high), ENVELOPE_POINTS)
+    cells: dict[tuple, list[str]] = {}
+    for run_id in usable:
+        run = by_id[run_id]
+        known = pd.notna(run["tokens"])  # without tokens each run is its own cell
+        cells.setdefault((run["params"], run["tokens"]) if known else run_id, []).append(run_id)
     rows = []
-    for C in np.logspace(np.log10(low), np.log10(high), n_points):
-        best = None
-        for run_id, curve in usable.items():
+    for members in cells.values():
+        seeds = []
+        for run_id in members:
+            curve = usable[run_id]
             flops = curve["flops"].to_numpy(float)
+            log_loss = np.interp(np.log(C), np.log(flops), np.log(curve[VAL_LOSS].to_numpy(float)))
             # A run counts up to its end, and 2% past it: runs of one IsoFLOP budget end a
             # rounding apart, and the one that ends last should not win the end by default.
-            if not flops[0] <= C <= flops[-1] * ENVELOPE_REACH:
-                continue
-            loss = float(np.interp(np.log(C), np.log(flops), curve[VAL_LOSS].to_numpy(float)))
-            if best is None or loss < best[1]:
-                best = (run_id, loss)
-        if best is not None:
-            run = by_id[best[0]]
-            rows.append(
-                {
-                    "flops": C,
-                    "loss": best[1],
-                    "run_id": best[0],
-                    "name": run["name"],
-                    "params": float(run["params"]),
-                    "tokens": C / float(run["flops_per_token"]),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def approach_1(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> ComputeOptimal:
-    envelope = lower_envelope(curves, runs)
-    sizes = envelope["params"].unique()
-    if len(sizes) < 2:
-        raise FitError(
-            f"approach 1: one model size (N = {sizes[0]:.3g}, run {envelope['name'].iloc[0]}) "
-            "is lowest at every compute, so the grid does not show N_opt moving with compute"
-        )
-    return ComputeOptimal(
-        envelope,
-        fit_power_law(envelope["flops"], envelope["params"], "approach 1: N_opt(C)"),
-        fit_power_law(envelope["flops"], envelope["tokens"], "approach 1: D_opt(C)"),
+            reached = (flops[0] <= C) & (C <= flops[-1] * ENVELOPE_REACH)
+            seeds.append(np.where(reached, log_loss, np.nan))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a compute no seed reaches
+            rows.append(np.nanmean(seeds, axis=0))
+    ids = [members[0] for members in cells.values()]
+    return _Envelope(
+        C,
+        np.array(rows),
+        ids,
+        np.array([float(by_id[i]["params"]) for i in ids]),
+        [by_id[i]["name"] for i in ids],
+        np.array([float(by_id[i]["flops_per_token"]) for i in ids]),
+        np.array([len(members) for members in cells.values()]),
     )
+
+
+def _why_no_optima(envelope: _Envelope) -> str:
+    """Whether the largest (or smallest) size reaching each compute wins everywhere: then
+    N_opt lies beyond the grid's sizes, and the grid cannot say where."""
+    winner, _ = envelope.lowest()
+    reached = np.isfinite(envelope.log_loss)
+    sizes = np.where(reached, envelope.params[:, None], np.nan)
+    won_by = envelope.params[winner]
+    covered = reached.any(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        largest, smallest = np.nanmax(sizes, axis=0), np.nanmin(sizes, axis=0)
+    if np.all(won_by[covered] == largest[covered]):
+        return "At every compute the largest size reaching it is best: N_opt lies above them."
+    if np.all(won_by[covered] == smallest[covered]):
+        return "At every compute the smallest size reaching it is best: N_opt lies below them."
+    return "Train each size past the compute where the next larger one overtakes it."
+
+
+def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> pd.DataFrame:
+    """At log-spaced FLOP values, the lowest validation loss any run reached there (linear in
+    log FLOPs between a run's evaluations) and the run that reached it."""
+    envelope = _envelope(curves, runs)
+    winner, loss = envelope.lowest()
+    covered = np.isfinite(envelope.log_loss).any(axis=0)
+    return pd.DataFrame(
+        {
+            "flops": envelope.flops,
+            "loss": loss,
+            "run_id": [envelope.run_ids[w] for w in winner],
+            "name": [envelope.names[w] for w in winner],
+            "params": envelope.params[winner],
+            "tokens": envelope.flops / envelope.flops_per_token[winner],
+        }
+    )[covered].reset_index(drop=True)
+
+
+def approach_1(
+    curves: dict[str, pd.DataFrame],
+    runs: pd.DataFrame,
+    noise: float | None = None,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> ComputeOptimal:
+    """Power laws through the crossings of consecutive sizes' curves (or, where sizes differ
+    per budget, the envelope's bracketed points), the loss law through the lower envelope;
+    with `noise` (the relative noise of a run's loss), their intervals from `bootstrap`
+    replicates of the runs' curves, each shifted by that noise."""
+    envelope = _envelope(curves, runs)
+    method = CROSSINGS if len(envelope.crossings()) >= 2 else BRACKETED
+    found = envelope.optima(method=method)
+    if found["params"].nunique() < 2:
+        raise FitError(
+            f"approach 1: {len(envelope.crossings())} pair(s) of consecutive sizes whose "
+            "curves cross (the smaller best at low compute, the larger at high), and "
+            f"{found['params'].nunique()} size(s) on the envelope with a smaller and a larger "
+            "size reaching the same compute: N_opt(C) needs 2 of either. "
+            + _why_no_optima(envelope)
+        )
+    points = lower_envelope(curves, runs)
+    result = ComputeOptimal(
+        found,
+        fit_power_law(found["flops"], found["params"], "approach 1: N_opt(C)", 2),
+        fit_power_law(found["flops"], found["tokens"], "approach 1: D_opt(C)", 2),
+        loss_law=_loss_law(points),
+        envelope=points,
+        method=method,
+    )
+    if not (noise and bootstrap):
+        return result
+    rng = np.random.default_rng(seed)
+    optima, losses = [], []
+    for _ in range(bootstrap):
+        shift = noise * rng.standard_normal(len(envelope.run_ids)) / np.sqrt(envelope.seeds)
+        optima.append(envelope.optima(shift, method))
+        loss = envelope.lowest(shift)[1]
+        covered = np.isfinite(loss)
+        losses.append(pd.DataFrame({"flops": envelope.flops[covered], "loss": loss[covered]}))
+    return _replicated(result, optima, noise, losses)
+
+
+# ---------------------------------------------------------------------------------------------
+# Approach 2
 
 
 def isoflop_budgets(flops) -> np.ndarray:
@@ -116,9 +391,96 @@ def isoflop_budgets(flops) -> np.ndarray:
     return labels
 
 
-def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
-    """IsoFLOP parabolas. Every budget with 3 or more sizes is tried; one without an interior
-    minimum is listed in `refused` with the reason. Needs 2 usable budgets for the laws."""
+def local_minimum(log_n: np.ndarray, loss: np.ndarray, neighbours: int = NEIGHBOURS):
+    """The minimum of loss in log N from the parabola through the lowest point and
+    `neighbours` sizes each side (least squares where it has more than 3 points); None where
+    the lowest point is an end of the sizes or the parabola opens downwards. Returns the
+    vertex, the coefficients and the window's (first, last) index, sizes in ascending order."""
+    lowest = int(np.argmin(loss))
+    if lowest == 0 or lowest == len(loss) - 1:
+        return None
+    first, last = max(0, lowest - neighbours), min(len(loss), lowest + neighbours + 1)
+    coefficients = np.polyfit(log_n[first:last], loss[first:last], 2)
+    curvature, slope, _ = coefficients
+    if curvature <= 0:
+        return None
+    return -slope / (2 * curvature), coefficients, (first, last - 1)
+
+
+@dataclass
+class _IsoFLOP:
+    """A grid's budgets, each as its sizes in ascending order: the index arrays let a noisy
+    replicate's losses be averaged over seeds and searched without regrouping."""
+
+    budgets: list[float]
+    log_n: list[np.ndarray]  # per budget: log N of each size
+    log_d: list[np.ndarray]  # per budget: mean log D of each size
+    members: list[list[np.ndarray]]  # per budget, per size: the rows (seeds) of that size
+
+    @classmethod
+    def of(cls, points: pd.DataFrame) -> _IsoFLOP:
+        grid = cls([], [], [], [])
+        for budget, group in points.groupby("budget"):
+            sizes = sorted(group["params"].unique())
+            grid.budgets.append(float(budget))
+            grid.log_n.append(np.log(sizes))
+            rows = [group.index[group["params"] == n].to_numpy() for n in sizes]
+            grid.log_d.append(np.array([np.log(points.loc[r, "tokens"]).mean() for r in rows]))
+            grid.members.append(rows)
+        return grid
+
+    def optima(self, loss: np.ndarray, neighbours: int):
+        optima, refused, parabolas = [], [], []
+        for budget, log_n, log_d, rows in zip(self.budgets, self.log_n, self.log_d, self.members):
+            where = f"budget {budget:.3g} FLOPs"
+            if len(log_n) < 3:
+                refused.append(f"{where}: {len(log_n)} model size(s); a parabola needs 3")
+                continue
+            mean = np.array([loss[r].mean() for r in rows])
+            found = local_minimum(log_n, mean, neighbours)
+            if found is None:
+                refused.append(
+                    f"{where}: no interior minimum (lowest loss at N = "
+                    f"{np.exp(log_n[mean.argmin()]):.3g}, an end of the sizes tried), so "
+                    "N_opt lies outside the grid"
+                )
+                continue
+            vertex, coefficients, (first, last) = found
+            # Tokens at the optimum: log D is linear in log N along an IsoFLOP line.
+            d_slope, d_intercept = np.polyfit(log_n, log_d, 1)
+            optima.append(
+                {
+                    "flops": budget,
+                    "params": float(np.exp(vertex)),
+                    "tokens": float(np.exp(d_intercept + d_slope * vertex)),
+                    "loss": float(np.polyval(coefficients, vertex)),
+                }
+            )
+            parabolas.append(
+                {
+                    "flops": budget,
+                    "coefficients": [float(c) for c in coefficients],
+                    "n_opt": float(np.exp(vertex)),
+                    "sizes": [float(np.exp(log_n[first])), float(np.exp(log_n[last]))],
+                }
+            )
+        return optima, refused, parabolas
+
+
+def approach_2(
+    params,
+    tokens,
+    flops,
+    loss,
+    noise: float | None = None,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+    neighbours: int = NEIGHBOURS,
+) -> ComputeOptimal:
+    """IsoFLOP minima. Every budget with 3 or more sizes is tried; one without an interior
+    minimum is listed in `refused` with the reason. Needs 2 usable budgets for the laws; with
+    `noise`, the exponents' intervals come from `bootstrap` grids with that relative noise
+    added to every loss."""
     points = pd.DataFrame(
         {
             "params": np.asarray(params, float),
@@ -128,49 +490,30 @@ def approach_2(params, tokens, flops, loss) -> ComputeOptimal:
         }
     )
     points["budget"] = isoflop_budgets(points["flops"])
-    optima: list[dict] = []
-    refused: list[str] = []
-    parabolas: list[dict] = []
-    for budget in np.unique(points["budget"]):
-        group = points[points["budget"] == budget]
-        log_n = np.log(group["params"].to_numpy())
-        where = f"budget {budget:.3g} FLOPs"
-        if len(np.unique(log_n)) < 3:
-            refused.append(f"{where}: {len(np.unique(log_n))} model size(s); a parabola needs 3")
-            continue
-        curvature, slope, intercept = np.polyfit(log_n, group["loss"], 2)
-        vertex = -slope / (2 * curvature) if curvature > 0 else np.nan
-        if not (curvature > 0 and log_n.min() < vertex < log_n.max()):
-            smallest = group["params"].to_numpy()[group["loss"].to_numpy().argmin()]
-            refused.append(
-                f"{where}: no interior minimum (lowest loss at N = {smallest:.3g}, an end of "
-                "the sizes tried), so N_opt lies outside the grid"
-            )
-            continue
-        # Tokens at the optimum: log D is linear in log N along an IsoFLOP line.
-        d_slope, d_intercept = np.polyfit(log_n, np.log(group["tokens"]), 1)
-        n_opt = float(np.exp(vertex))
-        optima.append(
-            {
-                "flops": float(budget),
-                "params": n_opt,
-                "tokens": float(np.exp(d_intercept + d_slope * vertex)),
-                "loss": float(np.polyval([curvature, slope, intercept], vertex)),
-            }
-        )
-        parabolas.append(
-            {"flops": float(budget), "coefficients": [curvature, slope, intercept], "n_opt": n_opt}
-        )
+    grid = _IsoFLOP.of(points)
+    loss = points["loss"].to_numpy()
+    optima, refused, parabolas = grid.optima(loss, neighbours)
     if len(optima) < 2:
         raise FitError(_approach_2_refusal(refused, len(optima)))
     best = pd.DataFrame(optima)
-    return ComputeOptimal(
+    result = ComputeOptimal(
         best,
         fit_power_law(best["flops"], best["params"], "approach 2: N_opt(C)", min_points=2),
         fit_power_law(best["flops"], best["tokens"], "approach 2: D_opt(C)", min_points=2),
         refused,
         parabolas,
+        _loss_law(best),
     )
+    if not (noise and bootstrap):
+        return result
+    rng = np.random.default_rng(seed)
+    replicates = []
+    for _ in range(bootstrap):
+        shaken = loss * np.exp(noise * rng.standard_normal(len(loss)))
+        found = grid.optima(shaken, neighbours)[0]
+        if len(found) >= 2:
+            replicates.append(pd.DataFrame(found))
+    return _replicated(result, replicates, noise)
 
 
 def _approach_2_refusal(refused: list[str], usable: int) -> str:

@@ -94,7 +94,7 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
         name = str(size)
         ax.scatter(group["flops"], group[VAL_LOSS], color=colours[name], label=name, zorder=3)
     if not isinstance(a.approach_1, Refused):
-        envelope = a.approach_1.points
+        envelope = a.approach_1.envelope
         ax.plot(envelope["flops"], envelope["loss"], color="black", lw=2.5, label="lower envelope")
     best = curves.frontier
     if len(best):

@@ -3,14 +3,23 @@ grids drawn from known Chinchilla laws: their bias, and how often their 95% inte
 the truth.
 
 Each draw picks a law (alpha and beta uniform in [0.25, 0.45], E in [1.5, 2.5], A and B
-log-uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%), makes a grid's
-final losses (and, for approach 1, each run's validation curve) from it, and runs each
-approach as the report runs it: approach 1 (the lower envelope of the curves), approach 2
-(IsoFLOP parabolas), approach 3 (the Chinchilla fit with its bootstrap). Grids: the shapes
-`experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets) and IsoFLOP grids
-of 5 sizes spaced 2x, and of 7 sizes spanning 900x, centred on the drawn law's optimum times a
-random factor (a user's guess: lopsided sweeps). Targets, for each approach's
-estimator: |bias of a| <= 0.01 and 95% intervals that hold the truth 90-98% of the time.
+log-uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%: each run's curve is
+shifted as a whole by it, as a seed shifts a run, and each evaluation jitters by a quarter of
+it), makes a grid's final losses and each run's validation curve from it, and runs each
+approach as the report runs it, with the noise the report would measure (the scatter about
+the Chinchilla fit): approach 1 (crossings of sizes' curves, or the bracketed envelope),
+approach 2 (IsoFLOP minima from a parabola through each budget's lowest size and one or two
+neighbours each side, two being the report's default, chosen by this study, or through every
+size) and approach 3 (the Chinchilla fit with its bootstrap).
+
+Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5
+budgets); IsoFLOP grids of 5 sizes spaced 2x and of 7 sizes spanning 900x, centred on the
+drawn law's optimum times a random factor (a user's guess); and an IsoFLOP grid with one
+ladder of 9 sizes over 1000x at every budget, as Chinchilla's and Porian et al.'s are, so
+the sweeps are lopsided one way at the smallest budget and the other at the largest. Each
+estimator's bias of a, and of the loss it predicts at 100x the grid's largest budget.
+Targets, for each approach's default estimator: |bias of a| <= 0.01 and 95% intervals that
+hold the truth 90-98% of the time.
 
 Prints one JSON object. `--draws N` (default 200): about 5 s a draw for each grid here, a
 grid per core.
@@ -31,12 +40,14 @@ import pandas as pd
 from analysis.fit import FitError, fit_chinchilla
 from analysis.frontier import approach_1, approach_2
 from analysis.laws import ChinchillaLaw
+from analysis.noise import fit_scatter
 from scaling import spec as spec_lib
 from scaling.contract import VAL_LOSS
 from scaling.hardware import cpu_model
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 EVALUATIONS = 8  # points on each run's simulated validation curve
+JITTER = 0.25  # an evaluation's own noise, as a share of the run's
 TARGET_BIAS, TARGET_COVERAGE = 0.01, (0.90, 0.98)
 
 
@@ -66,6 +77,15 @@ def isoflop_grid(ratios: np.ndarray, off_by: float):
     return make
 
 
+def ladder_grid(law: ChinchillaLaw, rng: np.random.Generator) -> pd.DataFrame:
+    """9 sizes over 1000x at each of 4 budgets 10x apart, the ladder centred on the middle
+    budgets' optimum times a random factor within 2x: the same sizes at every budget."""
+    C = 10.0 ** np.arange(15, 19)
+    centre = float(law.n_opt(np.sqrt(C[0] * C[-1]))) * np.exp(rng.uniform(-np.log(2), np.log(2)))
+    sizes = centre * 1000.0 ** np.linspace(-0.5, 0.5, 9)
+    return pd.DataFrame([{"params": N, "tokens": c / (6 * N)} for c in C for N in sizes])
+
+
 GRIDS = {
     "smoke (4 sizes x 3 budgets)": grid_of("smoke"),
     "wsd (4 sizes x 5 budgets)": grid_of("wsd"),
@@ -75,6 +95,7 @@ GRIDS = {
     "isoflop 4 budgets x 7 sizes over 900x, centre off by up to 5x": isoflop_grid(
         30.0 ** np.linspace(-1, 1, 7), 5
     ),
+    "isoflop 4 budgets x one ladder of 9 sizes over 1000x": ladder_grid,
 }
 
 
@@ -99,33 +120,43 @@ def simulate(law: ChinchillaLaw, noise: float, grid: pd.DataFrame, rng: np.rando
     curves = {}
     for run in runs.itertuples():
         tokens = run.tokens * np.arange(1, EVALUATIONS + 1) / EVALUATIONS
-        loss = law.loss(run.params, tokens) * np.exp(noise * rng.standard_normal(EVALUATIONS))
+        shift = noise * (rng.standard_normal() + JITTER * rng.standard_normal(EVALUATIONS))
+        loss = law.loss(run.params, tokens) * np.exp(shift)
         curves[run.run_id] = pd.DataFrame({"flops": 6 * run.params * tokens, VAL_LOSS: loss})
     runs["loss"] = [curves[r][VAL_LOSS].iloc[-1] for r in runs["run_id"]]
     return runs, curves
 
 
+# Approach 2's minimum from the lowest size and its neighbours: how many each side.
+APPROACH_2 = {"approach 2 (±1 size)": 1, "approach 2 (±2 sizes)": 2, "approach 2 (every size)": 99}
+
+
 def estimates(runs: pd.DataFrame, curves: dict, budget: float) -> dict:
-    """Each approach's a with its 95% interval (None where it refuses), and approach 3's loss
-    at `budget`."""
+    """Each estimator's a with its 95% interval, and the loss it predicts at `budget` with its
+    interval (None where it refuses)."""
     found: dict = {}
     flops = 6 * runs["params"] * runs["tokens"]
-    try:
-        one = approach_1(curves, runs).n_opt
-        found["approach 1"] = (one.exponent, one.exponent_ci95)
-    except FitError:
-        found["approach 1"] = None
-    try:
-        two = approach_2(runs["params"], runs["tokens"], flops, runs["loss"]).n_opt
-        found["approach 2"] = (two.exponent, two.exponent_ci95)
-    except FitError:
-        found["approach 2"] = None
     fit = fit_chinchilla(runs["params"], runs["tokens"], runs["loss"], bootstrap=200)
+    noise = fit_scatter(runs["params"], runs["tokens"], runs["loss"], fit.law)
+    scale = noise.relative if noise else None
     found["approach 3"] = (fit.law.a, fit.interval(lambda law: law.a))
     found["approach 3 loss"] = (
         float(fit.law.loss_opt(budget)),
         fit.interval(lambda law: float(law.loss_opt(budget))),
     )
+    attempts = {"approach 1": lambda: approach_1(curves, runs, noise=scale)}
+    for name, neighbours in APPROACH_2.items():
+        attempts[name] = lambda n=neighbours: approach_2(
+            runs["params"], runs["tokens"], flops, runs["loss"], noise=scale, neighbours=n
+        )
+    for name, attempt in attempts.items():
+        try:
+            result = attempt()
+        except FitError:
+            found[name] = found[f"{name} loss"] = None
+            continue
+        found[name] = (result.n_opt.exponent, result.n_opt.exponent_ci95)
+        found[f"{name} loss"] = result.loss_at(budget)
     return found
 
 
@@ -148,15 +179,15 @@ def study(grid_name: str, draws: int, seed: int) -> dict:
         grid = make_grid(law, rng)
         budget = 100 * float((6 * grid["params"] * grid["tokens"]).max())
         runs, curves = simulate(law, noise, grid, rng)
-        truth = {"approach 3 loss": float(law.loss_opt(budget))}
         for name, found in estimates(runs, curves, budget).items():
-            true = truth.get(name, law.a)
+            is_loss = name.endswith(" loss")
+            true = float(law.loss_opt(budget)) if is_loss else law.a
             if found is None:
                 refused[name] = refused.get(name, 0) + 1
                 continue
             value, interval = found
             # The loss's error is relative; the exponent's absolute.
-            error = value / true - 1 if name in truth else value - true
+            error = value / true - 1 if is_loss else value - true
             errors.setdefault(name, []).append(error)
             if interval is not None:
                 covered.setdefault(name, []).append(interval[0] <= true <= interval[1])
