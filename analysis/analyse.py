@@ -25,7 +25,9 @@ from analysis.fit import (
 )
 from analysis.laws import PowerLaw
 from analysis.learning_rate import LearningRates, learning_rates
+from analysis.noise import Noise, fit_scatter, seed_spread
 from analysis.runs import Runs
+from analysis.verdict import Verdict, verdict
 from scaling.contract import (
     BRANCH,
     DENSE,
@@ -133,6 +135,8 @@ class Analysis:
     learning_rates: LearningRates | None  # a grid with an LR axis: LR* per cell and its laws
     branching: Branching | None  # a WSD grid's trunks and branches, and what they spent
     chinchilla: ChinchillaFit | Refused
+    noise: Noise | None  # the seed-to-seed spread, else the scatter about the Chinchilla fit
+    verdict: Verdict  # the three approaches side by side, their consensus and disagreements
     held_out: frontier.HeldOut | Refused
     approach_1: frontier.ComputeOptimal | Refused
     approach_2: frontier.ComputeOptimal | Refused
@@ -227,7 +231,21 @@ def analyse(
     if rates is not None:
         points = points[points["run_id"].isin(rates.sweep.best_run_ids)]
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", VAL_LOSS))
-    chinchilla = attempt(fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed)
+    # With seeds, their spread is the noise every bootstrap adds (approach 3's included);
+    # without, approaches 1 and 2 take the scatter about approach 3's fit.
+    noise = seed_spread(points, VAL_LOSS)
+    chinchilla = attempt(
+        fit_chinchilla,
+        N,
+        D,
+        L,
+        bootstrap=bootstrap,
+        seed=seed,
+        noise=noise.relative if noise else None,
+    )
+    if noise is None and not isinstance(chinchilla, Refused):
+        noise = fit_scatter(N, D, L, chinchilla.law)
+    scale = noise.relative if noise else None
     spend = branching(runs)
     if spend is None:
         curves = {run_id: runs.curves[run_id] for run_id in points["run_id"]}
@@ -249,6 +267,9 @@ def analyse(
         for size, group in timed.groupby("size", sort=False)
     }
     mfu, mfu_source = _mfu(points, seq_len, mfu)
+    one = attempt(frontier.approach_1, curves, points, noise=scale, seed=seed)
+    two = attempt(frontier.approach_2, N, D, points["flops"], L, noise=scale, seed=seed)
+    fitted = {"approach 1": one, "approach 2": two, "approach 3": chinchilla}
     analysis = Analysis(
         experiment=experiment,
         source=source,
@@ -260,9 +281,15 @@ def analyse(
         learning_rates=rates,
         branching=spend,
         chinchilla=chinchilla,
+        noise=noise,
+        verdict=verdict(
+            *(None if isinstance(f, Refused) else f for f in fitted.values()),
+            budgets,
+            refused={name: str(f) for name, f in fitted.items() if isinstance(f, Refused)},
+        ),
         held_out=attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200)),
-        approach_1=attempt(frontier.approach_1, curves, points),
-        approach_2=attempt(frontier.approach_2, N, D, points["flops"], L),
+        approach_1=one,
+        approach_2=two,
         fixed_tokens=attempt(
             fit_saturating, fixed["params"], fixed[VAL_LOSS], bootstrap=min(bootstrap, 200)
         ),

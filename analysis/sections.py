@@ -49,6 +49,68 @@ def title(a: Analysis) -> list[Block]:
     ]
 
 
+def verdict(a: Analysis) -> list[Block]:
+    """The opening: a and the loss at each budget by every approach, their consensus, and
+    whether they agree; the held-out error beside them."""
+    v = a.verdict
+    budgets = list(v.losses)
+    headers = ["", "a in N_opt ∝ C^a", *(f"loss at {C:.0e} FLOPs" for C in budgets)]
+
+    def cell(agreement, approach: str) -> str:
+        found = [e for e in agreement.estimates if e.approach == approach]
+        if approach == "consensus":
+            found = [agreement.consensus] if agreement.consensus else []
+        if not found:
+            return "refused" if approach in v.refused else "n/a"
+        mark = " ✗" if approach in agreement.disagreeing else ""
+        return _fmt(found[0].value, found[0].interval, 3) + mark
+
+    rows = [
+        [name, cell(v.a, name), *(cell(v.losses[C], name) for C in budgets)]
+        for name in ("approach 1", "approach 2", "approach 3", "consensus")
+    ]
+    held = a.held_out
+    held_text = (
+        f"Held out: refitted without the largest size, approach 3 predicts its final loss "
+        f"with a mean absolute error of {held.mean_abs_error:.2%}."
+        if not isinstance(held, Refused)
+        else f"Held out: {held}."
+    )
+    noise = a.noise
+    noise_text = (
+        f"The bootstraps of approaches 1 and 2 add noise of {noise.relative:.2%} per run (the "
+        f"{noise.source}, {noise.degrees_of_freedom} degrees of freedom)"
+        + (", and so does approach 3's." if noise.source == "seed-to-seed spread" else ".")
+        if noise
+        else "No noise scale could be measured, so approaches 1 and 2 give t intervals."
+    )
+    b: list[Block] = [
+        ("h2", "Verdict"),
+        ("p", v.text),
+        ("table", headers, rows),
+        (
+            "p",
+            "a: the share of extra compute that should go to parameters; losses are each "
+            "approach's prediction for the compute-optimal model (E + K/C^gamma through "
+            "approach 1's lower envelope and through approach 2's optima; approach 3 from its "
+            "law). Consensus: the precision-weighted mean of the approaches' values and of "
+            "their intervals' ends (the approaches share the grid's runs, so combining them "
+            "does not narrow the interval). Two approaches agree when their intervals overlap; "
+            "✗ marks the one without which the others all agree (both, when two disagree). "
+            + noise_text,
+        ),
+        ("p", held_text),
+    ]
+    b.extend(("p", f"Refused: {reason.rstrip('.')}.") for reason in v.refused.values())
+    if noise is not None and not noise.by_size.empty:
+        rows = [
+            [r["size"], str(r["cells"]), str(r["runs"]), f"{r['relative']:.2%}"]
+            for _, r in noise.by_size.iterrows()
+        ]
+        b.append(("table", ["size", "cells with seeds", "runs", "seed-to-seed spread"], rows))
+    return b
+
+
 def branching(a: Analysis) -> list[Block]:
     """A WSD grid's opening: what its trunks and branches spent, and their curves."""
     spend = a.branching
@@ -176,14 +238,13 @@ def held_out(a: Analysis) -> list[Block]:
 
 def allocation(a: Analysis, curves: Curves) -> list[Block]:
     b: list[Block] = [("h2", "Compute-optimal allocation")]
-    rows, refusals = [], []
+    rows = []
     for name, result in (
         ("approach 1 (envelope)", a.approach_1),
         ("approach 2 (IsoFLOP)", a.approach_2),
     ):
         if isinstance(result, Refused):
-            rows.append([name, "refused (below)", ""])
-            refusals.append(result)
+            rows.append([name, "refused (the reason is under Verdict)", ""])
             continue
         ci = result.n_opt.exponent_ci95
         rows.append(
@@ -203,15 +264,16 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
             ]
         )
     b.append(("table", ["method", "N_opt ∝ C^a", "D_opt ∝ C^b"], rows))
-    b.extend(("p", f"Refused: {refusal}.") for refusal in refusals)
-    if not isinstance(a.approach_1, Refused):
-        b.append(
-            (
-                "p",
-                "Approach 1's intervals treat the envelope's points as independent; neighbours "
-                "come from one run, so read those intervals as too narrow.",
-            )
+    b.append(
+        (
+            "p",
+            "Approach 1 takes N_opt where each size's curve crosses the next larger size's "
+            "(their geometric mean), or, where sizes differ per budget, the envelope's run "
+            "where smaller and larger sizes reach the same compute; approach 2 the vertex of a "
+            "parabola through each budget's lowest size and up to two neighbours each side. "
+            + _interval_text(a),
         )
+    )
     if not isinstance(a.approach_2, Refused) and a.approach_2.refused:
         b.append(("p", "Approach 2 left out: " + "; ".join(a.approach_2.refused) + "."))
     if a.branching is None:  # a WSD report opens with this plot
@@ -224,6 +286,17 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
         )
     )
     return b
+
+
+def _interval_text(a: Analysis) -> str:
+    """How approaches 1 and 2 made their intervals: a noise bootstrap, or t intervals."""
+    made = [r for r in (a.approach_1, a.approach_2) if not isinstance(r, Refused)]
+    if made and all(r.resamples for r in made):
+        return (
+            f"Their intervals come from {made[0].resamples} refits with the grid's measured "
+            f"noise ({made[0].noise:.2%} per run) added to every run."
+        )
+    return "Their intervals are t intervals of the points fitted (no noise scale was measured)."
 
 
 def fixed_tokens(a: Analysis) -> list[Block]:
@@ -416,6 +489,7 @@ def report(a: Analysis, curves: Curves) -> list[Block]:
     """The whole report, section by section."""
     return [
         *title(a),
+        *verdict(a),
         *branching(a),
         *learning_rate(a),
         *chinchilla(a),

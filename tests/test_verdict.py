@@ -1,0 +1,77 @@
+"""One verdict across the three approaches: the consensus, and who disagrees and why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.fit import fit_chinchilla
+from analysis.frontier import approach_2
+from analysis.laws import ChinchillaLaw
+from analysis.verdict import Estimate, agreement, consensus, verdict
+
+LAW = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)
+
+
+def test_the_consensus_weighs_each_approach_by_the_precision_of_its_interval():
+    narrow, wide = (
+        Estimate("approach 2", 0.50, (0.49, 0.51)),
+        Estimate("approach 3", 0.60, (0.5, 0.7)),
+    )
+    found = consensus([narrow, wide])
+    # Weights 1/0.02² and 1/0.2²: the narrow one counts 100 times as much.
+    assert found.value == pytest.approx((100 * 0.50 + 0.60) / 101)
+    assert found.interval == pytest.approx(((100 * 0.49 + 0.5) / 101, (100 * 0.51 + 0.7) / 101))
+    assert consensus([Estimate("approach 1", 0.5, None)]) is None
+
+
+def test_an_approach_whose_interval_excludes_the_others_consensus_disagrees():
+    estimates = [
+        Estimate("approach 1", 0.50, (0.45, 0.55)),
+        Estimate("approach 2", 0.66, (0.62, 0.70)),
+        Estimate("approach 3", 0.51, (0.47, 0.56)),
+    ]
+    assert agreement(estimates).disagreeing == ["approach 2"]
+    assert agreement([estimates[0], estimates[2]]).disagreeing == []
+    # Two left: they disagree only when their intervals do not overlap.
+    assert agreement(estimates[:2]).disagreeing == ["approach 1", "approach 2"]
+
+
+def isoflop_points(budgets, seed=0, noise=0.003, law=LAW):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in budgets:
+        for N in law.n_opt(C) * 2.0 ** np.arange(-3, 4):
+            D = C / (6 * N)
+            rows.append((N, D, C, law.loss(N, D) * np.exp(noise * rng.standard_normal())))
+    return pd.DataFrame(rows, columns=["params", "tokens", "flops", "loss"])
+
+
+def test_a_consistent_grid_gets_a_consistent_verdict():
+    grid = isoflop_points(np.logspace(18, 21, 4))
+    args = grid["params"], grid["tokens"], grid["flops"], grid["loss"]
+    two = approach_2(*args, noise=0.003)
+    three = fit_chinchilla(*args[:2], grid["loss"], bootstrap=200)
+    found = verdict(None, two, three, [1e22], refused={"approach 1": "no curves"})
+    assert found.text.startswith("Consistent: the 2 approaches' intervals for a agree.")
+    assert found.a.consensus.interval[0] <= LAW.a <= found.a.consensus.interval[1]
+    assert set(found.to_dict()["loss"]) == {"1e+22"}
+
+
+def test_a_budget_with_its_minimum_at_the_edge_is_named_as_the_likely_reason():
+    """Approach 2 on sweeps cut short of their minimum at the two largest budgets (so it
+    leaves them out), on runs whose allocation differs from approach 3's: the verdict says
+    they disagree and names the budgets approach 2 left out."""
+    skewed = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.19, beta=0.37)  # a = 0.66
+    grid = isoflop_points(np.logspace(18, 22, 5), seed=1, law=skewed)
+    cut = (grid["flops"] >= 1e21) & (grid["params"] > 0.9 * skewed.n_opt(grid["flops"]))
+    kept = grid[~cut]
+    two = approach_2(kept["params"], kept["tokens"], kept["flops"], kept["loss"], noise=0.003)
+    assert len(two.refused) == 2
+    honest = isoflop_points(np.logspace(18, 21, 4))
+    three = fit_chinchilla(honest["params"], honest["tokens"], honest["loss"], bootstrap=200)
+    found = verdict(None, two, three, [1e22])
+    assert found.a.disagreeing == ["approach 2", "approach 3"]
+    assert "Approach 2 disagrees on a" in found.text
+    assert "2 budget(s) with the minimum at the edge of the sizes tried were left out" in found.text
