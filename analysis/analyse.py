@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from analysis import frontier, inference, timing
+from analysis.curve_fits import CurvePredictions, curve_predictions
 from analysis.fit import (
     ChinchillaFit,
     FitError,
@@ -32,6 +33,7 @@ from scaling.contract import (
     BRANCH,
     DENSE,
     GPU_PEAK_FLOPS,
+    LR_PARAM,
     MFU,
     TRUNK,
     VAL_LOSS,
@@ -137,6 +139,7 @@ class Analysis:
     chinchilla: ChinchillaFit | Refused
     noise: Noise | None  # the seed-to-seed spread, else the scatter about the Chinchilla fit
     verdict: Verdict  # the three approaches side by side, their consensus and disagreements
+    curves: CurvePredictions  # the schedule-aware law over each size's validation curves
     held_out: frontier.HeldOut | Refused
     approach_1: frontier.ComputeOptimal | Refused
     approach_2: frontier.ComputeOptimal | Refused
@@ -287,6 +290,7 @@ def analyse(
             budgets,
             refused={name: str(f) for name, f in fitted.items() if isinstance(f, Refused)},
         ),
+        curves=curve_predictions(runs, points, _trunks(runs, points)),
         held_out=attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200)),
         approach_1=one,
         approach_2=two,
@@ -310,6 +314,22 @@ def analyse(
 
         analysis.next_run = next_run(analysis, target_flops)
     return analysis
+
+
+def _trunks(runs: Runs, points: pd.DataFrame) -> pd.DataFrame:
+    """The WSD trunks of the loss laws' sizes at their length and attention, named like them:
+    their constant-LR curves belong with their branches' when the curves are fitted."""
+    trunks = _named(runs.trunks)
+    if trunks.empty or points.empty:
+        return trunks
+    same = trunks["size"].isin(points["size"]) & (
+        trunks["attention"] == points["attention"].iloc[0]
+    )
+    if points["seq_len"].notna().any():
+        same &= trunks["seq_len"] == points["seq_len"].iloc[0]
+    if LR_PARAM in points and points[LR_PARAM].notna().any():
+        same &= trunks[LR_PARAM].isin(points[LR_PARAM])
+    return trunks[same]
 
 
 def _time_vs_params(timed: pd.DataFrame, attention: str) -> dict[int, PowerLaw | Refused]:

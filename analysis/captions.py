@@ -64,3 +64,8 @@ LR_LAW = (
     "bracketed (a bound, pointing the way the optimum lies), left out of the fit; lines are "
     "the fitted LR law at each token budget."
 )
+CURVE_PREDICTIONS = (
+    "Validation curves (dots, one panel per size) and each size's schedule-aware law over "
+    "every step of each run's schedule (lines): where a line leaves its dots the law misfits "
+    "that schedule."
+)

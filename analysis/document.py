@@ -58,6 +58,7 @@ def fits_document(a: Analysis) -> dict:
         "learning_rate": a.learning_rates.to_dict() if a.learning_rates else None,
         "verdict": a.verdict.to_dict(),
         "noise": a.noise.to_dict() if a.noise else None,
+        "curves": a.curves.to_dict(),
         "chinchilla": _block(a.chinchilla, lambda f: {**f.to_dict(), "seq_len": a.seq_len}),
         "held_out": _block(a.held_out, frontier.HeldOut.to_dict),
         "approach_1": _block(a.approach_1, frontier.ComputeOptimal.to_dict),

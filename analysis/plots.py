@@ -252,11 +252,34 @@ def mfu_heatmap(a: Analysis, curves: Curves, path: Path) -> None:
     save(fig, path)
 
 
+def curve_predictions(a: Analysis, curves: Curves, path: Path) -> None:
+    fitted = a.curves.fitted
+    sizes = [size for size in _sizes_in_order(a.points) if size in set(fitted["size"])]
+    if not sizes:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        _no_data(ax, "no size's curves could be fitted (see the report)")
+        save(fig, path)
+        return
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 3.6), squeeze=False)
+    runs = a.runs.table.set_index("run_id")
+    for ax, size in zip(axes[0], sizes):
+        lines = fitted[fitted["size"] == size]
+        colours = _colours(sorted(lines["run_id"].unique(), key=lambda r: runs.at[r, "tokens"]))
+        for run_id, line in lines.groupby("run_id"):
+            curve = a.runs.curves[run_id]
+            ax.plot(line["tokens"], line["predicted"], color=colours[run_id], lw=1)
+            ax.scatter(curve["tokens"], curve[VAL_LOSS], color=colours[run_id], s=8)
+        ax.set(xscale="log", xlabel="training tokens", title=size)
+    axes[0][0].set_ylabel("validation loss")
+    save(fig, path)
+
+
 PLOTS = {
     "loss_vs_compute.png": loss_vs_compute,
     "loss_vs_params.png": loss_vs_params,
     "isoflop.png": isoflop,
     "training_curves.png": training_curves,
+    "curve_predictions.png": curve_predictions,
     "time_per_token.png": time_per_token,
     "seq_len_split.png": seq_len_split,
     "mfu_heatmap.png": mfu_heatmap,

@@ -17,10 +17,12 @@ from scaling.contract import (
     ERROR,
     FINAL_METRICS,
     KIND,
+    LR,
     LR_PARAM,
     MFU,
     PARAMETRIZATION,
     PLAIN,
+    SCHEDULE,
     STATUS,
     STEP_TIME_S,
     TOKENS_PER_S,
@@ -62,18 +64,20 @@ METRIC_COLUMNS = (VAL_LOSS, TRAIN_LOSS, TOKENS_PER_S, MFU, *FINAL_METRICS)
 # `kind`: a plain trial, a WSD trunk or branch; a branch's `trunk` (name) and `branch_at`.
 WSD_COLUMNS = ["kind", "trunk", "branch_at"]
 COLUMNS = ["run_id", "name", "status", "error", *WSD_COLUMNS, *PARAM_COLUMNS, *METRIC_COLUMNS,
-           "time_per_token"]  # fmt: skip
+           "time_per_token", "schedule", "tokens_per_step"]  # fmt: skip
 
 
 @dataclass
 class Runs:
     """`table`: one row per trial; `curves`: run id -> DataFrame of tokens, flops, val_loss;
+    `lrs`: run id -> DataFrame of tokens, lr (the LR as logged, every few steps);
     `decode`: run_id, context, seconds (per generated token, measured after training).
     A WSD trunk is in the table and has its curve, but it is no grid point: it trains at
     the peak LR and ends at no budget, so `finished` (what is fitted) leaves it out."""
 
     table: pd.DataFrame
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    lrs: dict[str, pd.DataFrame] = field(default_factory=dict)
     decode: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DECODE_COLUMNS))
 
     @property
@@ -105,7 +109,7 @@ def from_mlflow(
     if found is None:
         raise NoSuchExperiment(experiment, client.tracking_uri)
     latest = latest_trial_runs(client, found.experiment_id, parent_run_id)
-    rows, curves, decode = [], {}, []
+    rows, curves, lrs, decode = [], {}, {}, []
     for run in latest:
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
         row = {
@@ -118,6 +122,8 @@ def from_mlflow(
             "branch_at": int(params.get(BRANCH_AT, 0)),
         }
         params.setdefault(LR_PARAM, params.get("train.lr"))  # runs from before the LR axis
+        row["schedule"] = params.get(SCHEDULE, "cosine")
+        row["tokens_per_step"] = int(params.get(TOKENS_PER_STEP_PARAM, 0)) or None
         for key, kind in PARAM_COLUMNS.items():
             row[key] = kind(params[key]) if params.get(key) is not None else None
         row.update({key: metrics.get(key) for key in METRIC_COLUMNS})
@@ -140,9 +146,13 @@ def from_mlflow(
         if row["flops_per_token"]:
             curve["flops"] = curve["tokens"] * row["flops_per_token"]
         curves[run.info.run_id] = curve
+        logged = client.get_metric_history(run.info.run_id, LR)
+        lrs[run.info.run_id] = pd.DataFrame(
+            {"tokens": [m.step for m in logged], LR: [m.value for m in logged]}
+        )
     table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.sort_values(["params", "seq_len", "name"], ignore_index=True)
-    return Runs(table, curves, pd.DataFrame(decode, columns=DECODE_COLUMNS))
+    return Runs(table, curves, lrs, pd.DataFrame(decode, columns=DECODE_COLUMNS))
 
 
 class CsvError(ValueError):

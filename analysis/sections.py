@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from analysis.analyse import Analysis, Refused
 from analysis.captions import (
+    CURVE_PREDICTIONS,
     DECODE_LATENCY,
     ISOFLOP_FROM_LAW,
     ISOFLOP_PARABOLAS,
@@ -19,6 +20,7 @@ from analysis.captions import (
     TRAINING_CURVES,
     TRUNKS_AND_BRANCHES,
 )
+from analysis.curve_fits import PREFIX
 from analysis.curves import Curves
 from scaling.contract import GPU_PEAK_FLOPS, MFU, parse_attention
 
@@ -109,6 +111,71 @@ def verdict(a: Analysis) -> list[Block]:
         ]
         b.append(("table", ["size", "cells with seeds", "runs", "seed-to-seed spread"], rows))
     return b
+
+
+def whole_curve(a: Analysis) -> list[Block]:
+    """The schedule-aware curve law and what it predicts on the grid itself."""
+    c = a.curves
+    b: list[Block] = [
+        ("h2", "The whole curve"),
+        (
+            "p",
+            "Each size's validation curves fitted with L(s) = L0 + A·S1^−alpha − C·S2 "
+            "(Tissue et al. 2024: S1 the sum of the learning rate over the steps taken, S2 the "
+            "annealing area, from the lr each run logged). One law per size serves every "
+            "schedule, so the start of a run predicts its end, and one schedule the other.",
+        ),
+    ]
+    rows = []
+    for size, law in c.laws.items():
+        if isinstance(law, str):
+            rows.append([size, "refused", law])
+            continue
+        f = law.law
+        text = f"L0 {f.L0:.3g}, A {f.A:.3g}, alpha {f.alpha:.3g}, C {f.C:.3g}, λ {f.decay:g}"
+        rows.append([size, f"{law.rms_relative:.2%} rms", text])
+    b.append(("table", ["size", "fit", "law"], rows))
+    prefix = c.from_prefix
+    if len(prefix):
+        b.append(
+            (
+                "p",
+                f"Each run's final loss from the first {PREFIX:.0%} of its size's curves: median "
+                f"error {c.median_error(prefix):.2%} (target 1%).",
+            )
+        )
+        b.append(("table", ["run", "measured", "predicted", "error"], _final_rows(prefix)))
+    else:
+        none = (
+            f"No size has curves with enough evaluations in their first {PREFIX:.0%} (6 "
+            "points, some after the learning rate falls) to predict its runs' ends"
+            + (
+                ": a WSD grid's branches have none there, and its trunks never anneal."
+                if a.branching is not None
+                else "; evaluate more often (train.eval_interval_tokens) to see it."
+            )
+        )
+        b.append(("p", none))
+    across = c.across_schedules
+    if len(across):
+        b.append(
+            (
+                "p",
+                "One schedule from another: the law fitted on one schedule's curves predicts "
+                f"the other's final losses, median error {c.median_error(across):.2%}.",
+            )
+        )
+        headers = ["run", "measured", "predicted", "error", "fitted on"]
+        rows = [[*row, on] for row, on in zip(_final_rows(across), across["fitted_on"])]
+        b.append(("table", headers, rows))
+    return [*b, ("img", "curve_predictions.png", CURVE_PREDICTIONS)]
+
+
+def _final_rows(table) -> list[list[str]]:
+    return [
+        [r["run"], f"{r['actual']:.4f}", f"{r['predicted']:.4f}", f"{r['error']:+.2%}"]
+        for _, r in table.iterrows()
+    ]
 
 
 def branching(a: Analysis) -> list[Block]:
@@ -496,6 +563,7 @@ def report(a: Analysis, curves: Curves) -> list[Block]:
         *held_out(a),
         *allocation(a, curves),
         *fixed_tokens(a),
+        *whole_curve(a),
         *predictions(a),
         *next_run(a),
         *time(a),
