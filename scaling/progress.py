@@ -1,5 +1,7 @@
 """What a grid is doing, on the driver's terminal: a live table, or plain lines when stdout
-is not a terminal (or with --quiet)."""
+is not a terminal (or with --quiet). Past 40% of its tokens a running trial shows the final
+validation loss its curve so far predicts (the schedule-aware curve law fitted on the curves
+of every trial of its model and length seen so far, each under its own LR schedule)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from ray import tune
 from rich.console import Console
 from rich.live import Live
@@ -24,6 +27,7 @@ from scaling.contract import (
 from scaling.spec import TrialSpec
 
 SHOWN = (STEP, TRAIN_LOSS, VAL_LOSS, TOKENS_PER_S)  # what the table shows of each report
+PREDICT_FROM = 0.4  # the share of its tokens a trial trains before its end is predicted
 
 
 def _duration(seconds: float) -> str:
@@ -43,6 +47,9 @@ class GridProgress(tune.Callback):
         self.trials = {t.name: t for t in trials}
         self.status = dict.fromkeys(self.trials, Status.PENDING)
         self.latest: dict[str, dict] = {name: {} for name in self.trials}
+        self.evaluations: dict[str, list[tuple[int, float]]] = {n: [] for n in self.trials}
+        self.predicted: dict[str, float] = {}  # running trials past PREDICT_FROM
+        self.schedules: dict[str, np.ndarray] = {}  # each trial's LR per step, once made
         self.console = console or Console()
         self.started = time.monotonic()
         self.tracking = tracking
@@ -66,14 +73,51 @@ class GridProgress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         name = trial.config["trial"]["name"]
         self.latest[name].update({k: v for k, v in result.items() if k in SHOWN})
-        if not self.live and VAL_LOSS in result:
-            self.line(f"{name}: {VAL_LOSS} {result[VAL_LOSS]:.4f} at {result[STEP]:,} tokens")
+        if VAL_LOSS not in result:
+            return
+        spec = self.trials[name]
+        self.evaluations[name].append(
+            (result[STEP] // spec.train.tokens_per_step, result[VAL_LOSS])
+        )
+        if PREDICT_FROM * spec.tokens <= result[STEP] < spec.tokens:
+            predicted = self.predict_final(name)
+            if predicted is not None:
+                self.predicted[name] = predicted
+        if not self.live:
+            text = f"{name}: {VAL_LOSS} {result[VAL_LOSS]:.4f} at {result[STEP]:,} tokens"
+            if name in self.predicted and result[STEP] < spec.tokens:
+                text += f"; predicted final {self.predicted[name]:.4f}"
+            self.line(text)
+
+    def predict_final(self, name: str) -> float | None:
+        """The final validation loss of trial `name`, from the curve law fitted on the curves
+        so far of every trial of its model, length and peak LR; None where they cannot
+        identify it (too few evaluations, none after the LR fell)."""
+        from analysis.curve_law import Curve, fit_curve_law  # the analysis side, on demand
+        from analysis.fit import FitError
+
+        def key(t: TrialSpec) -> tuple:
+            return (t.n_layer, t.d_model, t.n_head, t.attention, t.seq_len, t.train.lr)
+
+        spec = self.trials[name]
+        curves = [
+            Curve(self._schedule(n), *zip(*self.evaluations[n]))
+            for n, t in self.trials.items()
+            if key(t) == key(spec) and self.evaluations[n]
+        ]
+        try:
+            law = fit_curve_law(curves).law
+            return float(law.loss(self._schedule(name), [spec.steps])[0])
+        except (FitError, Exception):  # a display must never stop the grid it shows
+            return None
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.predicted.pop(trial.config["trial"]["name"], None)  # its end is known now
         result = trial.last_result or {}
         self._set(trial, result_status(result), result.get(RESULT_ERROR))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.predicted.pop(trial.config["trial"]["name"], None)
         self._set(trial, Status.FAILED)
 
     # ------------------------------------------------------------------------------------------
@@ -125,7 +169,8 @@ class GridProgress(tune.Callback):
             title=f"{_duration(time.monotonic() - self.started)} elapsed; {self.summary()}",
             title_justify="left",
         )
-        for column in ("trial", "status", "tokens", TRAIN_LOSS, VAL_LOSS, "tokens/s"):
+        columns = ("trial", "status", "tokens", TRAIN_LOSS, VAL_LOSS, "predicted final", "tokens/s")
+        for column in columns:
             table.add_column(column, justify="left" if column in ("trial", "status") else "right")
         for name, trial in self.trials.items():
             latest = self.latest[name]
@@ -135,6 +180,15 @@ class GridProgress(tune.Callback):
                 f"{latest.get(STEP, 0) / trial.tokens:.0%}",  # a branch's count includes its trunk
                 f"{latest[TRAIN_LOSS]:.4f}" if TRAIN_LOSS in latest else "",
                 f"{latest[VAL_LOSS]:.4f}" if VAL_LOSS in latest else "",
+                f"{self.predicted[name]:.4f}" if name in self.predicted else "",
                 f"{latest[TOKENS_PER_S]:,.0f}" if TOKENS_PER_S in latest else "",
             )
         return table
+
+    def _schedule(self, name: str) -> np.ndarray:
+        """The LR of each of the trial's optimizer steps, as its schedule sets it."""
+        if name not in self.schedules:
+            trial = self.trials[name]
+            factors = [trial.lr_factor(step) for step in range(trial.steps)]
+            self.schedules[name] = trial.train.lr * np.array(factors)
+        return self.schedules[name]

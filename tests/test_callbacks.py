@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import tiny_spec
 from mlflow import MlflowClient
@@ -232,3 +233,38 @@ def test_the_hopeless_stopper_judges_each_trial_against_its_cell_past_its_grace(
     stopper.remember(runs[good], {65536: 1.0, 73728: 2.9, 81920: 2.8})
     assert stopper.best[runs[good].cell] == {73728: 2.9}
     assert report(bad, 73728, 3.5) == "STOP"
+
+
+def test_past_40_percent_a_running_trial_shows_the_final_loss_its_curve_predicts(tmp_path):
+    """Two budgets of one model under cosine, their validation curves drawn from a known
+    curve law: once the longer trial passes 40% of its tokens, the display predicts its final
+    loss from the curves so far; before, and once the trial has finished, it shows none."""
+    from analysis.curve_law import CurveLaw
+
+    spec = tiny_spec("predict", grid={"seq_len": [64], "tokens": [409600, 1024000]},
+                     train={"tokens_per_step": 2048, "warmup_tokens": 20480})  # fmt: skip
+    short, long = expand(parse(spec))
+    law = CurveLaw(L0=2.0, A=0.8, alpha=0.4, C=1.5, decay=0.98)
+    output = io.StringIO()
+    progress = GridProgress([short, long], live=False, console=Console(file=output, width=200))
+    trials = [tune_trial(t, tmp_path / "runs") for t in (short, long)]
+
+    def evaluate(index: int, step: int) -> None:
+        spec = (short, long)[index]
+        lr = spec.train.lr * np.array([spec.lr_factor(s) for s in range(spec.steps)])
+        result = {"step": step * 2048, "val_loss": float(law.loss(lr, [step])[0])}
+        progress.on_trial_result(iteration=0, trials=trials, trial=trials[index], result=result)
+
+    for step in range(10, short.steps + 1, 10):
+        evaluate(0, step)
+    for step in range(10, 190, 10):  # up to 36% of the longer trial
+        evaluate(1, step)
+    assert long.name not in progress.predicted
+    evaluate(1, 210)  # 41%
+    lr = long.train.lr * np.array([long.lr_factor(s) for s in range(long.steps)])
+    truth = float(law.loss(lr, [long.steps])[0])
+    assert progress.predicted[long.name] == pytest.approx(truth, rel=0.01)
+    assert f"predicted final {progress.predicted[long.name]:.4f}" in output.getvalue()
+    trials[1].update_last_result({"step": 1024000, "scaling_status": "FINISHED"})
+    progress.on_trial_complete(iteration=0, trials=trials, trial=trials[1])
+    assert long.name not in progress.predicted
