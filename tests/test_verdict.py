@@ -48,18 +48,23 @@ def isoflop_points(budgets, seed=0, noise=0.003, law=LAW):
     return pd.DataFrame(rows, columns=["params", "tokens", "flops", "loss"])
 
 
-def test_a_consistent_grid_gets_a_consistent_verdict():
+@pytest.fixture(scope="module")
+def honest():
+    """An IsoFLOP grid of LAW and approach 3 fitted on it."""
     grid = isoflop_points(np.logspace(18, 21, 4))
-    args = grid["params"], grid["tokens"], grid["flops"], grid["loss"]
-    two = approach_2(*args, noise=0.003)
-    three = fit_chinchilla(*args[:2], grid["loss"], bootstrap=200)
+    return grid, fit_chinchilla(grid["params"], grid["tokens"], grid["loss"], bootstrap=200)
+
+
+def test_a_consistent_grid_gets_a_consistent_verdict(honest):
+    grid, three = honest
+    two = approach_2(grid["params"], grid["tokens"], grid["flops"], grid["loss"], noise=0.003)
     found = verdict(None, two, three, [1e22], refused={"approach 1": "no curves"})
     assert found.text.startswith("Consistent: the 2 approaches' intervals for a agree.")
     assert found.a.consensus.interval[0] <= LAW.a <= found.a.consensus.interval[1]
     assert set(found.to_dict()["loss"]) == {"1e+22"}
 
 
-def test_a_budget_with_its_minimum_at_the_edge_is_named_as_the_likely_reason():
+def test_a_budget_with_its_minimum_at_the_edge_is_named_as_the_likely_reason(honest):
     """Approach 2 on sweeps cut short of their minimum at the two largest budgets (so it
     leaves them out), on runs whose allocation differs from approach 3's: the verdict says
     they disagree and names the budgets approach 2 left out."""
@@ -69,9 +74,7 @@ def test_a_budget_with_its_minimum_at_the_edge_is_named_as_the_likely_reason():
     kept = grid[~cut]
     two = approach_2(kept["params"], kept["tokens"], kept["flops"], kept["loss"], noise=0.003)
     assert len(two.refused) == 2
-    honest = isoflop_points(np.logspace(18, 21, 4))
-    three = fit_chinchilla(honest["params"], honest["tokens"], honest["loss"], bootstrap=200)
-    found = verdict(None, two, three, [1e22])
+    found = verdict(None, two, honest[1], [1e22])
     assert found.a.disagreeing == ["approach 2", "approach 3"]
     assert "Approach 2 disagrees on a" in found.text
     assert "2 budget(s) with the minimum at the edge of the sizes tried were left out" in found.text
