@@ -286,7 +286,9 @@ def analyse(
         chinchilla=chinchilla,
         noise=noise,
         verdict=verdict(
-            *(None if isinstance(f, Refused) else f for f in fitted.values()),
+            None if isinstance(one, Refused) else one,
+            None if isinstance(two, Refused) else two,
+            None if isinstance(chinchilla, Refused) else chinchilla,
             budgets,
             refused={name: str(f) for name, f in fitted.items() if isinstance(f, Refused)},
         ),

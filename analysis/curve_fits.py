@@ -131,8 +131,8 @@ def curve_predictions(runs: Runs, points: pd.DataFrame, trunks: pd.DataFrame) ->
                         }
                     )
                 )
-        prefix_rows.extend(_from_prefix(size, curves))
-        schedule_rows.extend(_across_schedules(size, curves))
+        prefix_rows.extend(_from_prefix(str(size), curves))
+        schedule_rows.extend(_across_schedules(str(size), curves))
     return CurvePredictions(
         laws,
         pd.DataFrame(

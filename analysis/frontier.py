@@ -113,18 +113,18 @@ def _replicated(
     result.n_opt = _with_interval(result.n_opt, _percentile_interval(slopes["params"]))
     result.d_opt = _with_interval(result.d_opt, _percentile_interval(slopes["tokens"]))
     result.noise, result.resamples = noise, len(optima)
-    replicates = losses if losses is not None else replicates
-    if result.loss_law is not None and replicates:
+    optimal = losses if losses is not None else replicates
+    if result.loss_law is not None and optimal:
         # Every replicate's optima on one axis of FLOPs, weight 0 where a replicate has none.
-        flops = np.unique(np.concatenate([found["flops"] for found in replicates]))
-        losses = np.ones((len(replicates), len(flops)))
-        weights = np.zeros_like(losses)
-        for row, found in enumerate(replicates):
+        flops = np.unique(np.concatenate([found["flops"] for found in optimal]))
+        table = np.ones((len(optimal), len(flops)))
+        weights = np.zeros_like(table)
+        for row, found in enumerate(optimal):
             at = np.searchsorted(flops, found["flops"])
-            losses[row, at], weights[row, at] = found["loss"], 1.0
+            table[row, at], weights[row, at] = found["loss"], 1.0
         enough = (weights > 0).sum(1) >= 4
         result.loss_law.samples = refit_saturating(
-            flops, losses[enough], weights[enough], result.loss_law.law
+            flops, table[enough], weights[enough], result.loss_law.law
         )
     return result
 
@@ -139,11 +139,11 @@ def _loss_law(optima: pd.DataFrame) -> SaturatingFit | None:
 
 
 def _percentile_interval(values: list[float]) -> tuple[float, float] | None:
-    values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
-    if len(values) < 20:
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < 20:
         return None
-    low, high = np.percentile(values, [2.5, 97.5])
+    low, high = np.percentile(finite, [2.5, 97.5])
     return float(low), float(high)
 
 
@@ -260,7 +260,7 @@ def _envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> _Envelope:
     low = min(c["flops"].iloc[0] for c in usable.values())
     high = max(c["flops"].iloc[-1] for c in usable.values())
     C = np.logspace(np.log10(low), np.log10(high), ENVELOPE_POINTS)
-    cells: dict[tuple, list[str]] = {}
+    cells: dict[object, list[str]] = {}
     for run_id in usable:
         run = by_id[run_id]
         known = pd.notna(run["tokens"])  # without tokens each run is its own cell
@@ -420,9 +420,9 @@ class _IsoFLOP:
     @classmethod
     def of(cls, points: pd.DataFrame) -> _IsoFLOP:
         grid = cls([], [], [], [])
-        for budget, group in points.groupby("budget"):
+        for _, group in points.groupby("budget"):
             sizes = sorted(group["params"].unique())
-            grid.budgets.append(float(budget))
+            grid.budgets.append(float(group["budget"].iloc[0]))
             grid.log_n.append(np.log(sizes))
             rows = [group.index[group["params"] == n].to_numpy() for n in sizes]
             grid.log_d.append(np.array([np.log(points.loc[r, "tokens"]).mean() for r in rows]))

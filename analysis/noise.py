@@ -55,13 +55,14 @@ def seed_spread(points: pd.DataFrame, loss: str) -> Noise | None:
         return None
     relative, dof = _pooled(repeated)
     rows = []
-    for params, group in points.groupby("params"):
+    for _, group in points.groupby("params"):
         size_cells = [g for _, g in group.groupby("tokens")[loss] if len(g) >= 2]
         if size_cells:
             spread, _ = _pooled(size_cells)
+            params = float(group["params"].iloc[0])
             name = group["size"].iloc[0] if "size" in group else f"N={params:.3g}"
             runs = sum(len(g) for g in size_cells)
-            rows.append([name, float(params), len(size_cells), runs, spread])
+            rows.append([name, params, len(size_cells), runs, spread])
     by_size = pd.DataFrame(rows, columns=["size", "params", "cells", "runs", "relative"])
     return Noise(float(relative), SEEDS, dof, by_size)
 

@@ -93,8 +93,8 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
     for size, group in a.points.groupby("size"):
         name = str(size)
         ax.scatter(group["flops"], group[VAL_LOSS], color=colours[name], label=name, zorder=3)
-    if not isinstance(a.approach_1, Refused):
-        envelope = a.approach_1.envelope
+    envelope = None if isinstance(a.approach_1, Refused) else a.approach_1.envelope
+    if envelope is not None:
         ax.plot(envelope["flops"], envelope["loss"], color="black", lw=2.5, label="lower envelope")
     best = curves.frontier
     if len(best):
@@ -264,9 +264,10 @@ def curve_predictions(a: Analysis, curves: Curves, path: Path) -> None:
     runs = a.runs.table.set_index("run_id")
     for ax, size in zip(axes[0], sizes):
         lines = fitted[fitted["size"] == size]
-        colours = _colours(sorted(lines["run_id"].unique(), key=lambda r: runs.at[r, "tokens"]))
-        for run_id, line in lines.groupby("run_id"):
-            curve = a.runs.curves[run_id]
+        run_ids = sorted(map(str, lines["run_id"].unique()), key=lambda r: runs["tokens"][r])
+        colours = _colours(run_ids)
+        for run_id in run_ids:
+            line, curve = lines[lines["run_id"] == run_id], a.runs.curves[run_id]
             ax.plot(line["tokens"], line["predicted"], color=colours[run_id], lw=1)
             ax.scatter(curve["tokens"], curve[VAL_LOSS], color=colours[run_id], s=8)
         ax.set(xscale="log", xlabel="training tokens", title=size)

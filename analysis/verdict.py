@@ -72,23 +72,21 @@ class Verdict:
 
 def consensus(estimates: list[Estimate]) -> Estimate | None:
     """The precision-weighted mean of the estimates with intervals, and of their ends."""
-    usable = [e for e in estimates if e.interval]
+    usable = [(e.value, *e.interval) for e in estimates if e.interval]
     if not usable:
         return None
     # An interval of no width (a bootstrap whose every replicate agreed) weighs as the
     # narrowest one a float tells apart, not infinitely.
-    widths = [max(e.interval[1] - e.interval[0], 1e-9 * max(1.0, abs(e.value))) for e in usable]
+    widths = [max(high - low, 1e-9 * max(1.0, abs(value))) for value, low, high in usable]
     weights = np.array([1 / width**2 for width in widths])
     weights /= weights.sum()
-
-    def mean(values) -> float:
-        return float(np.dot(weights, values))
-
-    low, high = mean([e.interval[0] for e in usable]), mean([e.interval[1] for e in usable])
-    return Estimate("consensus", mean([e.value for e in usable]), (low, high))
+    value, low, high = (float(np.dot(weights, column)) for column in zip(*usable))
+    return Estimate("consensus", value, (low, high))
 
 
 def _overlap(one: Estimate, other: Estimate) -> bool:
+    if one.interval is None or other.interval is None:
+        return True  # without an interval nothing says they differ
     return one.interval[0] <= other.interval[1] and other.interval[0] <= one.interval[1]
 
 

@@ -100,11 +100,11 @@ class GridProgress(tune.Callback):
             return (t.n_layer, t.d_model, t.n_head, t.attention, t.seq_len, t.train.lr)
 
         spec = self.trials[name]
-        curves = [
-            Curve(self._schedule(n), *zip(*self.evaluations[n]))
-            for n, t in self.trials.items()
-            if key(t) == key(spec) and self.evaluations[n]
-        ]
+        curves = []
+        for other, trial in self.trials.items():
+            if key(trial) == key(spec) and self.evaluations[other]:
+                steps, losses = zip(*self.evaluations[other])
+                curves.append(Curve(self._schedule(other), np.array(steps), np.array(losses)))
         try:
             law = fit_curve_law(curves).law
             return float(law.loss(self._schedule(name), [spec.steps])[0])
