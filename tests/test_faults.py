@@ -327,7 +327,7 @@ def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_a
         "RuntimeError: failure injected into L1-d48-T64-trunk-s0 by SCALING_INJECT_FAILURE"
     )
 
-    # The report opens with the trunks and branches, and what they saved against cosine.
+    # The report opens with its verdict, then the trunks and branches and what they saved.
     made = scaling("report", "trunks", "--tracking-uri", uri, "--out", "report", cwd=tmp_path)
     assert made.returncode == 0, made.stdout + made.stderr
     fits = json.loads((tmp_path / "report" / "fits.json").read_text())
@@ -335,8 +335,8 @@ def test_a_killed_trunk_resumes_its_branches_finish_once_and_a_diverged_trunks_a
     assert 0.3 < fits["wsd"]["ratio"] < 0.65  # the diverged and failed trunks spent little
     headings = [line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
                 if line.startswith("#") or line.startswith("![")]  # fmt: skip
-    assert headings[1:3] == ["## Trunks and branches (WSD)", "![loss_vs_compute.png]"
-                             "(plots/loss_vs_compute.png)"]  # fmt: skip
+    assert headings[1:4] == ["## Verdict", "## Trunks and branches (WSD)",
+                             "![loss_vs_compute.png](plots/loss_vs_compute.png)"]  # fmt: skip
 
 
 def test_a_wsd_grid_whose_driver_was_killed_retrains_no_saved_trunk_segment(tmp_path):

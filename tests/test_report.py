@@ -201,6 +201,7 @@ def test_the_report_files_and_the_dashboard_link(report):
         "loss_vs_params.png",
         "isoflop.png",
         "training_curves.png",
+        "curve_predictions.png",
         "time_per_token.png",
         "seq_len_split.png",
         "mfu_heatmap.png",
@@ -263,7 +264,7 @@ def test_the_report_opens_in_a_real_browser(report, tmp_path):
     match = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout)
     assert match, result.stderr[-2000:]
     widths = json.loads(match.group(1).replace("&quot;", '"'))["widths"]
-    assert len(widths) == 8 and all(w > 0 for w in widths), widths
+    assert len(widths) == 9 and all(w > 0 for w in widths), widths
     alpha = report["fits"]["chinchilla"]["alpha"]["value"]
     error = report["fits"]["held_out"]["mean_abs_relative_error"]
     for headline in (f"{alpha:.4g}", f"{error:.2%}", "H100-hours", "quadruples the cost"):
