@@ -241,6 +241,22 @@ class _Envelope:
             method = CROSSINGS if len(self.crossings(shift)) >= 2 else BRACKETED
         return self.crossings(shift) if method == CROSSINGS else self.bracketed(shift)
 
+    def points(self) -> pd.DataFrame:
+        """At each compute some run reaches, the lowest validation loss there (linear in log
+        FLOPs between a run's evaluations) and the run that reached it."""
+        winner, loss = self.lowest()
+        covered = np.isfinite(self.log_loss).any(axis=0)
+        return pd.DataFrame(
+            {
+                "flops": self.flops,
+                "loss": loss,
+                "run_id": [self.run_ids[w] for w in winner],
+                "name": [self.names[w] for w in winner],
+                "params": self.params[winner],
+                "tokens": self.flops / self.flops_per_token[winner],
+            }
+        )[covered].reset_index(drop=True)
+
     def _shifted(self, shift: np.ndarray | None) -> np.ndarray:
         return self.log_loss if shift is None else self.log_loss + shift[:, None]
 
@@ -309,24 +325,6 @@ def _why_no_optima(envelope: _Envelope) -> str:
     return "Train each size past the compute where the next larger one overtakes it."
 
 
-def lower_envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> pd.DataFrame:
-    """At log-spaced FLOP values, the lowest validation loss any run reached there (linear in
-    log FLOPs between a run's evaluations) and the run that reached it."""
-    envelope = _envelope(curves, runs)
-    winner, loss = envelope.lowest()
-    covered = np.isfinite(envelope.log_loss).any(axis=0)
-    return pd.DataFrame(
-        {
-            "flops": envelope.flops,
-            "loss": loss,
-            "run_id": [envelope.run_ids[w] for w in winner],
-            "name": [envelope.names[w] for w in winner],
-            "params": envelope.params[winner],
-            "tokens": envelope.flops / envelope.flops_per_token[winner],
-        }
-    )[covered].reset_index(drop=True)
-
-
 def approach_1(
     curves: dict[str, pd.DataFrame],
     runs: pd.DataFrame,
@@ -349,7 +347,7 @@ def approach_1(
             "size reaching the same compute: N_opt(C) needs 2 of either. "
             + _why_no_optima(envelope)
         )
-    points = lower_envelope(curves, runs)
+    points = envelope.points()
     result = ComputeOptimal(
         found,
         fit_power_law(found["flops"], found["params"], "approach 1: N_opt(C)", 2),
