@@ -32,6 +32,10 @@ TOKEN_PAGES_BYTES = 64 * 2**20
 # such a trial, or one whose training state would not fit in this machine's memory, is
 # planned with --device instead.
 MEASURED_STEP_FLOPS = 2e12
+# Below this many parameters a GPU's MFU falls far short of what large models reach: a step's
+# fixed costs (kernel launches, the optimizer's many small tensors, Python) outweigh its
+# matmuls. nanoGPT's 124M model is about where 40% becomes reachable.
+FULL_MFU_PARAMS = 1e8
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,17 @@ def estimates(trials: list[TrialSpec], gpu: str | None = None, mfu: float = 0.4)
         process = process_bytes()
         basis = "estimates: step times measured here, one shape at a time"
         return [estimate_here(t, process) for t in trials], basis
-    basis = f"estimates: one {gpu} per trial at an assumed MFU of {mfu:.0%}"
+    basis = (
+        f"estimates: one {gpu} per trial at an assumed MFU of {mfu:.0%}, plus {SETUP_S:g} s "
+        "set-up a trial"
+    )
+    small = sum(t.params < FULL_MFU_PARAMS for t in trials)
+    if small:
+        basis += (
+            f"; {small} of {len(trials)} trials train models under {FULL_MFU_PARAMS / 1e6:.0f}M "
+            "parameters, which run far below that MFU (kernel launches, the optimizer and "
+            "Python take most of a small model's step), so their times are lower bounds"
+        )
     return [estimate_on_gpu(t, gpu, mfu) for t in trials], basis
 
 

@@ -544,3 +544,16 @@ def test_plan_refuses_an_unknown_device_with_one_line(tmp_path):
     assert result.stderr.strip() == (
         "--device: unknown device 'tpu-v9': 'here' or one of H200, H100, A100, L40S, A10"
     )
+
+
+def test_a_gpu_plan_says_what_it_assumes_and_where_the_assumption_fails():
+    from scaling import estimate
+
+    tiny = expand(tiny_spec())
+    _, basis = estimate.estimates(tiny, "H100", 0.4)
+    assert "assumed MFU of 40%" in basis
+    assert f"{estimate.SETUP_S:g} s set-up" in basis  # the floor under every trial, said
+    assert "1 of 1 trials" in basis and "lower bounds" in basis  # 12K parameters: far below
+    big = expand(tiny_spec(model={"sizes": [{"n_layer": 12, "d_model": 1024, "n_head": 16}]}))
+    _, basis = estimate.estimates(big, "H100", 0.4)
+    assert "lower bounds" not in basis  # 151M parameters: the assumption is a fair one
