@@ -1,7 +1,8 @@
 """Compute-optimal allocation: Chinchilla's approaches 1 and 2, and the held-out check of 3.
 
-- Approach 1: the lower envelope of loss against FLOPs over every run's validation curve
-  (the loss law E + K/C^gamma is fitted through it). N_opt(C) is taken where each size's
+- Approach 1: the lower envelope of loss against FLOPs over every run's validation curve, a
+  running minimum (the best loss for a compute is the best reached at it or below: a run can
+  stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is taken where each size's
   curve crosses the next larger size's: there both are equally good and N_opt lies between
   them. Grids whose sizes differ per budget have no such crossings; there the envelope's
   points count where runs of a smaller and of a larger size reach that compute too. The whole
@@ -241,10 +242,24 @@ class _Envelope:
             method = CROSSINGS if len(self.crossings(shift)) >= 2 else BRACKETED
         return self.crossings(shift) if method == CROSSINGS else self.bracketed(shift)
 
+    def best_so_far(
+        self, shift: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The running minimum of `lowest` along compute: at each compute the best loss any
+        run reached there or below (a run that reached a loss at less compute could have
+        stopped there, so the best loss for a compute never rises), the run that reached it,
+        and the index of the compute where it did."""
+        winner, loss = self.lowest(shift)
+        best = np.fmin.accumulate(loss)
+        where = np.arange(len(loss))
+        reached_at = np.maximum.accumulate(np.where(loss == best, where, 0))
+        return winner[reached_at], reached_at, best
+
     def points(self) -> pd.DataFrame:
-        """At each compute some run reaches, the lowest validation loss there (linear in log
-        FLOPs between a run's evaluations) and the run that reached it."""
-        winner, loss = self.lowest()
+        """At each compute some run reaches, the lowest validation loss reached there or
+        below (linear in log FLOPs between a run's evaluations), the run that reached it and
+        the tokens it had seen then."""
+        winner, reached_at, loss = self.best_so_far()
         covered = np.isfinite(self.log_loss).any(axis=0)
         return pd.DataFrame(
             {
@@ -253,7 +268,7 @@ class _Envelope:
                 "run_id": [self.run_ids[w] for w in winner],
                 "name": [self.names[w] for w in winner],
                 "params": self.params[winner],
-                "tokens": self.flops / self.flops_per_token[winner],
+                "tokens": self.flops[reached_at] / self.flops_per_token[winner],
             }
         )[covered].reset_index(drop=True)
 
@@ -363,7 +378,7 @@ def approach_1(
     for _ in range(bootstrap):
         shift = noise * rng.standard_normal(len(envelope.run_ids)) / np.sqrt(envelope.seeds)
         optima.append(envelope.optima(shift, method))
-        loss = envelope.lowest(shift)[1]
+        loss = envelope.best_so_far(shift)[2]
         covered = np.isfinite(loss)
         losses.append(pd.DataFrame({"flops": envelope.flops[covered], "loss": loss[covered]}))
     return _replicated(result, optima, noise, losses)

@@ -79,6 +79,37 @@ def test_approach_1_follows_the_envelope_of_the_curves():
     assert frontier["params"].nunique() > 5
 
 
+def size_by_tokens_grid():
+    """Every size trained to the same three token budgets (the smoke grid's shape), each run
+    evaluated 8 times: a small size's longest run ends at a compute where only larger sizes,
+    far from their optimum there, carry on."""
+    runs, curves = [], {}
+    for N in np.logspace(4, 6, 5):
+        for D in (2e5, 2e6, 2e7):
+            run_id = f"N{N:.3g}-D{D:.0e}"
+            tokens = D * np.arange(1, 9) / 8
+            curves[run_id] = pd.DataFrame({"tokens": tokens, "flops": 6 * N * tokens,
+                                           "val_loss": LAW.loss(N, tokens)})  # fmt: skip
+            runs.append({"run_id": run_id, "name": run_id, "params": N, "tokens": D,
+                         "flops_per_token": 6 * N})  # fmt: skip
+    return pd.DataFrame(runs), curves
+
+
+def test_approach_1s_envelope_is_a_running_minimum_of_loss_over_compute():
+    runs, curves = size_by_tokens_grid()
+    result = approach_1(curves, runs, noise=0.005, bootstrap=50)
+    envelope = result.envelope
+    # The best loss for a compute is never worse than a smaller compute's: stop there.
+    assert (np.diff(envelope["loss"]) <= 0).all()
+    # Past the end of the smallest size's shortest run the envelope holds that run's loss,
+    # and names it, until a run does better.
+    ended = 6 * 1e4 * 2e5
+    first_after = envelope[envelope["flops"] > ended * 1.02].iloc[0]
+    assert first_after["name"] == "N1e+04-D2e+05"
+    assert first_after["tokens"] <= 2e5
+    assert result.loss_law is not None and result.loss_law.samples
+
+
 def test_approach_1_refuses_when_one_run_is_lowest_everywhere():
     runs = pd.DataFrame(
         [
