@@ -5,7 +5,9 @@ from __future__ import annotations
 LOSS_VS_COMPUTE = (
     "Validation curves of every finished run (thin), final losses (dots), their lower "
     "envelope (approach 1, black) and the Chinchilla fit's lowest loss at each compute with "
-    "its 95% bootstrap band, over sizes from 1/100 to 100 times the grid's. FLOPs are the "
+    "its 95% bootstrap band: solid over the grid's compute, the best of the models it "
+    "trained (its sizes, at token counts within its own); dotted on grey beyond it, an "
+    "extrapolation whose sizes and tokens widen in proportion to the compute. FLOPs are the "
     "grid's own (output head and attention counted): the frontier takes each size's FLOPs "
     "per token from a power law fitted to the grid's sizes."
 )
@@ -13,7 +15,8 @@ TRUNKS_AND_BRANCHES = (
     "Validation curves of the WSD trunks (dashed: constant learning rate) and of their "
     "cooldown branches (thin, each from its branch point to its budget), final losses (dots), "
     "approach 1's lower envelope (black) and the Chinchilla fit's lowest loss at each compute "
-    "with its 95% bootstrap band. The branches are the grid's points. Only a branch's end is "
+    "with its 95% bootstrap band (dotted on grey beyond the grid's compute: an "
+    "extrapolation). The branches are the grid's points. Only a branch's end is "
     "annealed, so approach 1 joins each size's final losses into its curve."
 )
 ISOFLOP_PARABOLAS = (

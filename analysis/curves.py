@@ -21,11 +21,12 @@ from analysis.timing import SeqLenCost
 from scaling.contract import DENSE, VAL_LOSS, parse_attention
 
 BAND_SAMPLES = 300  # bootstrap laws a band is drawn from: enough for its 2.5% and 97.5% points
+SIZES_PER_COMPUTE = 100  # the frontier's search for the best size at each compute
 
 
 @dataclass(frozen=True)
 class Curves:
-    frontier: pd.DataFrame  # flops, loss, low, high: the fit's best loss at each compute
+    frontier: pd.DataFrame  # flops, loss, low, high, extrapolated: the fit's best loss per compute
     fixed_tokens: pd.DataFrame  # tokens, params, loss, low, high: the fit's slices at fixed D
     isoflop: pd.DataFrame  # flops, params, loss: a parabola, or the fit's profile, per budget
     isoflop_minima: pd.DataFrame  # flops, params, loss
@@ -47,25 +48,48 @@ def _grid_flops_per_token(points: pd.DataFrame) -> PowerLaw:
     return fit_power_law(points["params"], points["flops_per_token"], "FLOPs per token")
 
 
+def _sizes_per_compute(C: np.ndarray, points: pd.DataFrame, per_token: PowerLaw) -> np.ndarray:
+    """Per compute, a row of sizes spanning the models the grid trained there: sizes within
+    its own whose tokens, C / flops_per_token(N), lie within its own. Beyond the grid's
+    compute both ranges widen in proportion to it (at 30 times its largest compute, sizes and
+    tokens up to 30 times its largest), so the models stay joined to the grid's edge."""
+    below = np.minimum(1, C / points["flops"].min())
+    above = np.maximum(1, C / points["flops"].max())
+    tokens = points["flops"] / per_token(points["params"])  # as the law's FLOPs count them
+
+    def size_at(flops_per_token: np.ndarray) -> np.ndarray:
+        return (flops_per_token / per_token.coefficient) ** (1 / per_token.exponent)
+
+    smallest = np.maximum(points["params"].min() * below, size_at(C / (tokens.max() * above)))
+    largest = np.minimum(points["params"].max() * above, size_at(C / (tokens.min() * below)))
+    return np.geomspace(smallest, np.maximum(smallest, largest), SIZES_PER_COMPUTE, axis=1)
+
+
 def frontier(fit: ChinchillaFit | None, points: pd.DataFrame) -> pd.DataFrame:
-    """min over N of L(N, C / flops_per_token(N)) from 1/3 to 30 times the grid's compute,
-    with N from 1/100 to 100 times its sizes: the compute-optimal loss in the grid's FLOPs."""
+    """The fit's best loss at each compute from 1/3 to 30 times the grid's, min over N of
+    L(N, C / flops_per_token(N)) in the grid's own FLOPs. Inside the grid's compute N ranges
+    over the models the grid trained (its sizes, at token counts within its own), so the line
+    can be read against the runs; beyond it (`extrapolated`) the ranges widen with the
+    compute, and since N_opt and D_opt grow slower than C the line follows the law's optimum
+    wherever the grid brackets it at its edge."""
+    columns = ["flops", "loss", "low", "high", "extrapolated"]
     if fit is None:
-        return pd.DataFrame(columns=["flops", "loss", "low", "high"])
+        return pd.DataFrame(columns=columns)
     per_token = _grid_flops_per_token(points)
-    flops = points["flops"]
-    C = np.logspace(np.log10(flops.min() / 3), np.log10(flops.max() * 30), 60)
-    N = np.logspace(np.log10(points["params"].min() / 100), np.log10(points["params"].max() * 100))
-    D = C[:, None] / per_token(N)[None, :]
+    c_min, c_max = points["flops"].min(), points["flops"].max()
+    C = np.unique(np.r_[np.geomspace(c_min / 3, c_max * 30, 60), c_min, c_max])
+    N = _sizes_per_compute(C, points, per_token)
+    D = C[:, None] / per_token(N)
 
     def best(law) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return np.nanmin(law.loss(N[None, :], D), axis=1)
+            return np.nanmin(law.loss(N, D), axis=1)
 
     low = high = np.full_like(C, np.nan)
     if fit.samples:
         low, high = _band(np.array([best(law) for law in fit.samples[:BAND_SAMPLES]]))
-    return pd.DataFrame({"flops": C, "loss": best(fit.law), "low": low, "high": high})
+    extrapolated = (C < c_min) | (C > c_max)
+    return pd.DataFrame(dict(zip(columns, (C, best(fit.law), low, high, extrapolated))))
 
 
 def fixed_tokens(fit: ChinchillaFit | None, points: pd.DataFrame) -> pd.DataFrame:

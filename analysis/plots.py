@@ -98,9 +98,7 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
         ax.plot(envelope["flops"], envelope["loss"], color="black", lw=2.5, label="lower envelope")
     best = curves.frontier
     if len(best):
-        ax.plot(
-            best["flops"], best["loss"], "--", color="crimson", label="Chinchilla fit: best loss"
-        )
+        _frontier(ax, best)
         if best["low"].notna().any():
             ax.fill_between(
                 best["flops"],
@@ -114,6 +112,17 @@ def loss_vs_compute(a: Analysis, curves: Curves, path: Path) -> None:
     ax.set_title(f"Loss against compute{_at_length(a)}")
     ax.legend(fontsize=8)
     save(fig, path)
+
+
+def _frontier(ax, best: pd.DataFrame) -> None:
+    """The fit's best loss: solid over the grid's compute, dotted beyond it on grey."""
+    inside = best[~best["extrapolated"]]
+    low, high = inside["flops"].min(), inside["flops"].max()
+    ax.plot(inside["flops"], inside["loss"], color="crimson", label="Chinchilla fit: best loss")
+    for i, side in enumerate((best[best["flops"] <= low], best[best["flops"] >= high])):
+        ax.plot(side["flops"], side["loss"], ":", color="crimson")
+        ax.axvspan(side["flops"].min(), side["flops"].max(), color="grey", alpha=0.1,
+                   label=None if i else "extrapolation")  # fmt: skip
 
 
 def loss_vs_params(a: Analysis, curves: Curves, path: Path) -> None:

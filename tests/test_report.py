@@ -426,3 +426,36 @@ def test_a_report_can_be_made_from_a_csv_of_final_results(tmp_path):
     assert fits["chinchilla"]["alpha"]["value"] == pytest.approx(LAW.alpha, abs=0.02)
     assert fits["time"]["per_token_vs_params"] == {}  # nothing was timed, and it says so
     assert len(list((out / "plots").iterdir())) == 9
+
+
+def final_results_csv(path: Path, sizes, tokens) -> Path:
+    """A CSV of final (N, D, loss) rows on LAW, one per size and token count."""
+    rows = [f"{N},{D},{LAW.loss(N, D)}" for N in sizes for D in tokens]
+    path.write_text("N,D,loss\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_the_fitted_frontier_is_drawn_over_the_sizes_trained_and_marked_beyond(tmp_path):
+    """Every size is larger than the law's optimum at every compute of this grid (7e8
+    parameters at its largest), so where its smallest size trained that long, that size is
+    the best the grid's models reach: the frontier runs through its runs, not below every
+    run as the law's optimum over sizes the grid never trained would."""
+    from analysis import curves
+    from analysis.analyse import analyse
+    from analysis.runs import from_csv
+
+    csv = final_results_csv(tmp_path / "results.csv", (1e9, 3e9, 1e10), (1e8, 3e8, 1e9))
+    runs = from_csv(str(csv), {"params": "N", "tokens": "D", "val_loss": "loss"})
+    a = analyse(runs, "results", source=str(csv), bootstrap=20)
+    frontier = curves.tabulate(a).frontier
+    low, high = a.points["flops"].min(), a.points["flops"].max()
+    inside = frontier[~frontier["extrapolated"]]
+    assert inside["flops"].min() == pytest.approx(low) and inside["flops"].max() == high
+    smallest = a.points[a.points["params"] == 1e9]
+    through = np.interp(np.log(smallest["flops"]), np.log(inside["flops"]), inside["loss"])
+    assert through == pytest.approx(smallest["val_loss"].to_numpy(), rel=2e-3)
+    # Beyond the grid's compute, on both sides, the line is an extrapolation, and says so.
+    beyond = frontier[frontier["extrapolated"]]
+    assert ((beyond["flops"] < low) | (beyond["flops"] > high)).all()
+    assert beyond["flops"].min() < low and beyond["flops"].max() > high
+    assert (np.diff(frontier["loss"]) <= 0).all()  # joined, and never rising with compute
