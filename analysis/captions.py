@@ -21,12 +21,14 @@ TRUNKS_AND_BRANCHES = (
 )
 ISOFLOP_PARABOLAS = (
     "Final loss against model size, coloured by training FLOPs; approach 2's parabolas in "
-    "log N (solid) and their minima (stars)."
+    "log N (solid) and their minima (stars), each within the sizes its parabola went "
+    "through: a budget whose minimum falls outside them has no star, and the text says why."
 )
 ISOFLOP_FROM_LAW = (
     "Final loss against model size, coloured by training FLOPs; the grid has no FLOP budget "
     "with 3 sizes, so the dashed lines are the Chinchilla fit's profiles at three budgets "
-    "across the grid, with their minima (stars) where they fall inside the sizes drawn."
+    "across the grid, with their minima (stars) only where they fall within the sizes "
+    "trained: approach 2's rule, which places no optimum outside the sizes tried."
 )
 LOSS_VS_PARAMS = (
     "Final losses coloured by training tokens, and the Chinchilla fit at the smallest, "

@@ -15,7 +15,7 @@ import pandas as pd
 from analysis import inference
 from analysis.analyse import Analysis, Refused, model_name
 from analysis.fit import ChinchillaFit, fit_power_law
-from analysis.frontier import ComputeOptimal, isoflop_budgets
+from analysis.frontier import ComputeOptimal, isoflop_budgets, within_sizes_tried
 from analysis.laws import PowerLaw
 from analysis.timing import SeqLenCost
 from scaling.contract import DENSE, VAL_LOSS, parse_attention
@@ -115,7 +115,7 @@ def isoflop(
 ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """Loss against log N per FLOP budget, and each profile's minimum: approach 2's parabolas
     over the sizes each budget tried; without any, the fit's profiles at three budgets across
-    the grid, a minimum only where it falls inside the sizes drawn."""
+    the grid, a minimum only where it falls within the sizes trained (approach 2's rule)."""
     lines, minima = [], []
     parabolas = approach_2.parabolas if approach_2 is not None else []
     if parabolas:
@@ -138,7 +138,7 @@ def isoflop(
             loss = fit.law.loss(N, C / per_token(N))
             lines.append((C, N, loss))
             k = int(np.nanargmin(loss))
-            if 0 < k < len(N) - 1:  # a minimum at the edge of the sizes drawn is no minimum
+            if within_sizes_tried(N[k], points["params"]):  # as approach 2 places its optima
                 minima.append((C, N[k], loss[k]))
     frame = pd.concat(
         [pd.DataFrame({"flops": C, "params": N, "loss": L}) for C, N, L in lines]

@@ -15,7 +15,8 @@
   lowest point and two neighbours each side (one parabola across a wide sweep is pulled
   towards the sweep's centre, since a profile is a parabola only near its minimum; one
   neighbour each side is too noisy: `benchmarks/estimators.py`). A budget whose lowest
-  point is an end of its sizes says so instead of extrapolating.
+  point is an end of its sizes, or whose parabola's vertex lies beyond the sizes it went
+  through, says so instead of extrapolating: no optimum outside the sizes tried.
 - The intervals of both come from a bootstrap that adds noise of the grid's measured size to
   the losses (each run's curve shifted as a whole: a seed moves a run's curve, not each point
   on its own), rather than from the fitted points, which are neither independent (approach 1's
@@ -404,20 +405,43 @@ def isoflop_budgets(flops) -> np.ndarray:
     return labels
 
 
-def local_minimum(log_n: np.ndarray, loss: np.ndarray, neighbours: int = NEIGHBOURS):
+def within_sizes_tried(n: float, sizes) -> bool:
+    """Approach 2's rule for any minimum in N, the plots' included: it lies within the sizes
+    tried. Beyond them a parabola or a law only extrapolates, and no minimum was found."""
+    return bool(np.min(sizes) <= n <= np.max(sizes))
+
+
+def local_minimum(
+    log_n: np.ndarray, loss: np.ndarray, neighbours: int = NEIGHBOURS
+) -> tuple[float, np.ndarray, tuple[int, int]] | str:
     """The minimum of loss in log N from the parabola through the lowest point and
-    `neighbours` sizes each side (least squares where it has more than 3 points); None where
-    the lowest point is an end of the sizes or the parabola opens downwards. Returns the
-    vertex, the coefficients and the window's (first, last) index, sizes in ascending order."""
+    `neighbours` sizes each side (least squares where it has more than 3 points). Returns the
+    vertex, the coefficients and the window's (first, last) index, sizes in ascending order;
+    or, where no minimum lies within the sizes tried, why not: the lowest point is an end of
+    the sizes, the parabola opens downwards, or its vertex lies beyond the sizes it went
+    through."""
     lowest = int(np.argmin(loss))
     if lowest == 0 or lowest == len(loss) - 1:
-        return None
+        return (
+            f"no interior minimum (lowest loss at N = {np.exp(log_n[lowest]):.3g}, an end of "
+            "the sizes tried), so N_opt lies outside the grid"
+        )
     first, last = max(0, lowest - neighbours), min(len(loss), lowest + neighbours + 1)
     coefficients = np.polyfit(log_n[first:last], loss[first:last], 2)
     curvature, slope, _ = coefficients
     if curvature <= 0:
-        return None
-    return -slope / (2 * curvature), coefficients, (first, last - 1)
+        return (
+            "no minimum (the parabola through the lowest loss and its neighbours opens downwards)"
+        )
+    vertex = -slope / (2 * curvature)
+    window = np.exp(log_n[first:last])
+    if not within_sizes_tried(np.exp(vertex), window):
+        return (
+            "no interior minimum (the parabola through the lowest loss and its neighbours has "
+            f"its vertex at N = {np.exp(vertex):.3g}, outside the sizes it went through, "
+            f"{window[0]:.3g} to {window[-1]:.3g})"
+        )
+    return vertex, coefficients, (first, last - 1)
 
 
 @dataclass
@@ -451,12 +475,8 @@ class _IsoFLOP:
                 continue
             mean = np.array([loss[r].mean() for r in rows])
             found = local_minimum(log_n, mean, neighbours)
-            if found is None:
-                refused.append(
-                    f"{where}: no interior minimum (lowest loss at N = "
-                    f"{np.exp(log_n[mean.argmin()]):.3g}, an end of the sizes tried), so "
-                    "N_opt lies outside the grid"
-                )
+            if isinstance(found, str):
+                refused.append(f"{where}: {found}")
                 continue
             vertex, coefficients, (first, last) = found
             # Tokens at the optimum: log D is linear in log N along an IsoFLOP line.

@@ -56,6 +56,27 @@ def test_approach_2_refuses_a_budget_without_an_interior_minimum():
         approach_2(two["params"], two["tokens"], two["flops"], two["loss"])
 
 
+def test_approach_2_refuses_a_budget_whose_parabola_has_its_minimum_beyond_its_sizes():
+    """At 1e21 FLOPs the second size is lowest, by less than the steep rise after it: the
+    parabola through it and its neighbours has its vertex below the smallest size tried.
+    Approach 2 places no optimum outside the sizes tried, as where the lowest is an end."""
+    N = np.logspace(8, 10, 5)
+    lopsided = pd.DataFrame(
+        {"params": N, "tokens": 1e21 / (6 * N), "flops": 1e21, "loss": [3.01, 3, 3.07, 3.09, 3.25]}
+    )
+    grid = pd.concat([isoflop_grid([1e19, 1e20]), lopsided], ignore_index=True)
+    result = approach_2(*(grid[c] for c in ("params", "tokens", "flops", "loss")))
+    assert result.refused == [
+        "budget 1e+21 FLOPs: no interior minimum (the parabola through the lowest loss and its "
+        "neighbours has its vertex at N = 5.21e+07, outside the sizes it went through, 1e+08 "
+        "to 3.16e+09)"
+    ]
+    assert len(result.parabolas) == 2
+    for parabola in result.parabolas:
+        smallest, largest = parabola["sizes"]
+        assert smallest <= parabola["n_opt"] <= largest
+
+
 def test_points_within_10_percent_share_a_budget():
     labels = isoflop_budgets([1e18, 1.05e18, 0.97e18, 3e18, 3.2e18, 1e19])
     assert len(set(labels[:3])) == 1 and len(set(labels[3:5])) == 1

@@ -459,3 +459,20 @@ def test_the_fitted_frontier_is_drawn_over_the_sizes_trained_and_marked_beyond(t
     assert ((beyond["flops"] < low) | (beyond["flops"] > high)).all()
     assert beyond["flops"].min() < low and beyond["flops"].max() > high
     assert (np.diff(frontier["loss"]) <= 0).all()  # joined, and never rising with compute
+
+
+def test_the_isoflop_plot_stars_no_optimum_outside_the_sizes_trained(tmp_path):
+    """No FLOP budget of a size x tokens grid has 3 sizes, so the plot draws the fit's profiles
+    at three budgets. At the grid's largest compute the law's optimum, 3.6e7 parameters, is
+    above the largest size trained: approach 2 would refuse it, and the plot stars it no more."""
+    from analysis import curves
+    from analysis.analyse import analyse
+    from analysis.runs import from_csv
+
+    sizes = (1e6, 3e6, 1e7, 3e7)
+    csv = final_results_csv(tmp_path / "results.csv", sizes, (1e8, 3e8, 1e9))
+    runs = from_csv(str(csv), {"params": "N", "tokens": "D", "val_loss": "loss"})
+    drawn = curves.tabulate(analyse(runs, "results", source=str(csv), bootstrap=20))
+    assert drawn.isoflop_from_law and drawn.isoflop["flops"].nunique() == 3
+    minima = drawn.isoflop_minima
+    assert len(minima) == 2 and minima["params"].between(min(sizes), max(sizes)).all()
