@@ -594,6 +594,11 @@ def held_out_prediction(params, tokens, loss, bootstrap: int = 200, seed: int = 
             "held-out prediction: without the largest size fewer than 2 sizes remain to fit"
         )
     fit = fit_chinchilla(N[train], D[train], L[train], bootstrap=bootstrap, seed=seed)
+    if fit.law.alpha <= 0:  # its prediction for a larger size would mean nothing
+        raise FitError(
+            f"held-out prediction: the law fitted without the largest size has alpha = "
+            f"{fit.law.alpha:.3g} (loss rising with size), so it cannot predict a larger one"
+        )
     rows = []
     for d, actual in zip(D[~train], L[~train]):
         predicted = float(fit.law.loss(largest, d))

@@ -162,6 +162,17 @@ def test_the_held_out_size_is_predicted_from_the_smaller_ones():
         held_out_prediction(N[N <= N[4]], D[N <= N[4]], L[N <= N[4]])
 
 
+def test_a_held_out_refit_whose_loss_rises_with_size_says_so_rather_than_predicting():
+    # The smaller sizes trained worse the larger they are (as an LR too high for the larger
+    # ones leaves them): the refit's alpha is negative, and its "prediction" for a larger
+    # size would be any number at all (a real grid's was 1e13).
+    N = np.repeat([1e6, 2e6, 4e6, 8e6], 3)
+    D = np.tile([1e8, 2e8, 4e8], 4)
+    L = 2 + 50 / D**0.3 + 0.01 * np.log(N)
+    with pytest.raises(FitError, match=r"loss rising with size"):
+        held_out_prediction(N, D, L, bootstrap=20)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_loss_against_params_at_fixed_tokens_recovers_E_A_alpha(seed):
     rng = np.random.default_rng(seed)
