@@ -435,7 +435,7 @@ def _max_failures() -> int:
 def status(args) -> int:
     from scaling.tracking import Tracker
 
-    tracker = Tracker(args.tracking_uri)
+    tracker = Tracker(args.tracking_uri, create=False)
     tracker.check_reachable()
     runs = sorted(
         tracker.latest_trial_runs(args.experiment),
@@ -560,7 +560,7 @@ def report(args) -> int:
         tracker, name = None, Path(args.csv).stem
         runs, source = _read_results(args), f"CSV {args.csv}"
     else:
-        tracker, name = Tracker(args.tracking_uri), args.experiment
+        tracker, name = Tracker(args.tracking_uri, create=False), args.experiment
         tracker.check_reachable()
         runs, source = from_mlflow(tracker.tracking_uri, name), f"MLflow {tracker.tracking_uri}"
     try:
@@ -617,11 +617,14 @@ def _report_summary(analysis) -> str:
 def ui(args) -> int:
     import mlflow
 
+    from scaling.tracking import refuse_missing_store
+
     uri = args.tracking_uri or mlflow.get_tracking_uri()
     if uri.startswith(("http://", "https://")):
         raise UsageError(
             f"--tracking-uri: {uri} is already a tracking server; open it in a browser"
         )
+    refuse_missing_store(uri)  # `mlflow server` would make an empty one
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     command = [
         str(mlflow_bin) if mlflow_bin.exists() else "mlflow",
@@ -652,7 +655,7 @@ def sample(args) -> int:
     from scaling import inference
     from scaling.tracking import Tracker
 
-    tracker = Tracker(args.tracking_uri)
+    tracker = Tracker(args.tracking_uri, create=False)
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = tracker.download_checkpoint(args.run_id, scratch)
         model, trial = inference.load_model(checkpoint)

@@ -97,11 +97,18 @@ def latest_trial_runs(client: Any, experiment_id: str, parent_run_id: str | None
     return list(latest.values())
 
 
+# What to do when a command that reads finds no store, or not the experiment: the tracking
+# URI defaults to ./mlflow.db, so the usual cause is the working folder.
+WHERE_THE_STORE_IS = "run it where you ran `scaling run`, or pass --tracking-uri"
+
+
 class NoSuchExperiment(LookupError):
     """The store has no experiment of that name; the message is the one line the user sees."""
 
     def __init__(self, name: str, tracking_uri: str):
-        super().__init__(f"experiment: no experiment '{name}' in {tracking_uri}")
+        super().__init__(
+            f"experiment: no experiment '{name}' in {tracking_uri}: {WHERE_THE_STORE_IS}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import mlflow
 import psutil
@@ -51,6 +52,7 @@ from scaling.contract import (
     TRIAL_PARAMS,
     TRUNK_NAME,
     VAL_LOSS,
+    WHERE_THE_STORE_IS,
     NoSuchExperiment,
     Status,
     grid_runs_filter,
@@ -72,15 +74,30 @@ def driver_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The file of a SQLite store's URI (sqlite:///relative or sqlite:////absolute), else None."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(tracking_uri.removeprefix("sqlite:///").partition("?")[0]))
+
+
+def refuse_missing_store(tracking_uri: str) -> None:
+    """TrackingError if `tracking_uri` names a SQLite file that is not there: MLflow would
+    create an empty store on sight, and a command that only reads must leave none behind."""
+    path = _sqlite_file(tracking_uri)
+    if path is not None and not path.exists():
+        raise TrackingError(f"no tracking store at {path}: {WHERE_THE_STORE_IS}")
+
+
 @contextlib.contextmanager
 def _creating(tracking_uri: str) -> Iterator[None]:
     """Two drivers opening a new SQLite store at once would both create its tables, and one
     would fail: the first use of a SQLite store holds a lock on the folder it lies in."""
-    path = tracking_uri.removeprefix("sqlite:///")
-    if path == tracking_uri or not Path(path).parent.is_dir():
+    path = _sqlite_file(tracking_uri)
+    if path is None or not path.parent.is_dir():
         yield
         return
-    folder = os.open(Path(path).parent, os.O_RDONLY)
+    folder = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         yield
@@ -142,9 +159,14 @@ class Tracker:
     """Reads through MlflowClient; writes through `writer`: the client itself, or once a grid
     starts (`spool_in`) a Spool, which journals them and lets none fail for want of a store."""
 
-    def __init__(self, tracking_uri: str | None = None):
-        with _creating(tracking_uri or mlflow.get_tracking_uri()):
-            self.client = MlflowClient(tracking_uri)
+    def __init__(self, tracking_uri: str | None = None, create: bool = True):
+        """Without `create` (a command that only reads), a SQLite store that is not there is
+        refused (TrackingError) instead of made."""
+        uri = tracking_uri or mlflow.get_tracking_uri()
+        if not create:
+            refuse_missing_store(uri)
+        with _creating(uri):
+            self.client = MlflowClient(uri)
         self.tracking_uri = self.client.tracking_uri
         self.writer: MlflowClient | Spool = self.client
         self._beating = threading.Event()  # set: no heartbeat runs

@@ -16,6 +16,7 @@ from helpers import scaling, write_spec
 
 from analysis.laws import ChinchillaLaw
 from scaling import spec as spec_lib
+from scaling.cli import main
 from scaling.tracking import Tracker
 
 # Chinchilla's law; at 1e11..1e12 FLOPs its N_opt (4e4..1e5) lies inside the sizes below.
@@ -300,7 +301,10 @@ def test_bad_report_requests_get_one_line(report, tmp_path):
     uri = report["uri"]
     missing = scaling("report", "nosuch", "--tracking-uri", uri, "--out", str(tmp_path / "r"))
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"experiment: no experiment 'nosuch' in {uri}"
+    assert missing.stderr.strip() == (
+        f"experiment: no experiment 'nosuch' in {uri}: run it where you ran `scaling run`, "
+        "or pass --tracking-uri"
+    )
     bad = scaling("report", "known-laws", "--tracking-uri", uri, "--budgets", "1e18,lots")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "--budgets: must be numbers separated by commas, got '1e18,lots'"
@@ -310,6 +314,20 @@ def test_bad_report_requests_get_one_line(report, tmp_path):
     gpu = scaling("report", "known-laws", "--tracking-uri", uri, "--gpu", "TPU9")
     assert gpu.returncode == 2 and gpu.stderr.startswith("--gpu: unknown GPU 'TPU9', known: H200")
     assert not (tmp_path / "r").exists()
+
+
+def test_commands_that_only_read_leave_no_store_where_there_was_none(tmp_path, monkeypatch, capsys):
+    """From a folder without a store (MLflow's default store is ./mlflow.db), a command that
+    only reads says where to look instead, and leaves the folder as it found it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for command in (["report", "smoke"], ["status", "smoke"], ["sample", "0123abcd"]):
+        assert main(command) == 2, command
+        assert capsys.readouterr().err == (
+            f"no tracking store at {Path.cwd() / 'mlflow.db'}: run it where you ran "
+            "`scaling run`, or pass --tracking-uri\n"
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_experiment_with_nothing_finished_is_refused_with_its_reason():

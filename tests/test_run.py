@@ -163,7 +163,11 @@ def test_status_prints_the_trials_by_status(grid):
     assert "pair: 2 FINISHED" in result.stdout
     assert "L1-d32-T32-s0" in result.stdout and "L1-d32-T64-s0" in result.stdout
     missing = scaling("status", "nope", "--tracking-uri", grid["uri"])
-    assert missing.returncode == 2 and "no experiment 'nope'" in missing.stderr
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"experiment: no experiment 'nope' in {grid['uri']}: run it where you ran "
+        "`scaling run`, or pass --tracking-uri\n"
+    )
 
 
 def ray_sessions() -> set[Path]:
@@ -263,6 +267,20 @@ def test_the_dashboard_serves_the_runs_over_rest(grid):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_dashboard_of_a_store_that_is_not_there_is_refused(tmp_path):
+    """`mlflow server` would create the store it is pointed at: a misplaced path would show an
+    empty dashboard and leave an empty store behind."""
+    missing = tmp_path / "mlflow.db"
+    result = scaling("ui", "--tracking-uri", f"sqlite:///{missing}", "--port", str(free_port()),
+                     cwd=tmp_path, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"no tracking store at {missing}: run it where you ran `scaling run`, or pass "
+        "--tracking-uri\n"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_analysis_side_reads_the_grid_back_as_one_table(grid):
