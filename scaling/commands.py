@@ -231,14 +231,16 @@ def _outcome(outcome, spec: spec_lib.Spec, resume: str) -> int:
     if outcome is None or outcome.interrupted:
         print(f"interrupted: finished trials are kept. Resume with: {resume}", file=sys.stderr)
         return 130
+    done = (
+        f"{Status.FINISHED} or {Status.STOPPED}" if spec.search.stop_hopeless else Status.FINISHED
+    )
+    if outcome.parent_run_id is None:
+        n = len(outcome.skipped)
+        print(f"nothing to run: {n} of {n} already {done}")
+        return 0
     counts = Counter(outcome.statuses.values())
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     if outcome.skipped:
-        done = (
-            f"{Status.FINISHED} or {Status.STOPPED}"
-            if spec.search.stop_hopeless
-            else Status.FINISHED
-        )
         skipped = f"{len(outcome.skipped)} skipped (already {done})"
         summary += (", " if summary else "") + skipped
     print(f"grid done: {summary}; parent run {outcome.parent_run_id}")

@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # the driver's side only: workers need not import MLflow
 
 @dataclass
 class GridOutcome:
-    parent_run_id: str
+    parent_run_id: str | None  # None: nothing was left to run, so no grid run was made
     statuses: dict[str, Status] = field(default_factory=dict)  # trial name -> status
     skipped: list[str] = field(default_factory=list)  # finished by an earlier run of the spec
     interrupted: bool = False
@@ -498,7 +498,8 @@ def run_grid(
 ) -> GridOutcome:
     """Run the trials not FINISHED in the experiment before, on the Ray at `address` (see
     `connect`); a trial that raises or whose worker dies is retried `max_failures` times,
-    from its last resume point. With nothing left to run, Ray is not started at all.
+    from its last resume point. With nothing left to run, nothing starts: no Ray, and no grid
+    run, which would otherwise become the latest grid run a report attaches itself to.
 
     A WSD grid's trunk runs only while a branch still needs a point it has not saved, and
     resumes from the last one it saved."""
@@ -510,19 +511,17 @@ def run_grid(
         if t.kind == TRUNK
     }
     todo = _to_run(trials, finished, saved)
+    skipped = [t.name for t in trials if t.trial_id in finished and t.kind != TRUNK]
     tracker.claim(spec.experiment)  # before Ray starts: a second driver refuses at once
-    if todo:
-        connect(address)
-        check_storage(storage)  # before MLflow is written to: a refusal leaves no trace
+    if not todo:
+        return GridOutcome(None, skipped=skipped)
+    connect(address)
+    check_storage(storage)  # before MLflow is written to: a refusal leaves no trace
     experiment_id = tracker.experiment_id(spec.experiment)
     parent = tracker.start_grid(experiment_id, spec, spec_path, trials)
     _claim(tracker, spec.experiment, parent)  # one started beside this one?
     tracker.beat(parent)  # until the driver's writes are in (commands.run stops it)
-    skipped = [t.name for t in trials if t.trial_id in finished and t.kind != TRUNK]
     outcome = GridOutcome(parent, skipped=skipped)
-    if not todo:
-        tracker.end_grid(parent, Status.FINISHED)
-        return outcome
     tracking = TrackingCallback(tracker, experiment_id, parent)
     queue = RunQueue(todo, saved)
     scheduler = HopelessStopper(spec.search) if spec.search.stop_hopeless else None

@@ -211,8 +211,8 @@ class Tracker:
         return latest_trial_runs(self.client, self.experiment_id(experiment, create=False))
 
     def attach_report(self, experiment: str, folder: Path) -> str | None:
-        """Log a report's files to the experiment's latest grid run, where the dashboard
-        shows them; returns that run's id (None when no grid ran in the experiment)."""
+        """Log a report's files to the experiment's latest grid run that holds trials, where
+        the dashboard shows them; returns that run's id (None when no grid ran a trial)."""
         grid = self._latest_grid_run(experiment)
         if grid is None:
             return None
@@ -220,8 +220,8 @@ class Tracker:
         return grid.info.run_id
 
     def grid_spec(self, experiment: str) -> Spec | None:
-        """The spec the experiment's latest grid run was started with, as it was then (None
-        when no grid ran, or its spec cannot be read back)."""
+        """The spec the experiment's latest grid run that holds trials was started with, as it
+        was then (None when no grid ran a trial, or its spec cannot be read back)."""
         grid = self._latest_grid_run(experiment)
         if grid is None or SPEC_FILE not in grid.data.tags:
             return None
@@ -235,13 +235,18 @@ class Tracker:
                 return None
 
     def _latest_grid_run(self, experiment: str):
+        """The newest grid run with a trial run under it: older versions made an empty grid
+        run for a rerun that had nothing left to run."""
+        experiment_id = self.experiment_id(experiment, create=False)
         grids = self.client.search_runs(
-            [self.experiment_id(experiment, create=False)],
-            grid_runs_filter(),
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+            [experiment_id], grid_runs_filter(), order_by=["attributes.start_time DESC"]
         )
-        return grids[0] if grids else None
+        for grid in grids:
+            if self.client.search_runs(
+                [experiment_id], trial_runs_filter(grid.info.run_id), max_results=1
+            ):
+                return grid
+        return None
 
     def download_checkpoint(self, run_id: str, into: str | Path) -> Path:
         """A finished trial's checkpoint, downloaded into `into`."""

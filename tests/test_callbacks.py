@@ -5,11 +5,13 @@ report them, with a real MLflow store behind the tracking callback. No Ray is st
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_spec
+import ray
+from helpers import tiny_spec, write_spec
 from mlflow import MlflowClient
 from ray import tune
 from ray.train._internal.session import _TrainingResult
@@ -18,13 +20,15 @@ from ray.tune.experiment import Trial
 from ray.tune.result import EXPR_ERROR_FILE
 from rich.console import Console
 
-from scaling.contract import Status
-from scaling.grid import GridOutcome, TrackingCallback
+from scaling.contract import Status, grid_runs_filter
+from scaling.grid import GridOutcome, TrackingCallback, run_grid
 from scaling.progress import GridProgress
 from scaling.spec import expand, parse
 from scaling.tracking import Tracker
 
-TRIALS = expand(parse(tiny_spec("callbacks", grid={"seq_len": [32, 64], "tokens": [32768]})))
+SPEC_DICT = tiny_spec("callbacks", grid={"seq_len": [32, 64], "tokens": [32768]})
+SPEC = parse(SPEC_DICT)
+TRIALS = expand(SPEC)
 
 
 def tune_trial(spec, storage: Path) -> Trial:
@@ -192,6 +196,47 @@ def test_a_run_tagged_finished_whose_driver_died_before_closing_it_is_not_finish
     tracker.end_trial(done, Status.FINISHED)
     tracker.client.set_tag(half, "scaling.status", "FINISHED")  # and then the SIGKILL
     assert tracker.finished_trial_ids("callbacks") == {TRIALS[0].trial_id}
+
+
+def finished_grid(tmp_path: Path) -> tuple[Tracker, str, Path, str]:
+    """A store where one grid run trained every trial of TRIALS to FINISHED; returns the
+    tracker, the experiment's id, the spec file and the grid run's id."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = tracker.experiment_id("callbacks")
+    spec_file = write_spec(tmp_path / "callbacks.yaml", SPEC_DICT)
+    parent = tracker.start_grid(experiment_id, SPEC, spec_file, TRIALS)
+    for trial in TRIALS:
+        tracker.end_trial(tracker.start_trial(experiment_id, parent, trial), Status.FINISHED)
+    tracker.end_grid(parent)
+    return tracker, experiment_id, spec_file, parent
+
+
+def test_a_rerun_with_nothing_left_to_do_starts_nothing_and_makes_no_grid_run(tmp_path):
+    tracker, experiment_id, spec_file, parent = finished_grid(tmp_path)
+    outcome = run_grid(SPEC, spec_file, TRIALS, tracker, str(tmp_path / "runs"))
+    assert outcome.parent_run_id is None and outcome.ok
+    assert outcome.skipped == [t.name for t in TRIALS] and outcome.statuses == {}
+    grids = tracker.client.search_runs([experiment_id], grid_runs_filter())
+    assert [grid.info.run_id for grid in grids] == [parent]
+    assert not ray.is_initialized()
+
+
+def test_a_report_attaches_to_the_latest_grid_run_that_holds_trials(tmp_path):
+    """An older store holds the empty grid runs its reruns made when nothing was left to run,
+    and a grid run may have been started from a spec edited since: the report skips both."""
+    tracker, experiment_id, _, parent = finished_grid(tmp_path)
+    (tmp_path / "later").mkdir()
+    edited_dict = tiny_spec("callbacks", grid={"seq_len": [32], "tokens": [32768]})
+    edited_file = write_spec(tmp_path / "later" / "callbacks.yaml", edited_dict)
+    edited = parse(edited_dict)
+    time.sleep(0.01)  # start times are in milliseconds: the empty run is the newer
+    empty = tracker.start_grid(experiment_id, edited, edited_file, expand(edited))
+    tracker.end_grid(empty)
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# Scaling report: callbacks\n")
+    assert tracker.attach_report("callbacks", report) == parent
+    assert tracker.grid_spec("callbacks") == SPEC  # the spec the trials were run with
 
 
 def test_the_hopeless_stopper_judges_each_trial_against_its_cell_past_its_grace(tmp_path):

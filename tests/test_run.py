@@ -187,11 +187,14 @@ def test_a_rerun_skips_the_finished_trials(grid):
         cwd=grid["folder"],
     )
     assert result.returncode == 0, result.stderr
-    assert "grid done: 2 skipped (already FINISHED)" in result.stdout
+    assert "nothing to run: 2 of 2 already FINISHED" in result.stdout
     assert ray_sessions() == before  # with nothing left to run, no Ray was started
     client = grid["client"]
     experiment = client.get_experiment_by_name("pair")
     assert len(trial_runs(client, experiment.experiment_id)) == 2
+    # ... and no grid run: the report still attaches to the one that trained the trials.
+    grids = client.search_runs([experiment.experiment_id], "tags.`scaling.role` = 'grid'")
+    assert len(grids) == 1
 
 
 def test_a_hopeless_learning_rate_is_stopped_early_against_its_cells_earlier_runs(tmp_path):
@@ -219,7 +222,7 @@ def test_a_hopeless_learning_rate_is_stopped_early_against_its_cells_earlier_run
     history = client.get_metric_history(stopped.info.run_id, "val_loss")
     assert max(m.step for m in history) == 16384  # it trained no further than the stop
     rerun = scaling(*run, cwd=tmp_path)
-    assert "2 skipped (already FINISHED or STOPPED)" in rerun.stdout, rerun.stderr
+    assert "nothing to run: 2 of 2 already FINISHED or STOPPED" in rerun.stdout, rerun.stderr
 
 
 def test_an_unusable_store_fails_before_anything_runs(tmp_path):
