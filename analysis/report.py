@@ -8,8 +8,8 @@ half a report.
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +21,10 @@ def write_report(a: Analysis, out_dir: str | Path) -> Path:
     """Write the report into `out_dir` (replacing an older one only once the new is whole)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    # A plain mkdir, not mkdtemp: the report gets the permissions any folder made here gets
+    # (mkdtemp's 0700 would shut out a colleague or a web server).
+    staging = out_dir.with_name(f".{out_dir.name}-new-{os.getpid()}-{time.time_ns()}")
+    staging.mkdir()
     try:
         plots_dir = staging / "plots"
         plots_dir.mkdir()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -444,6 +445,9 @@ def test_a_report_can_be_made_from_a_csv_of_final_results(tmp_path):
     assert fits["chinchilla"]["alpha"]["value"] == pytest.approx(LAW.alpha, abs=0.02)
     assert fits["time"]["per_token_vs_params"] == {}  # nothing was timed, and it says so
     assert len(list((out / "plots").iterdir())) == 9
+    # Readable by whoever may read a folder made here (a colleague, a web server).
+    (tmp_path / "plain").mkdir()
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
 
 
 def final_results_csv(path: Path, sizes, tokens) -> Path:
