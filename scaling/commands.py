@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from scaling.contract import (
     BRANCH,
     ERROR,
     GPU_PEAK_FLOPS,
+    LR_PARAM,
     STATUS,
     TOKENS_PER_S,
     TRUNK,
@@ -439,22 +441,17 @@ def status(args) -> int:
 
     tracker = Tracker(args.tracking_uri, create=False)
     tracker.check_reachable()
-    runs = sorted(
-        tracker.latest_trial_runs(args.experiment),
-        key=lambda r: (
-            int(r.data.params.get("params", 0)),
-            int(r.data.params.get("seq_len", 0)),
-            r.info.run_name,
-        ),
-    )
+    runs = sorted(tracker.latest_trial_runs(args.experiment), key=_trial_order)
     counts = Counter(run.data.tags.get(STATUS, "?") for run in runs)
     table = Table(title=f"{args.experiment}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    columns = ("trial", "status", "params", "seq_len", "tokens", VAL_LOSS, "tokens/s", WALL_S,
-               "run id", "error")  # fmt: skip
+    columns = ("trial", "status", "params", "seq_len", "tokens", VAL_LOSS, "median tokens/s",
+               WALL_S, "run id", "error")  # fmt: skip
     for column in columns:
         table.add_column(column)
     for run in runs:
         m, p = run.data.metrics, run.data.params
+        # The median over the trial's windows: the last one alone would hide a stall.
+        rates = [x.value for x in tracker.client.get_metric_history(run.info.run_id, TOKENS_PER_S)]
         table.add_row(
             run.info.run_name,
             run.data.tags.get(STATUS, "?"),
@@ -462,13 +459,22 @@ def status(args) -> int:
             p.get("seq_len", ""),
             _count(int(p.get("tokens", 0))),
             f"{m[VAL_LOSS]:.4f}" if VAL_LOSS in m else "",
-            _count(m[TOKENS_PER_S]) if TOKENS_PER_S in m else "",
+            _count(statistics.median(rates)) if rates else "",
             f"{m[WALL_S]:.1f}" if WALL_S in m else "",
             run.info.run_id,
             run.data.tags.get(ERROR, ""),
         )
     _console().print(table)
     return 0
+
+
+def _trial_order(run) -> tuple:
+    """A trial run's place in the status table: by size, length, tokens, LR and seed, as
+    numbers (as text, a budget of 1.25M would come before one of 201K)."""
+    p = run.data.params
+    lr = p.get(LR_PARAM) or p.get("train.lr") or 0  # runs from before the LR axis
+    size, length, tokens = (int(p.get(key, 0)) for key in ("params", "seq_len", "tokens"))
+    return size, length, tokens, float(lr), int(p.get("seed", 0)), run.info.run_name
 
 
 # Which flag names each column a CSV of results is read by, and the flag of each thing

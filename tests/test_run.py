@@ -17,7 +17,10 @@ import pytest
 from helpers import SCALING, free_port, scaling, tiny_spec, write_spec
 from mlflow import MlflowClient
 
+from scaling import spec as spec_lib
 from scaling.cli import main
+from scaling.contract import Status
+from scaling.tracking import Tracker
 
 pytestmark = pytest.mark.slow  # the CLI runs a grid on a local Ray
 
@@ -168,6 +171,33 @@ def test_status_prints_the_trials_by_status(grid):
         f"experiment: no experiment 'nope' in {grid['uri']}: run it where you ran "
         "`scaling run`, or pass --tracking-uri\n"
     )
+
+
+def test_status_sorts_by_size_length_and_tokens_and_shows_the_median_throughput(tmp_path, capsys):
+    """Budgets sort as numbers (205K before 1.23M, where text puts `D1.23M` first), and the
+    tokens/s shown is each trial's median: the last value logged would hide a stall."""
+    raw = tiny_spec("budgets", grid={"seq_len": [64, 32], "tokens": [1228800, 204800]})
+    spec_file = write_spec(tmp_path / "budgets.yaml", raw)
+    spec, trials = spec_lib.load(spec_file)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)  # the runs as `scaling run` records them, without training
+    experiment_id = tracker.experiment_id("budgets")
+    parent = tracker.start_grid(experiment_id, spec, spec_file, trials)
+    for trial in trials:
+        run_id = tracker.start_trial(experiment_id, parent, trial)
+        for tokens, rate in ((8192, 9000), (16384, 10000), (24576, 500)):  # a stall at the end
+            tracker.log_metrics(run_id, {"step": tokens, "tokens_per_s": rate})
+        tracker.end_trial(run_id, Status.FINISHED)
+    assert main(["status", "budgets", "--tracking-uri", uri]) == 0
+    table = capsys.readouterr().out
+    assert "median tokens/s" in table
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines()]
+    # trial, status, params, seq_len, tokens, val_loss, median tokens/s
+    assert [row[:7] for row in rows if row] == [
+        [f"L1-d32-T{length}-D{budget}-s0", "FINISHED", "12.4K", length, budget, "", "9K"]
+        for length in ("32", "64")
+        for budget in ("205K", "1.23M")
+    ]
 
 
 def ray_sessions() -> set[Path]:
