@@ -522,6 +522,8 @@ def fit(args) -> int:
     except FitError as exc:
         raise UsageError(f"{args.csv}: {exc}") from None
     print(fit)
+    for warning in fit.warnings():  # what the JSON says of the numbers above, said here too
+        print(f"warning: {warning}")
     document = {
         "chinchilla": fit.to_dict(),
         "data": {

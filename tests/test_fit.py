@@ -13,6 +13,7 @@ from helpers import scaling
 
 from analysis.fit import FitError, fit_chinchilla, huber_objective
 from analysis.laws import ChinchillaLaw
+from scaling.cli import main
 
 CHINCHILLA = Path(__file__).resolve().parent / "data" / "chinchilla_fig4_epoch.csv"
 # The file's columns, and the 5 highest losses left out, as the replication fits them.
@@ -118,6 +119,23 @@ def test_scaling_fit_prints_the_fit_with_intervals_and_writes_json(tmp_path):
     block = json.loads(out.read_text())["chinchilla"]
     assert block["alpha"]["value"] == pytest.approx(0.3473, rel=0.005)
     assert block["resamples"] == 200 and len(block["E"]["ci95"]) == 2
+
+
+def test_scaling_fit_prints_the_warnings_its_json_holds(tmp_path, capsys):
+    """Points from a law with no floor send E to 0: the fit says so on screen, not only in
+    the JSON."""
+    no_floor = ChinchillaLaw(E=0.0, A=482.0, B=2085.0, alpha=0.35, beta=0.37)
+    sizes, budgets = (1e6, 3e6, 1e7, 3e7), (1e8, 3e8, 1e9)
+    rows = [f"{N:g},{D:g},{no_floor.loss(N, D)}" for N in sizes for D in budgets]
+    csv = tmp_path / "no_floor.csv"
+    csv.write_text("params,tokens,loss\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "fits.json"
+    assert main(["fit", str(csv), "--bootstrap", "20", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    warnings = json.loads(out.read_text())["chinchilla"]["warnings"]
+    assert warnings and warnings[0].startswith("E went to 0")
+    for warning in warnings:
+        assert f"warning: {warning}\n" in printed
 
 
 @pytest.mark.slow  # the real command in a fresh process
