@@ -25,6 +25,7 @@ from scaling.contract import (
     SCHEDULE,
     STATUS,
     STEP_TIME_S,
+    STEP_TIME_SPREAD,
     TOKENS_PER_S,
     TOKENS_PER_STEP_PARAM,
     TRAIN_LOSS,
@@ -35,6 +36,7 @@ from scaling.contract import (
     Status,
     decode_context,
     latest_trial_runs,
+    steady_step_time,
 )
 
 # Params as MLflow holds them (strings), and the type each becomes.
@@ -127,9 +129,11 @@ def from_mlflow(
         for key, kind in PARAM_COLUMNS.items():
             row[key] = kind(params[key]) if params.get(key) is not None else None
         row.update({key: metrics.get(key) for key in METRIC_COLUMNS})
-        # Seconds per training token: the steady mean step time is steadier than the last
-        # window's tokens/s.
         per_step = params.get(TOKENS_PER_STEP_PARAM)
+        if row[STEP_TIME_SPREAD] is None and per_step:  # recorded before the median step was
+            row.update(_steady_from_throughput(client, run.info.run_id, int(per_step)))
+        # Seconds per training token: the median step time is steadier than the last window's
+        # tokens/s.
         if row[STEP_TIME_S] and per_step:
             row["time_per_token"] = row[STEP_TIME_S] / int(per_step)
         elif row[TOKENS_PER_S]:
@@ -153,6 +157,15 @@ def from_mlflow(
     table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.sort_values(["params", "seq_len", "name"], ignore_index=True)
     return Runs(table, curves, lrs, pd.DataFrame(decode, columns=DECODE_COLUMNS))
+
+
+def _steady_from_throughput(client, run_id: str, tokens_per_step: int) -> dict[str, float]:
+    """STEP_TIME_S and STEP_TIME_SPREAD for a run whose trial logged its mean step (a stall in
+    part of the run drags a mean): from its tokens/s history instead, whose every value is a
+    window of log_interval_steps steps, so this spread understates a single step's."""
+    history = sorted(client.get_metric_history(run_id, TOKENS_PER_S), key=lambda m: m.step)
+    steady = steady_step_time([tokens_per_step / m.value for m in history if m.value > 0])
+    return {} if steady is None else dict(zip((STEP_TIME_S, STEP_TIME_SPREAD), steady))
 
 
 class CsvError(ValueError):

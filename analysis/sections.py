@@ -22,7 +22,8 @@ from analysis.captions import (
 )
 from analysis.curve_fits import PREFIX
 from analysis.curves import Curves
-from scaling.contract import GPU_PEAK_FLOPS, MFU, parse_attention
+from analysis.timing import UNSTEADY_SPREAD
+from scaling.contract import GPU_PEAK_FLOPS, MFU, STEP_TIME_SPREAD, parse_attention
 
 Block = tuple
 
@@ -491,9 +492,32 @@ def time(a: Analysis) -> list[Block]:
     measured_mfu = not a.finished.dropna(subset=[MFU, "seq_len"]).empty
     return [
         *b,
+        *_unsteady_trials(a),
         ("img", "time_per_token.png", TIME_PER_TOKEN),
         ("img", "seq_len_split.png", SEQ_LEN_SPLIT),
         ("img", "mfu_heatmap.png", MFU_HEATMAP if measured_mfu else MFU_NOT_MEASURED),
+    ]
+
+
+def _unsteady_trials(a: Analysis) -> list[Block]:
+    """The trials whose throughput varied beyond UNSTEADY_SPREAD, or that none did."""
+    spread = a.finished.get(STEP_TIME_SPREAD)
+    if spread is None or spread.isna().all():
+        return []  # results without step times (a CSV)
+    bound = f"{UNSTEADY_SPREAD:g}× (the 90th-percentile step time over the 10th)"
+    unsteady = a.finished[spread > UNSTEADY_SPREAD].sort_values(STEP_TIME_SPREAD, ascending=False)
+    if unsteady.empty:
+        return [("p", f"Every timed trial's throughput held within {bound}.")]
+    named = ", ".join(f"{r['name']} ({r[STEP_TIME_SPREAD]:.3g}×)" for _, r in unsteady.iterrows())
+    return [
+        (
+            "p",
+            f"Throughput varied beyond {bound} in {len(unsteady)} of {spread.notna().sum()} "
+            f"timed trials, most likely slowed for part of the run by other work on the "
+            f"machine: {named}. Each trial's time is its median step, which a slowdown over "
+            "less than half of its steps does not move; rerun these on a quiet machine "
+            "before trusting their points.",
+        )
     ]
 
 

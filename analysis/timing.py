@@ -17,6 +17,10 @@ from scipy import optimize
 
 from analysis.fit import check_xy, fit_exponential, fit_power_law
 
+# A trial whose 90th-percentile step took more than this many times its 10th ran slower for
+# a real part of its run (a machine shared with other work): the report names it.
+UNSTEADY_SPREAD = 2.0
+
 
 @dataclass(frozen=True)
 class SeqLenCost:

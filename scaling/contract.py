@@ -12,6 +12,8 @@ both sides at once; the analysis table's columns are checked against the params 
 from __future__ import annotations
 
 import re
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -143,13 +145,28 @@ TUNING_PARAMS = (LR_PARAM, PARAMETRIZATION, BASE_WIDTH)  # base_width: under µP
 STEP = "step"
 TRAIN_LOSS, LR, TOKENS_PER_S, MFU = "train_loss", "lr", "tokens_per_s", "mfu"
 VAL_LOSS = "val_loss"  # nats per byte, on the grid's shared validation tokens
-STEP_TIME_S = "step_time_s"  # mean optimizer step, the first 10% left out
+STEP_TIME_S = "step_time_s"  # median optimizer step, the first 10% left out
+STEP_TIME_SPREAD = "step_time_spread"  # its 90th over its 10th percentile step: 1 when steady
 PEAK_MEM_BYTES, WALL_S = "peak_mem_bytes", "wall_s"
 COMPILE_S = "compile_s"  # a compiled model's first step, kept out of the step time
 RESUMED_AT = "resumed_at"  # the tokens a retried trial picked up from
 TRAINING_METRICS = (TRAIN_LOSS, LR, TOKENS_PER_S, MFU)  # every log_interval_steps
-FINAL_METRICS = (STEP_TIME_S, PEAK_MEM_BYTES, WALL_S, COMPILE_S)  # once, at the end
+FINAL_METRICS = (STEP_TIME_S, STEP_TIME_SPREAD, PEAK_MEM_BYTES, WALL_S, COMPILE_S)  # at the end
 METRICS = (*TRAINING_METRICS, VAL_LOSS, *FINAL_METRICS, RESUMED_AT)
+
+
+def steady_step_time(step_times: Sequence[float]) -> tuple[float, float] | None:
+    """STEP_TIME_S and STEP_TIME_SPREAD of a trial's optimizer steps (seconds, in order), the
+    first 10% (warm-up) left out; None without steps. The median, because a machine shared
+    for part of a run would make the mean a point far off its size's other trials; the spread,
+    so a report can flag the trials whose throughput varied."""
+    steady = list(step_times)[len(step_times) // 10 :]
+    if len(steady) < 2:
+        return (steady[0], 1.0) if steady else None
+    deciles = statistics.quantiles(steady, n=10, method="inclusive")
+    return statistics.median(steady), deciles[-1] / deciles[0]
+
+
 # After training: seconds to generate a token (batch 1, KV cache) with C tokens before it.
 DECODE_PREFIX = "decode_s_per_token_at_"
 

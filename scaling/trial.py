@@ -37,11 +37,13 @@ from scaling.contract import (
     PRECISION,
     STEP,
     STEP_TIME_S,
+    STEP_TIME_SPREAD,
     TOKENS_PER_S,
     TRAIN_LOSS,
     VAL_LOSS,
     WALL_S,
     Status,
+    steady_step_time,
 )
 from scaling.data import ByteDataModule, prepare
 from scaling.module import Diverged, GPTModule
@@ -260,12 +262,12 @@ def run(
             f"micro-batch {trial.micro_batch_size}"
         )
         return TrialResult(Status.OOM, error=f"out of memory for {where}: {first_line}")
-    steady = reporter.step_times[len(reporter.step_times) // 10 :] or reporter.step_times
+    steady = steady_step_time(reporter.step_times)  # none when it resumed at its last step
     if reporter.compile_s is not None:
         result.metrics[COMPILE_S] = reporter.compile_s
     result.params[COMPILE] = compiled
-    if steady:  # none when it resumed at its last step
-        result.metrics[STEP_TIME_S] = sum(steady) / len(steady)
+    if steady is not None:
+        result.metrics[STEP_TIME_S], result.metrics[STEP_TIME_SPREAD] = steady
     result.metrics.update(
         {PEAK_MEM_BYTES: memory.peak_bytes(), WALL_S: time.perf_counter() - started}
     )

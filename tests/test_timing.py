@@ -12,6 +12,7 @@ from analysis.timing import (
     fit_power_law,
     fit_seq_len_cost,
 )
+from scaling.contract import steady_step_time
 
 
 def test_a_power_law_and_its_interval_are_recovered():
@@ -22,6 +23,17 @@ def test_a_power_law_and_its_interval_are_recovered():
     assert law.exponent == pytest.approx(0.9, abs=0.05)
     low, high = law.exponent_ci95
     assert low < 0.9 < high and high - low < 0.2
+
+
+def test_a_trials_step_time_is_its_median_step_and_a_stall_shows_in_its_spread():
+    # The first 10% of steps (warm-up) are left out; a steady run varies little.
+    assert steady_step_time([5.0] + [0.1] * 9) == (0.1, 1.0)
+    # A machine shared for a third of the run: ten times slower there. The median step is the
+    # trial's own speed (the mean would be 0.4 s), and the 90th over the 10th percentile step
+    # says how far its throughput varied.
+    time, spread = steady_step_time([0.1] * 60 + [1.0] * 30)
+    assert time == pytest.approx(0.1) and spread == pytest.approx(10)
+    assert steady_step_time([]) is None  # a trial resumed at its last step times nothing
 
 
 def test_the_sequence_length_split_finds_the_linear_and_quadratic_parts():

@@ -52,7 +52,9 @@ def test_a_trial_trains_to_its_budget_and_reports_the_contract_metrics(finished)
     assert [r["step"] for r in evaluations] == [16384, 32768]
     assert evaluations[-1]["val_loss"] == result.val_loss
     assert result.val_loss < math.log(257) - 1  # it learned something about bytes
-    assert {"step_time_s", "peak_mem_bytes", "wall_s"} <= result.metrics.keys()
+    assert {"step_time_s", "step_time_spread", "peak_mem_bytes", "wall_s"} <= result.metrics.keys()
+    # The median step, and how far the steps varied: the 90th over the 10th percentile.
+    assert result.metrics["step_time_s"] > 0 and result.metrics["step_time_spread"] >= 1
     assert result.metrics["peak_mem_bytes"] > 50e6  # a Python process with torch in it
     assert result.params["precision"] in ("bf16", "fp32")
 
