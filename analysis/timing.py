@@ -29,6 +29,7 @@ class SeqLenCost:
     a: float
     b: float
     d_model: int
+    lengths: tuple[int, ...]  # the distinct lengths it was fitted on
 
     @property
     def crossover(self) -> float:
@@ -54,12 +55,21 @@ def fit_seq_len_cost(seq_len, time_per_token, d_model: int) -> SeqLenCost:
     # Two lengths determine a and b exactly; more also average out timing noise.
     T, t = check_xy(seq_len, time_per_token, "time against sequence length", min_points=2)
     (a, b), _ = optimize.nnls(np.column_stack([np.ones_like(T), T]), t)
-    return SeqLenCost(float(a), float(b), int(d_model))
+    return SeqLenCost(float(a), float(b), int(d_model), tuple(sorted({int(x) for x in T})))
 
 
 def claim_quadratic(cost: SeqLenCost, lengths, window: int | None = None) -> str:
     """ "Doubling the sequence length quadruples the cost" (of a sequence), judged on one size's
-    fit over the lengths it was timed at; `window` for a sliding-window model."""
+    fit, doubling from each of `lengths`; `window` for a sliding-window model."""
+    if len(cost.lengths) < 3:
+        timed = " and ".join(map(str, cost.lengths))
+        return (
+            "Doubling the sequence length quadruples the cost: cannot be tested here. Only "
+            f"{len(cost.lengths)} lengths were timed ({timed}): a + b·T has two unknowns, so "
+            "it passes through their mean times exactly, leaving no degree of freedom to check "
+            "the form against or to tell attention's share from timing noise. Time three or "
+            "more lengths (experiments/seq_len.yaml times five)."
+        )
     lengths = sorted(lengths)
     ratios = ", ".join(f"{cost.doubling_ratio(T):.2f}x from T={T}" for T in lengths)
     near = cost.length_where_doubling_costs(3.6)

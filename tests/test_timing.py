@@ -57,6 +57,17 @@ def test_the_quadratic_claim_gets_a_plain_verdict():
     assert "within 10% of 4x only from T ≈ 40,000" in text
 
 
+def test_with_two_lengths_the_quadratic_claim_cannot_be_tested():
+    # Two lengths fix a and b exactly: no degree of freedom is left to test the form with.
+    cost = fit_seq_len_cost([128, 128, 512, 512], [1.3e-5, 1.2e-5, 1.5e-5, 1.6e-5], d_model=64)
+    text = claim_quadratic(cost, [128])
+    assert text.startswith(
+        "Doubling the sequence length quadruples the cost: cannot be tested here. Only 2 "
+        "lengths were timed (128 and 512)"
+    )
+    assert "x from T=" not in text  # no doubling ratio is printed
+
+
 def test_the_exponential_claim_is_judged_by_aic():
     N = np.logspace(5, 8, 10)
     text = claim_exponential(N, 1e-9 * N**0.95)
