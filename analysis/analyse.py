@@ -134,6 +134,7 @@ class Analysis:
     attention: str  # the attention the loss laws use
     points: pd.DataFrame  # the finished runs at that length and attention (with an LR axis,
     # each cell's best LR only; `learning_rates.swept_points` holds them all)
+    length_comparisons: list[LengthComparison]  # the laws' length against the grid's others
     learning_rates: LearningRates | None  # a grid with an LR axis: LR* per cell and its laws
     branching: Branching | None  # a WSD grid's trunks and branches, and what they spent
     chinchilla: ChinchillaFit | Refused
@@ -213,6 +214,48 @@ def loss_law_points(finished: pd.DataFrame) -> tuple[str, int | None, pd.DataFra
     return attention, seq_len, same_attention[same_attention["seq_len"] == seq_len]
 
 
+@dataclass(frozen=True)
+class LengthComparison:
+    """The loss laws' length against another length of the grid, over the (size, tokens)
+    cells trained at both (each cell's lowest loss: its best LR where the grid sweeps one)."""
+
+    seq_len: int  # the loss laws' length
+    other: int
+    cells: int
+    higher: int  # cells where the laws' length reached the higher loss
+    lower: int  # and the lower
+    mean_difference: float  # nats: the laws' length's loss minus the other's, over the cells
+    tokens_per_step: int | None  # the same at every length (a grid's rule)
+
+
+def compare_lengths(finished: pd.DataFrame, attention: str, seq_len) -> list[LengthComparison]:
+    """The loss laws' length against each other length the grid trained at that attention."""
+    same = finished[finished["attention"] == attention]
+    if seq_len is None or same["seq_len"].nunique() < 2:
+        return []
+    best = same.pivot_table(index=["size", "tokens"], columns="seq_len", values=VAL_LOSS,
+                            aggfunc="min")  # fmt: skip
+    per_step = same.get("tokens_per_step", pd.Series(dtype=float)).dropna()
+    comparisons = []
+    for other in best.columns.drop(seq_len):
+        both = best[[seq_len, other]].dropna()
+        if both.empty:
+            continue
+        difference = both[seq_len] - both[other]
+        comparisons.append(
+            LengthComparison(
+                seq_len=int(seq_len),
+                other=int(other),
+                cells=len(both),
+                higher=int((difference > 0).sum()),
+                lower=int((difference < 0).sum()),
+                mean_difference=float(difference.mean()),
+                tokens_per_step=int(per_step.iloc[0]) if len(per_step) else None,
+            )
+        )
+    return comparisons
+
+
 def analyse(
     runs: Runs,
     experiment: str,
@@ -281,6 +324,7 @@ def analyse(
         seq_len=seq_len,
         attention=attention,
         points=points,
+        length_comparisons=compare_lengths(finished, attention, seq_len),
         learning_rates=rates,
         branching=spend,
         chinchilla=chinchilla,

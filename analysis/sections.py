@@ -3,7 +3,7 @@ HTML: ("h1" | "h2" | "p", text), ("table", headers, rows), ("img", file name, ca
 
 from __future__ import annotations
 
-from analysis.analyse import Analysis, Refused
+from analysis.analyse import Analysis, LengthComparison, Refused
 from analysis.captions import (
     CURVE_PREDICTIONS,
     DECODE_LATENCY,
@@ -39,6 +39,10 @@ def _exponent(law) -> str:
 
 def title(a: Analysis) -> list[Block]:
     length = f" at sequence length {a.seq_len}" if a.seq_len is not None else ""
+    if a.length_comparisons:
+        length += (
+            " (the longest of the lengths with the most runs: the context a run is planned for)"
+        )
     attention = f" with {a.attention} attention" if a.finished["attention"].nunique() > 1 else ""
     return [
         ("h1", f"Scaling report: {a.experiment}"),
@@ -49,7 +53,38 @@ def title(a: Analysis) -> list[Block]:
             f"laws are fitted on the {len(a.points)} finished runs{length}{attention}; "
             "intervals are 95% bootstrap intervals.",
         ),
+        *(("p", _length_comparison(c)) for c in a.length_comparisons),
     ]
+
+
+def _length_comparison(c: LengthComparison) -> str:
+    """The loss laws' length against another, cell by cell; when the laws' length trained
+    worse, why, and what the laws then describe."""
+    worse = c.higher > c.cells / 2
+    if worse:
+        in_cells = f"higher than at T={c.other} in {c.higher}"
+    elif c.lower > c.cells / 2:
+        in_cells = f"lower than at T={c.other} in {c.lower}"
+    else:
+        in_cells = f"higher than at T={c.other} in {c.higher}, lower in {c.lower},"
+    text = (
+        f"At T={c.seq_len} the loss is {in_cells} of {c.cells} matched (size, tokens) cells "
+        f"(mean {c.mean_difference:+.3f} nats)."
+    )
+    if not worse:
+        return text
+    if c.seq_len > c.other and c.tokens_per_step:
+        text += (
+            f" At {c.tokens_per_step:,} tokens per step a step holds "
+            f"{c.tokens_per_step // c.seq_len} windows of {c.seq_len} against "
+            f"{c.tokens_per_step // c.other} of {c.other}: at equal tokens the longer length "
+            "has seen fewer independent windows of the data, which at these budgets can cost "
+            "more than its longer context gains."
+        )
+    return (
+        text + f" The laws describe training at T={c.seq_len}, not the lowest losses this grid "
+        "reached."
+    )
 
 
 def verdict(a: Analysis) -> list[Block]:

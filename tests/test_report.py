@@ -519,3 +519,29 @@ def test_the_isoflop_plot_stars_no_optimum_outside_the_sizes_trained(tmp_path):
     assert drawn.isoflop_from_law and drawn.isoflop["flops"].nunique() == 3
     minima = drawn.isoflop_minima
     assert len(minima) == 2 and minima["params"].between(min(sizes), max(sizes)).all()
+
+
+def test_the_report_says_when_the_loss_laws_length_trained_worse(tmp_path):
+    """The loss laws use the longest length; where it trained to higher losses than a shorter
+    one, cell for cell, the report says so beside the choice, and why."""
+    from analysis.analyse import analyse
+    from analysis.runs import from_csv
+    from analysis.sections import title
+
+    rows = [
+        f"{N},{D},{T},4096,{LAW.loss(N, D) + (0.05 if T == 512 else 0)}"
+        for N in (1e6, 3e6, 1e7, 3e7)
+        for D in (1e8, 3e8, 1e9)
+        for T in (128, 512)
+    ]
+    csv = tmp_path / "results.csv"
+    csv.write_text("N,D,seq_len,tokens_per_step,loss\n" + "\n".join(rows) + "\n")
+    runs = from_csv(str(csv), {"params": "N", "tokens": "D", "val_loss": "loss"})
+    analysis = analyse(runs, "lengths", source=str(csv), bootstrap=20)
+    assert analysis.seq_len == 512  # the longest of the lengths with the most runs
+    text = " ".join(block[1] for block in title(analysis) if block[0] == "p")
+    assert (
+        "At T=512 the loss is higher than at T=128 in 12 of 12 matched (size, tokens) cells "
+        "(mean +0.050 nats)" in text
+    )
+    assert "a step holds 8 windows of 512 against 32 of 128" in text
