@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 LOSS_VS_COMPUTE = (
     "Validation curves of every finished run (thin), final losses (dots), their lower "
     "envelope (approach 1, black) and the Chinchilla fit's lowest loss at each compute with "
@@ -54,9 +60,37 @@ MFU_NOT_MEASURED = "Model FLOPs utilisation by size and sequence length: not mea
 DECODE_LATENCY = (
     "Seconds to generate one token, batch 1 with the KV cache, at each context length, "
     "measured by every trial after training (median over the runs of a size at its longest "
-    "trained length). A dense model's cost per token grows with the keys it attends to; a "
-    "sliding window's stops growing at the window."
+    "trained length)."
 )
+FLAT_DECODE = 0.10  # a model whose decode times all lie within 10% of its fastest is flat
+
+
+def decode_latency(curves: pd.DataFrame) -> str:
+    """DECODE_LATENCY, and what its timings (`size`, `context`, `seconds`) show per model: a
+    time that grows with the context, stays flat, or rises and falls with timing noise."""
+    shows: dict[str, list[str]] = {"grows": [], "flat": [], "noisy": []}
+    for size, curve in curves.groupby("size", sort=False):
+        curve = curve.sort_values("context")
+        seconds, contexts = list(curve["seconds"]), list(curve["context"])
+        named = f"{size} (×{seconds[-1] / seconds[0]:.2f} from {contexts[0]} to {contexts[-1]})"
+        steps_up = all(b >= a * (1 - FLAT_DECODE / 2) for a, b in pairwise(seconds))
+        if max(seconds) <= min(seconds) * (1 + FLAT_DECODE):
+            shows["flat"].append(named)
+        elif steps_up and seconds[-1] > seconds[0] * (1 + FLAT_DECODE):
+            shows["grows"].append(named)
+        else:
+            shows["noisy"].append(named)
+    said = {
+        "grows": "It grows with the context for {}: each new token attends to more keys.",
+        "flat": f"It is flat within {FLAT_DECODE:.0%} for {{}}: at these sizes the keys "
+        "attended do not show in the time.",
+        "noisy": "It rises and falls without a trend for {}: timing noise (a busy machine) "
+        "larger than any growth.",
+    }
+    found = [said[kind].format(", ".join(names)) for kind, names in shows.items() if names]
+    return " ".join([DECODE_LATENCY, *found])
+
+
 LR_SWEEPS = (
     "Final loss against peak learning rate for every run of the sweep, one panel per size, "
     "coloured by training tokens; the least-squares parabola in log LR of each cell and its "

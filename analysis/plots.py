@@ -3,6 +3,7 @@ and band from `curves.Curves`; the captions live with the report's sections."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +12,10 @@ matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axis import Axis, YAxis
 from matplotlib.colors import LogNorm
+from matplotlib.text import Text
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from analysis.analyse import Analysis, Refused
 from analysis.curves import Curves
@@ -51,9 +55,67 @@ def _sizes_in_order(frame: pd.DataFrame) -> list[str]:
 
 
 def save(fig, path: Path) -> None:
+    """Write `fig` with its log axes labelled by `log_axis`: every plot is saved here."""
     fig.tight_layout()
+    for axis in (axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)):
+        if axis.get_scale() == "log":
+            log_axis(axis)
+    fig.tight_layout()  # the new labels may be wider or narrower
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# Label multiples of each power of ten in this order, a tier only while fewer than 3 labels
+# are placed: the decades, then 2 and 5 times them, then the rest.
+_LOG_TIERS = ((1,), (2, 5), (3, 4, 6, 7, 8, 9))
+
+
+def log_axis(axis: Axis) -> None:
+    """Label a log axis so that no two labels touch at its size on the laid-out figure: each
+    is placed, tier by tier, only where it clears those already placed. Matplotlib's own
+    labels of the multiples between powers of ten collide on spans near a decade
+    (`3×10⁵4×10⁵`)."""
+    low, high = sorted(axis.get_view_interval())
+    exponents = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    placed: dict[float, tuple[float, float]] = {}  # value: first and last pixel of its label
+    for tier in _LOG_TIERS:
+        if len(placed) >= 3:
+            break
+        values = sorted(m * 10.0**e for e in exponents for m in tier)
+        for value in (v for v in values if low <= v <= high):
+            start, end = _label_pixels(axis, value)
+            if all(end < s or start > e for s, e in placed.values()):
+                placed[value] = (start, end)
+    if len(placed) < 2:
+        return  # a span too narrow to hold two of them: matplotlib's own labels
+    axis.set_major_locator(FixedLocator(sorted(placed)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: _log_label(value)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _label_pixels(axis: Axis, value: float) -> tuple[float, float]:
+    """The pixels along `axis` that the label of `value` covers, with a quarter of its font
+    size to spare on each side."""
+    ax, vertical = axis.axes, isinstance(axis, YAxis)
+    font = axis.get_major_ticks()[0].label1.get_fontproperties()
+    label = Text(text=_log_label(value), fontproperties=font)
+    label.set_figure(ax.figure)
+    size = label.get_window_extent()
+    if vertical:
+        centre, half = ax.get_yaxis_transform().transform((0, value))[1], size.height / 2
+    else:
+        centre, half = ax.get_xaxis_transform().transform((value, 0))[0], size.width / 2
+    spare = font.get_size_in_points() / 72 * ax.figure.dpi / 4
+    return centre - half - spare, centre + half + spare
+
+
+def _log_label(value: float) -> str:
+    """`10⁵` or `3×10⁵`, as matplotlib writes them on a log axis."""
+    exponent = math.floor(math.log10(value) + 1e-9)
+    mantissa = round(value / 10**exponent)
+    power = f"10^{{{exponent}}}"
+    text = power if mantissa == 1 else f"{mantissa}\\times{power}"
+    return f"$\\mathdefault{{{text}}}$"
 
 
 def _coloured_losses(fig, ax, points: pd.DataFrame, column: str, cmap: str, label: str):

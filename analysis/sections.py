@@ -6,7 +6,6 @@ from __future__ import annotations
 from analysis.analyse import Analysis, LengthComparison, Refused
 from analysis.captions import (
     CURVE_PREDICTIONS,
-    DECODE_LATENCY,
     ISOFLOP_FROM_LAW,
     ISOFLOP_PARABOLAS,
     LOSS_VS_COMPUTE,
@@ -19,6 +18,7 @@ from analysis.captions import (
     TIME_PER_TOKEN,
     TRAINING_CURVES,
     TRUNKS_AND_BRANCHES,
+    decode_latency,
 )
 from analysis.curve_fits import PREFIX
 from analysis.curves import Curves
@@ -557,7 +557,10 @@ def _unsteady_trials(a: Analysis) -> list[Block]:
 
 
 def inference(a: Analysis) -> list[Block]:
-    b: list[Block] = [("h2", "Inference"), ("img", "decode_latency.png", DECODE_LATENCY)]
+    b: list[Block] = [
+        ("h2", "Inference"),
+        ("img", "decode_latency.png", decode_latency(a.decode_curves)),
+    ]
     if a.cost_split.empty:
         return [*b, ("p", "No run recorded decode timings, so there is no cost split.")]
     rows = [

@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 import subprocess
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -379,7 +380,10 @@ def test_the_inference_section_splits_training_from_generation(report):
     )
     contexts = [r["context"] for r in inference["decode_s_per_token"] if r["size"] == "L4-d128"]
     assert contexts == [64, 256]
-    assert "## Inference" in (report["folder"] / "report" / "report.md").read_text()
+    markdown = (report["folder"] / "report" / "report.md").read_text()
+    assert "## Inference" in markdown
+    # 1% per 100 tokens of context: the caption says what the plot shows, not a textbook trend.
+    assert "It is flat within 10% for L1-d32 (×1.02 from 64 to 256)" in markdown
 
 
 # A grid over sequence length, dense against a sliding window of 256, whose time per token is
@@ -545,3 +549,61 @@ def test_the_report_says_when_the_loss_laws_length_trained_worse(tmp_path):
         "(mean +0.050 nats)" in text
     )
     assert "a step holds 8 windows of 512 against 32 of 128" in text
+
+
+@pytest.mark.parametrize(
+    "width, low, high",
+    [
+        (7, 1.2e4, 3.3e5),  # the smoke grid's sizes on time_per_token: `3×10⁴4×10⁴` before
+        (4.5, 3.2e4, 1.25e6),  # its tokens on a panel of training_curves
+        (3.6, 5.1e4, 1.9e5),  # under a decade with one power of ten inside
+        (3.6, 2.1e5, 4.9e5),  # no power of ten inside
+        (7, 6.4e1, 5.12e2),  # decode_latency's contexts
+        (7, 1e3, 1e12),  # many decades
+    ],
+)
+def test_the_tick_labels_of_a_log_axis_never_collide(tmp_path, width, low, high):
+    """Every figure of the report goes through `plots.save`, which labels its log axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from analysis.plots import save
+
+    fig, ax = plt.subplots(figsize=(width, width * 0.6))
+    ax.plot([low, high], [high, low])
+    ax.set(xscale="log", yscale="log")
+    save(fig, tmp_path / "plot.png")  # which closes it: drawn again to read its labels back
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for axis, extent in ((ax.xaxis, "intervalx"), (ax.yaxis, "intervaly")):
+        spans = sorted(
+            tuple(getattr(label.get_window_extent(renderer), extent))
+            for label in axis.get_ticklabels(minor=False) + axis.get_ticklabels(minor=True)
+            if label.get_visible() and label.get_text()
+        )
+        assert len(spans) >= 2, f"{low:g} to {high:g}: fewer than two labels"
+        for (_, end), (start, _) in pairwise(spans):
+            assert end < start, f"{low:g} to {high:g}: labels overlap"
+
+
+def test_the_decode_latency_caption_says_what_the_timings_show():
+    import pandas as pd
+
+    from analysis.captions import decode_latency
+
+    contexts = [64, 128, 256, 512]
+    timings = {
+        "L1-d32": [6.2e-3, 7.0e-3, 8.3e-3, 7.4e-3],  # a busy machine: up and down
+        "L2-d64": [4.0e-4, 3.9e-4, 3.8e-4, 4.1e-4],  # flat: the keys do not show at this size
+        "L8-d1024": [1.0e-3, 1.1e-3, 1.3e-3, 1.7e-3],  # grows with the keys attended
+    }
+    curves = pd.DataFrame(
+        [(size, c, s) for size, seconds in timings.items() for c, s in zip(contexts, seconds)],
+        columns=["size", "context", "seconds"],
+    )
+    caption = decode_latency(curves)
+    assert "It grows with the context for L8-d1024 (×1.70 from 64 to 512)" in caption
+    assert "It is flat within 10% for L2-d64 (×1.02 from 64 to 512)" in caption
+    assert "rises and falls without a trend for L1-d32 (×1.19 from 64 to 512)" in caption
+    assert decode_latency(curves.iloc[:0]).startswith("Seconds to generate one token")
