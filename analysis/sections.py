@@ -53,7 +53,7 @@ def title(a: Analysis) -> list[Block]:
             f"laws are fitted on the {len(a.points)} finished runs{length}{attention}; "
             "intervals are 95% bootstrap intervals.",
         ),
-        *(("p", _length_comparison(c)) for c in a.length_comparisons),
+        *(("p", _length_comparison(c)) for c in a.length_comparisons if c.higher or c.lower),
     ]
 
 

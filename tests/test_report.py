@@ -549,6 +549,13 @@ def test_the_report_says_when_the_loss_laws_length_trained_worse(tmp_path):
         "(mean +0.050 nats)" in text
     )
     assert "a step holds 8 windows of 512 against 32 of 128" in text
+    # Lengths that trained alike are not worth a paragraph.
+    rows = [f"{N},{D},{T},4096,{LAW.loss(N, D)}" for N in (1e6, 1e7) for D in (1e8, 1e9)
+            for T in (128, 512)]  # fmt: skip
+    csv.write_text("N,D,seq_len,tokens_per_step,loss\n" + "\n".join(rows) + "\n")
+    runs = from_csv(str(csv), {"params": "N", "tokens": "D", "val_loss": "loss"})
+    alike = analyse(runs, "lengths", source=str(csv), bootstrap=20)
+    assert not any("matched (size, tokens) cells" in block[1] for block in title(alike))
 
 
 @pytest.mark.parametrize(
