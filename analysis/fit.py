@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import minimize
 
+from analysis.cautions import ALLOCATION, EXPONENT, SCALE
 from analysis.laws import ChinchillaLaw, Exponential, PowerLaw, SaturatingPowerLaw
 
 HUBER_DELTA = 1e-3
@@ -40,6 +41,8 @@ START_GRID = np.array(
 )
 PARAMETERS = ("E", "A", "B", "alpha", "beta")
 DERIVED = ("a", "b")
+# What the report does with each, and so how wide its interval may be (analysis/cautions.py).
+USES = {"E": SCALE, "A": SCALE, "B": SCALE, "alpha": EXPONENT, "beta": EXPONENT, "a": ALLOCATION}
 
 
 class FitError(ValueError):
@@ -173,7 +176,8 @@ class ChinchillaFit:
         return bootstrap_interval(self.samples, quantity, level)
 
     def warnings(self) -> list[str]:
-        """Where the data leave the law loosely pinned, in words a reader can act on."""
+        """Where the data leave the law too loosely pinned for what the report does with it,
+        in words a reader can act on (the rules: analysis/cautions.py)."""
         found = []
         min_loss = self.law.loss_opt(1e300)  # the law's floor, E
         if min_loss < 1e-3:
@@ -181,17 +185,10 @@ class ChinchillaFit:
                 "E went to 0: these points do not show the loss flattening, so the irreducible "
                 "loss is not identified and predicted losses far beyond the grid lean on that"
             )
-        for name in PARAMETERS:
-            interval = self.interval(lambda law, name=name: getattr(law, name))
-            if not interval:
-                continue
-            low, high = interval
-            loose = high - low > 1 if name in ("alpha", "beta") else high > 100 * max(low, 1e-12)
-            if loose:
-                found.append(
-                    f"{name}'s 95% interval runs from {low:.3g} to {high:.3g}: the data "
-                    "barely constrain it"
-                )
+        for name, use in USES.items():
+            warning = use.caution(name, self.interval(lambda law, name=name: getattr(law, name)))
+            if warning:
+                found.append(warning)
         return found
 
     def to_dict(self) -> dict:

@@ -20,6 +20,7 @@ from analysis.captions import (
     TRUNKS_AND_BRANCHES,
     decode_latency,
 )
+from analysis.cautions import ALLOCATION, EXPONENT
 from analysis.curve_fits import PREFIX
 from analysis.curves import Curves
 from analysis.timing import UNSTEADY_SPREAD
@@ -341,7 +342,7 @@ def held_out(a: Analysis) -> list[Block]:
 
 def allocation(a: Analysis, curves: Curves) -> list[Block]:
     b: list[Block] = [("h2", "Compute-optimal allocation")]
-    rows = []
+    rows, cautions = [], []
     for name, result in (
         ("approach 1 (envelope)", a.approach_1),
         ("approach 2 (IsoFLOP)", a.approach_2),
@@ -350,6 +351,7 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
             rows.append([name, "refused (the reason is under Verdict)", ""])
             continue
         ci = result.n_opt.exponent_ci95
+        cautions.append(ALLOCATION.caution(f"a by {name}", ci))
         rows.append(
             [
                 name,
@@ -379,6 +381,7 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
     )
     if not isinstance(a.approach_2, Refused) and a.approach_2.refused:
         b.append(("p", "Approach 2 left out: " + "; ".join(a.approach_2.refused) + "."))
+    b += [("p", f"Caution: {caution}.") for caution in cautions if caution]
     if a.branching is None:  # a WSD report opens with this plot
         b.append(("img", "loss_vs_compute.png", LOSS_VS_COMPUTE))
     b.append(
@@ -410,15 +413,18 @@ def fixed_tokens(a: Analysis) -> list[Block]:
             f"Direct fit of E + A/N^alpha refused ({f}); the plot shows the Chinchilla fit's "
             "slices at fixed D instead."
         )
+        caution = None
     else:
+        alpha = f.interval(lambda s: s.alpha)
         text = (
             f"At D = {a.fixed_tokens_D:.3g} tokens: L(N) = E + A/N^alpha with E = "
-            f"{_fmt(f.law.E, f.interval(lambda s: s.E))}, alpha = "
-            f"{_fmt(f.law.alpha, f.interval(lambda s: s.alpha))}."
+            f"{_fmt(f.law.E, f.interval(lambda s: s.E))}, alpha = {_fmt(f.law.alpha, alpha)}."
         )
+        caution = EXPONENT.caution(f"alpha at D = {a.fixed_tokens_D:.3g}", alpha)
     return [
         *b,
         ("p", text),
+        *([("p", f"Caution: {caution}.")] if caution else []),
         ("img", "loss_vs_params.png", LOSS_VS_PARAMS),
         ("img", "training_curves.png", TRAINING_CURVES),
     ]

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.cautions import EXPONENT
 from analysis.fit import ChinchillaFit
 from analysis.frontier import ComputeOptimal
 
 APPROACHES = ("approach 1", "approach 2", "approach 3")
-LOOSE_BETA = 0.2  # a beta interval this wide or wider leaves approach 3's a loose
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,11 @@ def _reasons(
     if three is not None:
         beta = three.interval(lambda law: law.beta)
         sizes = three.n_sizes
-        if beta and beta[1] - beta[0] >= LOOSE_BETA:
-            reasons["approach 3"] = f"a loose beta (95% interval {beta[0]:.3g} to {beta[1]:.3g})"
+        loose = EXPONENT.too_wide(*beta) if beta else None  # and a = beta/(alpha+beta) with it
+        if beta and loose:
+            reasons["approach 3"] = (
+                f"a loose beta (95% interval {beta[0]:.3g} to {beta[1]:.3g}, {loose})"
+            )
         elif sizes < 4:
             reasons["approach 3"] = f"too few sizes ({sizes}) for alpha"
         else:

@@ -4,6 +4,7 @@ known laws, and clear refusals where the data cannot identify the law."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pandas as pd
 import pytest
 from helpers import scaling
 
-from analysis.fit import FitError, fit_chinchilla, huber_objective
+from analysis.cautions import ALLOCATION, EXPONENT
+from analysis.fit import ChinchillaFit, FitError, fit_chinchilla, huber_objective
 from analysis.laws import ChinchillaLaw
 from scaling.cli import main
 
@@ -42,6 +44,7 @@ def test_the_fit_recovers_the_replications_known_answer():
         assert low < getattr(fit.law, name) < high, name
     assert fit.objective == pytest.approx(1.018e-3, rel=0.005)
     assert (fit.n_points, fit.n_starts, fit.resamples) == (240, 4500, 50)
+    assert fit.warnings() == []  # 240 points pin every parameter for what the report does
 
 
 @pytest.mark.slow  # the replication's 4,000 resamples
@@ -58,6 +61,32 @@ def test_bootstrap_intervals_match_the_replication(chinchilla_fit):
     block = chinchilla_fit.to_dict()
     assert set(block) >= {"E", "A", "B", "alpha", "beta", "a", "resamples"}
     assert block["alpha"]["ci95"][0] < block["alpha"]["value"] < block["alpha"]["ci95"][1]
+
+
+def test_an_interval_is_loose_when_it_cannot_serve_the_reports_use_of_it():
+    # a chooses an allocation: 0.2 wide or more cannot tell Kaplan's 0.73 from Chinchilla's 0.5.
+    assert ALLOCATION.caution("a", (0.13, 0.97)) == (
+        "the 95% interval of a runs from 0.13 to 0.97: 0.84 wide, 0.2 or more, so it cannot "
+        "tell Kaplan's a = 0.73 from Chinchilla's 0.5"
+    )
+    assert ALLOCATION.caution("a", (0.45, 0.6)) is None
+    # An exponent extrapolates the law: ends over 2x apart, or 0 inside, do not pin it.
+    assert EXPONENT.too_wide(0.022, 0.71) == "its ends are 32.3x apart, more than 2x"
+    assert EXPONENT.too_wide(-0.05, 0.3) == "it includes 0"
+    assert EXPONENT.too_wide(0.3, 0.4) is None and EXPONENT.caution("alpha", None) is None
+
+
+def test_a_fit_warns_where_its_intervals_leave_a_and_alpha_loose():
+    """alpha from 0.02 to 0.72 (under the old rule's width of 1) and, through it, a from
+    0.34 to 0.95: both named, with why; beta, pinned, is not."""
+    law = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)
+    samples = [replace(law, alpha=alpha) for alpha in np.linspace(0.02, 0.72, 41)]
+    fit = ChinchillaFit(law, 1e-3, n_points=12, n_starts=4500, resamples=41, samples=samples)
+    alpha, a = fit.warnings()
+    assert alpha.startswith("the 95% interval of alpha runs from 0.0") and "x apart" in alpha
+    assert "does not pin the law's extrapolation" in alpha
+    assert a.startswith("the 95% interval of a runs from 0.34") and "Kaplan's" in a
+    assert fit.to_dict()["warnings"] == [alpha, a]
 
 
 @pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2, 3))])

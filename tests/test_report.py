@@ -614,3 +614,35 @@ def test_the_decode_latency_caption_says_what_the_timings_show():
     assert "It is flat within 10% for L2-d64 (×1.02 from 64 to 512)" in caption
     assert "rises and falls without a trend for L1-d32 (×1.19 from 64 to 512)" in caption
     assert decode_latency(curves.iloc[:0]).startswith("Seconds to generate one token")
+
+
+def test_a_loose_grid_gets_a_caution_wherever_an_interval_cannot_serve_its_use(tmp_path):
+    """An IsoFLOP grid (four budgets 2x apart, sizes 2x apart, so four sizes share one token
+    count) with 4% noise: each interval the report leans on is too wide for its use, and
+    each says so."""
+    from analysis.analyse import analyse
+    from analysis.report import write_report
+    from analysis.runs import from_csv
+
+    rng = np.random.default_rng(0)
+    sizes = LAW.n_opt(2.8e17) * 2.0 ** np.arange(-3, 4)
+    rows = [
+        f"{N},{C / (6 * N)},{C},{LAW.loss(N, C / (6 * N)) * np.exp(rng.normal(0, 0.04))}"
+        for C in 1e17 * 2.0 ** np.arange(4)
+        for N in sizes
+    ]
+    csv = tmp_path / "results.csv"
+    csv.write_text("N,D,C,loss\n" + "\n".join(rows) + "\n")
+    runs = from_csv(str(csv), {"params": "N", "tokens": "D", "flops": "C", "val_loss": "loss"})
+    out = write_report(analyse(runs, "loose", source=str(csv), bootstrap=50), tmp_path / "r")
+    cautions = [line for line in (out / "report.md").read_text().splitlines() if "Caution" in line]
+    allocation = "so it cannot tell Kaplan's a = 0.73 from Chinchilla's 0.5"
+    extrapolation = "so it does not pin the law's extrapolation"
+    for what, use in (
+        ("a", allocation),  # approach 3
+        ("alpha", extrapolation),
+        ("a by approach 2 (IsoFLOP)", allocation),
+        ("alpha at D = 2.99e+09", extrapolation),
+    ):
+        found = [line for line in cautions if f"the 95% interval of {what} runs from" in line]
+        assert len(found) == 1 and use in found[0], (what, cautions)

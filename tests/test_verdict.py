@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.fit import fit_chinchilla
+from analysis.fit import ChinchillaFit, fit_chinchilla
 from analysis.frontier import approach_2
 from analysis.laws import ChinchillaLaw
 from analysis.verdict import Estimate, agreement, consensus, verdict
@@ -78,3 +80,18 @@ def test_a_budget_with_its_minimum_at_the_edge_is_named_as_the_likely_reason(hon
     assert found.a.disagreeing == ["approach 2", "approach 3"]
     assert "Approach 2 disagrees on a" in found.text
     assert "2 budget(s) with the minimum at the edge of the sizes tried were left out" in found.text
+
+
+def test_a_beta_whose_interval_ends_are_far_apart_is_named_as_the_likely_reason(honest):
+    """Approach 3 with beta between 0.05 and 0.2: only 0.15 wide, but 4x from end to end, so
+    its a (about 0.3) is not pinned, and approach 2 (about 0.5) stands apart from it."""
+    grid, _ = honest
+    two = approach_2(grid["params"], grid["tokens"], grid["flops"], grid["loss"], noise=0.003)
+    law = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.15)
+    samples = [replace(law, beta=beta) for beta in np.linspace(0.045, 0.205, 41)]
+    three = ChinchillaFit(law, 1e-3, 28, 4500, resamples=41, samples=samples, n_sizes=7)
+    found = verdict(None, two, three, [1e22])
+    assert found.a.disagreeing == ["approach 2", "approach 3"]
+    assert found.reasons["approach 3"] == (
+        "a loose beta (95% interval 0.049 to 0.201, its ends are 4.1x apart, more than 2x)"
+    )
