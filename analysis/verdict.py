@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.cautions import EXPONENT
 from analysis.fit import ChinchillaFit
-from analysis.frontier import ComputeOptimal
+from analysis.frontier import CROSSINGS, ComputeOptimal
 
 APPROACHES = ("approach 1", "approach 2", "approach 3")
 
@@ -112,10 +112,10 @@ def _reasons(
     """What in each approach's own diagnostics could explain it standing apart."""
     reasons = {}
     if one is not None:
-        n = len(one.points)
         reasons["approach 1"] = (
-            f"N_opt rests on {n} crossings of consecutive sizes"
-            if n <= 3
+            f"N_opt rests on {len(one.points)} crossings of consecutive sizes, which the runs' "
+            "noise can move, make or unmake"
+            if one.method == CROSSINGS
             else "the envelope's sizes are coarse steps of the sizes trained"
         )
     if two is not None:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.fit import ChinchillaFit, fit_chinchilla
-from analysis.frontier import approach_2
-from analysis.laws import ChinchillaLaw
+from analysis.frontier import BRACKETED, CROSSINGS, ComputeOptimal, approach_2
+from analysis.laws import ChinchillaLaw, PowerLaw
 from analysis.verdict import Estimate, agreement, consensus, verdict
 
 LAW = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)
@@ -95,3 +95,21 @@ def test_a_beta_whose_interval_ends_are_far_apart_is_named_as_the_likely_reason(
     assert found.reasons["approach 3"] == (
         "a loose beta (95% interval 0.049 to 0.201, its ends are 4.1x apart, more than 2x)"
     )
+
+
+@pytest.mark.parametrize(
+    "method, said",
+    [
+        (CROSSINGS, "N_opt rests on 3 crossings of consecutive sizes"),
+        (BRACKETED, "the envelope's sizes are coarse steps of the sizes trained"),
+    ],
+)
+def test_approach_1s_likely_reason_follows_how_it_found_its_optima(method, said):
+    """Three points either way: what could pull approach 1 off is the method that found them."""
+    points = pd.DataFrame(
+        {"flops": [1e12, 1e13, 1e14], "params": [1e5, 3e5, 1e6], "tokens": [1e6, 5e6, 2e7]}
+    )
+    far = PowerLaw(1.0, 0.9, (0.85, 0.95), 3, 0.0)
+    one = ComputeOptimal(points, far, far, method=method)
+    found = verdict(one, None, None, budgets=[])
+    assert found.reasons["approach 1"].startswith(said)
