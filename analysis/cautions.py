@@ -7,7 +7,7 @@ behind the report's cautions and the verdict's "a loose beta".
   extrapolate the law. An exponent twice another makes its power law fall as the square of
   the other's (x^-2k = (x^-k)^2) over the same stretch beyond the grid, so an interval whose
   ends are more than 2x apart does not pin the extrapolation; one that includes 0 has not
-  shown the loss falling at all.
+  shown the loss falling at all, and one below 0 shows it rising.
 - A scale (E, A, B) is read for its order of magnitude: ends more than 100x apart leave even
   that open.
 """
@@ -31,6 +31,8 @@ def _allocation_too_wide(low: float, high: float) -> str | None:
 def _exponent_too_wide(low: float, high: float) -> str | None:
     if low <= 0 <= high:
         return "it includes 0"
+    if high < 0:
+        return "it lies below 0: the loss rises, not falls"
     ratio = max(abs(low), abs(high)) / min(abs(low), abs(high))
     if ratio <= EXPONENT_RATIO:
         return None

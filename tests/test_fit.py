@@ -73,6 +73,8 @@ def test_an_interval_is_loose_when_it_cannot_serve_the_reports_use_of_it():
     # An exponent extrapolates the law: ends over 2x apart, or 0 inside, do not pin it.
     assert EXPONENT.too_wide(0.022, 0.71) == "its ends are 32.3x apart, more than 2x"
     assert EXPONENT.too_wide(-0.05, 0.3) == "it includes 0"
+    # Below 0 the loss rises with the quantity: no law to extrapolate, however narrow.
+    assert EXPONENT.too_wide(-0.08, -0.04) == "it lies below 0: the loss rises, not falls"
     assert EXPONENT.too_wide(0.3, 0.4) is None and EXPONENT.caution("alpha", None) is None
 
 
