@@ -20,7 +20,7 @@ from analysis.captions import (
     TRUNKS_AND_BRANCHES,
     decode_latency,
 )
-from analysis.cautions import ALLOCATION, EXPONENT
+from analysis.cautions import ALLOCATION, EXPONENT, SCALE
 from analysis.curve_fits import PREFIX
 from analysis.curves import Curves
 from analysis.timing import UNSTEADY_SPREAD
@@ -413,18 +413,19 @@ def fixed_tokens(a: Analysis) -> list[Block]:
             f"Direct fit of E + A/N^alpha refused ({f}); the plot shows the Chinchilla fit's "
             "slices at fixed D instead."
         )
-        caution = None
+        cautions = []
     else:
-        alpha = f.interval(lambda s: s.alpha)
+        E, alpha = f.interval(lambda s: s.E), f.interval(lambda s: s.alpha)
         text = (
             f"At D = {a.fixed_tokens_D:.3g} tokens: L(N) = E + A/N^alpha with E = "
-            f"{_fmt(f.law.E, f.interval(lambda s: s.E))}, alpha = {_fmt(f.law.alpha, alpha)}."
+            f"{_fmt(f.law.E, E)}, alpha = {_fmt(f.law.alpha, alpha)}."
         )
-        caution = EXPONENT.caution(f"alpha at D = {a.fixed_tokens_D:.3g}", alpha)
+        at = f"at D = {a.fixed_tokens_D:.3g}"
+        cautions = [SCALE.caution(f"E {at}", E), EXPONENT.caution(f"alpha {at}", alpha)]
     return [
         *b,
         ("p", text),
-        *([("p", f"Caution: {caution}.")] if caution else []),
+        *(("p", f"Caution: {caution}.") for caution in cautions if caution),
         ("img", "loss_vs_params.png", LOSS_VS_PARAMS),
         ("img", "training_curves.png", TRAINING_CURVES),
     ]

@@ -646,3 +646,23 @@ def test_a_loose_grid_gets_a_caution_wherever_an_interval_cannot_serve_its_use(t
     ):
         found = [line for line in cautions if f"the 95% interval of {what} runs from" in line]
         assert len(found) == 1 and use in found[0], (what, cautions)
+
+
+def test_four_sizes_at_fixed_tokens_get_a_caution_on_E_as_well_as_alpha(tmp_path):
+    """The smoke grid's final losses at T=512 (a real run): four sizes at 1.25M tokens cannot
+    say where the loss flattens, and the section says so of E, not only of alpha."""
+    from analysis.analyse import analyse
+    from analysis.runs import from_csv
+    from analysis.sections import fixed_tokens
+
+    smoke = {12384: (3.3182, 2.9105, 2.6538), 55536: (3.0956, 2.9022, 2.5983),
+             98624: (3.0147, 2.7497, 2.5412), 332448: (2.9756, 2.7120, 2.5234)}  # fmt: skip
+    tokens = (200704, 499712, 1249280)
+    rows = [f"{N},{D},{L}" for N, losses in smoke.items() for D, L in zip(tokens, losses)]
+    csv = tmp_path / "smoke.csv"
+    csv.write_text("N,D,loss\n" + "\n".join(rows) + "\n")
+    runs = from_csv(str(csv), {"params": "N", "tokens": "D", "val_loss": "loss"})
+    section = fixed_tokens(analyse(runs, "smoke", source=str(csv), bootstrap=50))
+    cautions = [text for kind, text, *_ in section if text.startswith("Caution")]
+    assert any("interval of E at D = 1.25e+06" in c for c in cautions), cautions
+    assert any("interval of alpha at D = 1.25e+06" in c for c in cautions), cautions
