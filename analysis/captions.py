@@ -17,6 +17,7 @@ LOSS_VS_COMPUTE = (
     "grid's own (output head and attention counted): the frontier takes each size's FLOPs "
     "per token from a power law fitted to the grid's sizes."
 )
+NO_ENVELOPE = " Approach 1 was refused (its reason is under Verdict), so no envelope is drawn."
 TRUNKS_AND_BRANCHES = (
     "Validation curves of the WSD trunks (dashed: constant learning rate) and of their "
     "cooldown branches (thin, each from its branch point to its budget), final losses (dots), "

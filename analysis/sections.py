@@ -14,6 +14,7 @@ from analysis.captions import (
     LR_SWEEPS,
     MFU_HEATMAP,
     MFU_NOT_MEASURED,
+    NO_ENVELOPE,
     SEQ_LEN_SPLIT,
     TIME_PER_TOKEN,
     TRAINING_CURVES,
@@ -230,7 +231,7 @@ def branching(a: Analysis) -> list[Block]:
     return [
         ("h2", "Trunks and branches (WSD)"),
         ("p", text),
-        ("img", "loss_vs_compute.png", TRUNKS_AND_BRANCHES),
+        ("img", "loss_vs_compute.png", TRUNKS_AND_BRANCHES + _no_envelope(a)),
     ]
 
 
@@ -383,7 +384,7 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
         b.append(("p", "Approach 2 left out: " + "; ".join(a.approach_2.refused) + "."))
     b += [("p", f"Caution: {caution}.") for caution in cautions if caution]
     if a.branching is None:  # a WSD report opens with this plot
-        b.append(("img", "loss_vs_compute.png", LOSS_VS_COMPUTE))
+        b.append(("img", "loss_vs_compute.png", LOSS_VS_COMPUTE + _no_envelope(a)))
     b.append(
         (
             "img",
@@ -403,6 +404,11 @@ def _interval_text(a: Analysis) -> str:
             f"noise ({made[0].noise:.2%} per run) added to every run."
         )
     return "Their intervals are t intervals of the points fitted (no noise scale was measured)."
+
+
+def _no_envelope(a: Analysis) -> str:
+    """What the loss-against-compute caption adds when the black line it names is absent."""
+    return NO_ENVELOPE if isinstance(a.approach_1, Refused) else ""
 
 
 def fixed_tokens(a: Analysis) -> list[Block]:

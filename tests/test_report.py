@@ -470,6 +470,8 @@ def test_a_report_can_be_made_from_a_csv_of_final_results(tmp_path):
     assert fits["chinchilla"]["alpha"]["value"] == pytest.approx(LAW.alpha, abs=0.02)
     assert fits["time"]["per_token_vs_params"] == {}  # nothing was timed, and it says so
     assert len(list((out / "plots").iterdir())) == 9
+    # Final losses have no curves: approach 1 is refused and its black line is not drawn.
+    assert "so no envelope is drawn" in (out / "report.md").read_text()
     # Readable by whoever may read a folder made here (a colleague, a web server).
     (tmp_path / "plain").mkdir()
     assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
