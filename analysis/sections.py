@@ -527,6 +527,17 @@ def time(a: Analysis) -> list[Block]:
         )
     headers = ["model", "time per token", "measured T*", "FLOP model 6·d_model", "k in t ∝ T^k"]
     b.append(("table", headers, rows))
+    untested = [size for size, cost in a.seq_len_costs.items()
+                if not isinstance(cost, Refused) and len(cost.lengths) < 3]  # fmt: skip
+    if untested:
+        b.append(
+            (
+                "p",
+                f"{', '.join(untested)}: timed at 2 lengths only: a + b·T passes through both "
+                "exactly, so T* and k are read off two mean times, with nothing left over to "
+                "test the form (see the claims below).",
+            )
+        )
     b.append(
         (
             "p",

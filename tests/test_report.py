@@ -195,6 +195,8 @@ def test_time_laws_and_the_two_claims(report):
         "L4-d128: Doubling the sequence length quadruples the cost: cannot be tested here."
         in (claims["quadratic"])
     )
+    # And the table of a + b·T says what its numbers are worth.
+    assert "timed at 2 lengths only: a + b·T passes through both exactly" in markdown
 
 
 @pytest.mark.slow  # the real command on a recorded grid
