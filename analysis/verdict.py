@@ -122,8 +122,8 @@ def _reasons(
         edge = [r for r in two.refused if "no interior minimum" in r]
         if edge:
             reasons["approach 2"] = (
-                f"{len(edge)} budget(s) with the minimum at the edge of the sizes tried were "
-                f"left out ({edge[0].split(':')[0]}), so the optima lean to the others"
+                f"{len(edge)} budget(s) with the minimum at or beyond the edge of the sizes "
+                f"tried were left out ({edge[0].split(':')[0]}), so the optima lean to the others"
             )
         elif len(two.points) < 3:
             reasons["approach 2"] = f"only {len(two.points)} budgets give a minimum"
