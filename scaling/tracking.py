@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -74,11 +75,15 @@ def driver_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# sqlite:///relative or sqlite:////absolute, with or without SQLAlchemy's driver
+# (sqlite+pysqlite:///...), and perhaps ?options after the file.
+SQLITE_URI = re.compile(r"sqlite(\+\w+)?:///(?P<path>[^?]*)")
+
+
 def _sqlite_file(tracking_uri: str) -> Path | None:
-    """The file of a SQLite store's URI (sqlite:///relative or sqlite:////absolute), else None."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return Path(unquote(tracking_uri.removeprefix("sqlite:///").partition("?")[0]))
+    """The file of a SQLite store's URI, else None."""
+    found = SQLITE_URI.match(tracking_uri)
+    return Path(unquote(found["path"])) if found else None
 
 
 def refuse_missing_store(tracking_uri: str) -> None:

@@ -353,6 +353,11 @@ def test_commands_that_only_read_leave_no_store_where_there_was_none(tmp_path, m
             "`scaling run`, or pass --tracking-uri\n"
         )
     assert list(tmp_path.iterdir()) == []
+    # SQLAlchemy's driver-qualified form of the URI is the same store, and refused the same.
+    uri = f"sqlite+pysqlite:///{tmp_path / 'other.db'}"
+    assert main(["status", "smoke", "--tracking-uri", uri]) == 2
+    assert capsys.readouterr().err.startswith(f"no tracking store at {tmp_path / 'other.db'}:")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_experiment_with_nothing_finished_is_refused_with_its_reason():
