@@ -110,6 +110,15 @@ def claim_exponential(params, time_per_token) -> str:
         verdict = "not decided by these timings"
         comparison = "the two forms fit about equally (AIC within 2)"
     N = np.asarray(params, float)
+    if high < 0:  # larger models cheaper per token: overheads, not FLOPs, set these times
+        return (
+            "Doubling the model size increases training time exponentially: not tested by "
+            f"these timings. Time per token falls as N grows (N^{power.exponent:.2f}, 95% "
+            f"interval {low:.2f} to {high:.2f}, over N from {N.min():.3g} to {N.max():.3g}): "
+            "the smallest models run slower per token than larger ones on this machine (fixed "
+            "costs per step, or a slow kernel path at tiny widths), so these times say nothing "
+            "of how the cost grows with size. Time larger models to test it."
+        )
     return (
         f"Doubling the model size increases training time exponentially: {verdict}. "
         f"Time per token grows as N^{power.exponent:.2f} (95% interval {low:.2f} to "

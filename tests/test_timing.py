@@ -81,6 +81,18 @@ def test_the_exponential_claim_is_judged_by_aic():
     assert "not decided by these timings" in undecided and "fit about equally" in undecided
 
 
+def test_timings_that_fall_with_size_do_not_judge_the_exponential_claim():
+    # The smoke grid's T=512 times per token (µs): the 12K-parameter model is the slowest.
+    N = np.array([12384, 55536, 98624, 332448] * 3, float)
+    t = np.array([129, 35, 31, 34, 131, 36, 30, 33, 127, 34, 32, 35]) * 1e-6
+    text = claim_exponential(N, t)
+    assert text.startswith(
+        "Doubling the model size increases training time exponentially: not tested by these "
+        "timings."
+    )
+    assert "falls as N grows" in text and "grows as" not in text
+
+
 def test_too_little_data_is_refused():
     with pytest.raises(FitError, match="needs at least 3 points, got 2"):
         fit_power_law([1e6, 2e6], [1.0, 2.0])
