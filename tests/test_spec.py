@@ -557,3 +557,12 @@ def test_a_gpu_plan_says_what_it_assumes_and_where_the_assumption_fails():
     big = expand(tiny_spec(model={"sizes": [{"n_layer": 12, "d_model": 1024, "n_head": 16}]}))
     _, basis = estimate.estimates(big, "H100", 0.4)
     assert "lower bounds" not in basis  # 151M parameters: the assumption is a fair one
+
+
+SHIPPED = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
+def test_every_experiment_shipped_is_a_valid_spec(path):
+    _, trials = spec_lib.load(path)
+    assert trials
