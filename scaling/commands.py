@@ -621,6 +621,7 @@ def _report_summary(analysis) -> str:
         if isinstance(held, Refused)
         else f"  held-out largest size: mean absolute error {held.mean_abs_error:.2%}"
     )
+    lines += [f"  warning: {warning}" for warning in fit.warnings()]  # as `scaling fit` says
     return "\n".join(lines)
 
 

@@ -167,6 +167,13 @@ def test_scaling_fit_prints_the_warnings_its_json_holds(tmp_path, capsys):
     assert warnings and warnings[0].startswith("E went to 0")
     for warning in warnings:
         assert f"warning: {warning}\n" in printed
+    # The report's summary on screen says them too, under the numbers they qualify.
+    assert (
+        main(["report", "--csv", str(csv), "--bootstrap", "20", "--out", str(tmp_path / "r")]) == 0
+    )
+    printed = capsys.readouterr().out
+    for warning in warnings:
+        assert f"  warning: {warning}\n" in printed
 
 
 @pytest.mark.slow  # the real command in a fresh process
