@@ -16,6 +16,7 @@ first logged value holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,9 @@ PREFIX = 0.4  # the share of each run's tokens the law sees when predicting its 
 # L0 + A·t^-alpha on steps gave 3.3% and 3.9% (measured 2026-11-30, RESULTS.md).
 PREFIX_DECAY = 0.98
 CONSTANT = "constant LR (trunk)"
+# What fits a law to one size's curves: fit_curve_law, or another law with its signature
+# (benchmarks/curve_laws.py passes the multi-power law's).
+CurveFitter = Callable[..., CurveLawFit]
 
 
 @dataclass
@@ -99,9 +103,11 @@ def _schedule(run: pd.Series) -> str:
     return CONSTANT if run.get("kind") == TRUNK else str(run.get("schedule") or "cosine")
 
 
-def curve_predictions(runs: Runs, points: pd.DataFrame, trunks: pd.DataFrame) -> CurvePredictions:
+def curve_predictions(
+    runs: Runs, points: pd.DataFrame, trunks: pd.DataFrame, fit: CurveFitter = fit_curve_law
+) -> CurvePredictions:
     """`points`: the runs the loss laws use (with their `size`); `trunks`: the constant-LR
-    trunks of those sizes at the same length, named likewise."""
+    trunks of those sizes at the same length, named likewise; `fit`: the curve law."""
     laws: dict[str, CurveLawFit | str] = {}
     prefix_rows, schedule_rows, fitted = [], [], []
     for size, group in pd.concat([points, trunks]).groupby("size", sort=False):
@@ -114,7 +120,7 @@ def curve_predictions(runs: Runs, points: pd.DataFrame, trunks: pd.DataFrame) ->
             laws[str(size)] = "no run of this size logged its LR and validation curve"
             continue
         try:
-            law = fit_curve_law([curve for _, curve in curves.values()])
+            law = fit([curve for _, curve in curves.values()])
         except FitError as exc:
             laws[str(size)] = str(exc)
         else:
@@ -131,8 +137,8 @@ def curve_predictions(runs: Runs, points: pd.DataFrame, trunks: pd.DataFrame) ->
                         }
                     )
                 )
-        prefix_rows.extend(_from_prefix(str(size), curves))
-        schedule_rows.extend(_across_schedules(str(size), curves))
+        prefix_rows.extend(_from_prefix(str(size), curves, fit))
+        schedule_rows.extend(_across_schedules(str(size), curves, fit))
     return CurvePredictions(
         laws,
         pd.DataFrame(
@@ -155,12 +161,12 @@ def _final(run: pd.Series, curve: Curve, law: CurveLawFit) -> dict:
             "error": predicted / actual - 1}  # fmt: skip
 
 
-def _from_prefix(size: str, curves: dict) -> list[dict]:
+def _from_prefix(size: str, curves: dict, fit: CurveFitter) -> list[dict]:
     """Each run's final loss from the first 40% of every run of its size (trunks included:
     their start is as informative as any run's)."""
     prefixes = [curve.up_to(int(PREFIX * len(curve.lr))) for _, curve in curves.values()]
     try:
-        law = fit_curve_law([p for p in prefixes if len(p.steps)], decays=(PREFIX_DECAY,))
+        law = fit([p for p in prefixes if len(p.steps)], decays=(PREFIX_DECAY,))
     except FitError:
         return []
     return [
@@ -170,7 +176,7 @@ def _from_prefix(size: str, curves: dict) -> list[dict]:
     ]
 
 
-def _across_schedules(size: str, curves: dict) -> list[dict]:
+def _across_schedules(size: str, curves: dict, fit: CurveFitter) -> list[dict]:
     """Each schedule's final losses from the law fitted on the size's other schedules' curves
     (and the longest run of its own, where the others never anneal)."""
     by_schedule: dict[str, list] = {}
@@ -187,7 +193,7 @@ def _across_schedules(size: str, curves: dict) -> list[dict]:
             others, targets = [*others, longest], [t for t in targets if t is not longest]
             fitted_on.append(f"{longest[0]['name']} ({schedule})")
         try:
-            law = fit_curve_law([curve for _, curve in others])
+            law = fit([curve for _, curve in others])
         except FitError:
             continue
         for run, curve in targets:
