@@ -164,7 +164,6 @@ def run(args) -> int:
     from scaling.spool import bound_retries
     from scaling.tracking import Tracker
 
-    prepare_for(spec, args.spec)
     bound_retries()
     tracker = Tracker(args.tracking_uri)
     tracker.check_reachable()
@@ -172,6 +171,12 @@ def run(args) -> int:
     left = _replay_left(spools, tracker, spec.experiment, args.sync_timeout)
     if left is not None:
         return TRACKING_BEHIND
+    work = grid.work_left(spec, trials, tracker, args.storage)
+    if not work.todo:  # before the data is prepared or Ray started: a rerun of a done grid
+        n = len(work.skipped)
+        print(f"nothing to run: {n} of {n} already {_done(spec)}")
+        return 0
+    prepare_for(spec, args.spec)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.experiment)  # Databricks names hold slashes
     spool = tracker.spool_in(spools / f"{name}-{stamp}-{os.getpid()}", spec.experiment)
@@ -189,9 +194,12 @@ def run(args) -> int:
         else f"{len(trials)} trials"
     )
     print(f"{what} of '{spec.experiment}', tracking in {tracker.tracking_uri}")
+    if work.skipped:
+        print(f"{len(work.skipped)} already {_done(spec)}, {len(work.todo)} to run")
     console = Console()
     live = console.is_terminal and not args.quiet
-    progress = GridProgress(trials, live=live, console=console, tracking=spool.state)
+    # Only what is left: a grid rerun with more budgets counts and times only the new ones.
+    progress = GridProgress(work.todo, live=live, console=console, tracking=spool.state)
     # `kill` and a Ray Job's stop without RAY_JOB_STOP_SIGNAL send SIGTERM: stop as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
@@ -228,15 +236,19 @@ def _resume_command(args, submitted: bool) -> str:
     return f"scaling submit {spec} --tracking-uri {args.tracking_uri} --storage {args.storage}"
 
 
+def _done(spec: spec_lib.Spec) -> str:
+    """The statuses a rerun of `spec` skips."""
+    stopped = spec.search.stop_hopeless
+    return f"{Status.FINISHED} or {Status.STOPPED}" if stopped else str(Status.FINISHED)
+
+
 def _outcome(outcome, spec: spec_lib.Spec, resume: str) -> int:
     """Say how the grid ended; its exit code."""
     if outcome is None or outcome.interrupted:
         print(f"interrupted: finished trials are kept. Resume with: {resume}", file=sys.stderr)
         return 130
-    done = (
-        f"{Status.FINISHED} or {Status.STOPPED}" if spec.search.stop_hopeless else Status.FINISHED
-    )
-    if outcome.parent_run_id is None:
+    done = _done(spec)
+    if outcome.parent_run_id is None:  # an earlier driver finished the rest meanwhile
         n = len(outcome.skipped)
         print(f"nothing to run: {n} of {n} already {done}")
         return 0

@@ -485,6 +485,34 @@ def _to_run(
     return [t for t in trials if t.trial_id in todo | needed]
 
 
+@dataclass
+class Work:
+    """What a run of a grid has left: the trials to run, the names of those an earlier run
+    finished, and each trunk's saved branch points."""
+
+    todo: list[TrialSpec]
+    skipped: list[str]
+    saved: dict[str, set[int]]
+    finished: set[str]  # trial ids
+
+
+def work_left(spec: Spec, trials: list[TrialSpec], tracker: Tracker, storage: str) -> Work:
+    """The trials not FINISHED in the experiment before (with `search.stop_hopeless`, not
+    STOPPED either), and the trunks whose branches among them need a point not saved yet."""
+    finished = tracker.finished_trial_ids(spec.experiment, stopped=spec.search.stop_hopeless)
+    saved = {
+        t.trial_id: branch_points.saved(_resolved(storage), spec.experiment, t.trial_id)
+        for t in trials
+        if t.kind == TRUNK
+    }
+    skipped = [t.name for t in trials if t.trial_id in finished and t.kind != TRUNK]
+    return Work(_to_run(trials, finished, saved), skipped, saved, finished)
+
+
+def _resolved(storage: str) -> str:
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
 def run_grid(
     spec: Spec,
     spec_path: Path,
@@ -503,15 +531,9 @@ def run_grid(
 
     A WSD grid's trunk runs only while a branch still needs a point it has not saved, and
     resumes from the last one it saved."""
-    finished = tracker.finished_trial_ids(spec.experiment, stopped=spec.search.stop_hopeless)
-    storage = storage if "://" in storage else str(Path(storage).expanduser().resolve())
-    saved = {
-        t.trial_id: branch_points.saved(storage, spec.experiment, t.trial_id)
-        for t in trials
-        if t.kind == TRUNK
-    }
-    todo = _to_run(trials, finished, saved)
-    skipped = [t.name for t in trials if t.trial_id in finished and t.kind != TRUNK]
+    storage = _resolved(storage)
+    work = work_left(spec, trials, tracker, storage)
+    todo, skipped, saved, finished = work.todo, work.skipped, work.saved, work.finished
     tracker.claim(spec.experiment)  # before Ray starts: a second driver refuses at once
     if not todo:
         return GridOutcome(None, skipped=skipped)

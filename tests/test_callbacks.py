@@ -21,7 +21,7 @@ from ray.tune.result import EXPR_ERROR_FILE
 from rich.console import Console
 
 from scaling.contract import Status, grid_runs_filter
-from scaling.grid import GridOutcome, TrackingCallback, run_grid
+from scaling.grid import GridOutcome, TrackingCallback, run_grid, work_left
 from scaling.progress import GridProgress
 from scaling.spec import expand, parse
 from scaling.tracking import Tracker
@@ -219,6 +219,18 @@ def test_a_rerun_with_nothing_left_to_do_starts_nothing_and_makes_no_grid_run(tm
     grids = tracker.client.search_runs([experiment_id], grid_runs_filter())
     assert [grid.info.run_id for grid in grids] == [parent]
     assert not ray.is_initialized()
+
+
+def test_a_grid_that_gains_a_length_has_only_that_length_left_to_run(tmp_path):
+    tracker, _, _, _ = finished_grid(tmp_path)
+    grown = parse(tiny_spec("callbacks", grid={"seq_len": [32, 64, 128], "tokens": [32768]}))
+    trials = expand(grown)
+    work = work_left(grown, trials, tracker, str(tmp_path / "runs"))
+    assert [t.name for t in work.todo] == [t.name for t in trials if t.seq_len == 128]
+    assert work.skipped == [t.name for t in TRIALS]
+    # What the progress display is given: only the trial left, so it counts one pending.
+    progress = GridProgress(work.todo, live=False, console=Console(file=io.StringIO()))
+    assert progress.summary() == "1 pending, 0 running"
 
 
 def test_a_report_attaches_to_the_latest_grid_run_that_holds_trials(tmp_path):

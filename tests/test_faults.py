@@ -123,8 +123,11 @@ def test_one_driver_per_experiment_and_one_killed_is_taken_over_without_rerunnin
     finished = [r.info.run_name for r in runs if r.data.tags["scaling.status"] == "FINISHED"]
     assert sorted(finished) == ["L1-d32-T128-s0", "L1-d32-T32-s0", "L1-d32-T64-s0"]
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    # The trials finished before the kill were not run again.
+    # The trials finished before the kill were not run again, nor counted as waiting to run.
     assert f"{len(finished_before)} skipped (already FINISHED)" in again.stdout
+    left = 3 - len(finished_before)
+    assert f"{len(finished_before)} already FINISHED, {left} to run" in again.stdout
+    assert f"RUNNING; {left - 1} pending, 1 running" in again.stdout
     for name in finished_before:
         assert [r.info.run_name for r in runs].count(name) == 1
 
