@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,8 @@ import numpy as np
 from analysis import frontier
 from analysis.analyse import Analysis, Refused
 from analysis.laws import PowerLaw
-from analysis.timing import SeqLenCost
-from scaling.contract import GPU_PEAK_FLOPS
+from analysis.timing import UNSTEADY_SPREAD, SeqLenCost, unsteady_trials
+from scaling.contract import GPU_PEAK_FLOPS, STEP_TIME_SPREAD
 
 
 def value(number, interval=None) -> dict:
@@ -73,7 +74,9 @@ def fits_document(a: Analysis) -> dict:
                 },
             },
         ),
+        "length_comparisons": [asdict(c) for c in a.length_comparisons],
         "time": {
+            "unsteady_trials": _unsteady(a),
             "per_token_vs_params": {
                 str(T): _block(law, PowerLaw.to_dict) for T, law in a.time_vs_params.items()
             },
@@ -93,6 +96,15 @@ def fits_document(a: Analysis) -> dict:
         "next_run": None if a.next_run is None else _block(a.next_run, lambda run: run.to_dict()),
     }
     return _finite(json.loads(json.dumps(document, default=_jsonable)))
+
+
+def _unsteady(a: Analysis) -> dict | None:
+    found = unsteady_trials(a.finished)
+    if found is None:
+        return None
+    timed, unsteady = found
+    trials = unsteady.rename(columns={STEP_TIME_SPREAD: "step_time_spread"})
+    return {"bound": UNSTEADY_SPREAD, "timed": timed, "trials": trials.to_dict("records")}
 
 
 def _predictions(a: Analysis, rows) -> dict:

@@ -24,7 +24,7 @@ from analysis.captions import (
 from analysis.cautions import ALLOCATION, EXPONENT, SCALE
 from analysis.curve_fits import PREFIX
 from analysis.curves import Curves
-from analysis.timing import UNSTEADY_SPREAD
+from analysis.timing import UNSTEADY_SPREAD, unsteady_trials
 from scaling.contract import GPU_PEAK_FLOPS, MFU, STEP_TIME_SPREAD, parse_attention
 
 Block = tuple
@@ -560,18 +560,18 @@ def time(a: Analysis) -> list[Block]:
 
 def _unsteady_trials(a: Analysis) -> list[Block]:
     """The trials whose throughput varied beyond UNSTEADY_SPREAD, or that none did."""
-    spread = a.finished.get(STEP_TIME_SPREAD)
-    if spread is None or spread.isna().all():
+    found = unsteady_trials(a.finished)
+    if found is None:
         return []  # results without step times (a CSV)
+    timed, unsteady = found
     bound = f"{UNSTEADY_SPREAD:g}× (the 90th-percentile step time over the 10th)"
-    unsteady = a.finished[spread > UNSTEADY_SPREAD].sort_values(STEP_TIME_SPREAD, ascending=False)
     if unsteady.empty:
         return [("p", f"Every timed trial's throughput held within {bound}.")]
     named = ", ".join(f"{r['name']} ({r[STEP_TIME_SPREAD]:.3g}×)" for _, r in unsteady.iterrows())
     return [
         (
             "p",
-            f"Throughput varied beyond {bound} in {len(unsteady)} of {spread.notna().sum()} "
+            f"Throughput varied beyond {bound} in {len(unsteady)} of {timed} "
             f"timed trials, most likely slowed for part of the run by other work on the "
             f"machine: {named}. Each trial's time is its median step, which a slowdown over "
             "less than half of its steps does not move; rerun these on a quiet machine "

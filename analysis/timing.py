@@ -13,13 +13,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import optimize
 
 from analysis.fit import check_xy, fit_exponential, fit_power_law
+from scaling.contract import STEP_TIME_SPREAD
 
 # A trial whose 90th-percentile step took more than this many times its 10th ran slower for
 # a real part of its run (a machine shared with other work): the report names it.
 UNSTEADY_SPREAD = 2.0
+
+
+def unsteady_trials(finished: pd.DataFrame) -> tuple[int, pd.DataFrame] | None:
+    """How many trials were timed, and those whose step time spread beyond UNSTEADY_SPREAD
+    (name and spread, the most unsteady first); None for results without step times (a CSV)."""
+    spread = finished.get(STEP_TIME_SPREAD)
+    if spread is None or spread.isna().all():
+        return None
+    unsteady = finished[spread > UNSTEADY_SPREAD][["name", STEP_TIME_SPREAD]]
+    return int(spread.notna().sum()), unsteady.sort_values(STEP_TIME_SPREAD, ascending=False)
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,9 @@ def test_time_laws_and_the_two_claims(report):
         "timed trials" in markdown
     )
     assert "L4-d128-T256-C1e+12-s0 (" in markdown
+    unsteady = time["unsteady_trials"]
+    assert unsteady["bound"] == 2.0 and unsteady["timed"] == 29
+    assert [t["name"] for t in unsteady["trials"]] == ["L4-d128-T256-C1e+12-s0"]
     split = time["seq_len_split"]["L4-d128"]
     assert split["crossover"] == pytest.approx(CROSSOVER, rel=0.01)
     assert split["flop_model_crossover"] == 768
@@ -558,6 +561,11 @@ def test_the_report_says_when_the_loss_laws_length_trained_worse(tmp_path):
         "(mean +0.050 nats)" in text
     )
     assert "a step holds 8 windows of 512 against 32 of 128" in text
+    from analysis.document import fits_document
+
+    (comparison,) = fits_document(analysis)["length_comparisons"]
+    assert comparison["other"] == 128 and comparison["higher"] == 12
+    assert comparison["mean_difference"] == pytest.approx(0.05)
     # Lengths that trained alike are not worth a paragraph.
     rows = [f"{N},{D},{T},4096,{LAW.loss(N, D)}" for N in (1e6, 1e7) for D in (1e8, 1e9)
             for T in (128, 512)]  # fmt: skip
