@@ -5,21 +5,23 @@ the truth.
 Each draw picks a law (alpha and beta uniform in [0.25, 0.45], E in [1.5, 2.5], A and B
 log-uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%: each run's curve is
 shifted as a whole by it, as a seed shifts a run, and each evaluation jitters by a quarter of
-it), makes a grid's final losses and each run's validation curve from it, and runs each
+it; a WSD grid's branches share their trunk's shift), makes a grid's final losses and each
+run's validation curve from it (under WSD, each size's curve through its branches' finals, as
+the report builds it), and runs each
 approach as the report runs it, with the noise the report would measure (the scatter about
 the Chinchilla fit): approach 1 (crossings of sizes' curves, or the bracketed envelope),
 approach 2 (IsoFLOP minima from a parabola through each budget's lowest size and one or two
 neighbours each side, two being the report's default, chosen by this study, or through every
 size) and approach 3 (the Chinchilla fit with its bootstrap).
 
-Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5
-budgets); IsoFLOP grids of 5 sizes spaced 2x and of 7 sizes spanning 900x, centred on the
-drawn law's optimum times a random factor (a user's guess); and an IsoFLOP grid with one
-ladder of 9 sizes over 1000x at every budget, as Chinchilla's and Porian et al.'s are, so
-the sweeps are lopsided one way at the smallest budget and the other at the largest. Each
-estimator's bias of a, and of the loss it predicts at 100x the grid's largest budget.
-Targets, for each approach's default estimator: |bias of a| <= 0.01 and 95% intervals that
-hold the truth 90-98% of the time.
+Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets;
+law: 7 sizes x 3 budgets, both WSD); IsoFLOP grids of 5 sizes spaced 2x and of 7 sizes
+spanning 900x, centred on the drawn law's optimum times a random factor (a user's guess);
+and an IsoFLOP grid with one ladder of 9 sizes over 1000x at every budget, as Chinchilla's
+and Porian et al.'s are, so the sweeps are lopsided one way at the smallest budget and the
+other at the largest. Each estimator's bias of a, and of the loss it predicts at 100x the
+grid's largest budget. Targets, for each approach's default estimator: |bias of a| <= 0.01
+and 95% intervals that hold the truth 90-98% of the time.
 
 Prints one JSON object. `--draws N` (default 200): about 5 s a draw for each grid here, a
 grid per core.
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.analyse import annealed_curves
 from analysis.fit import FitError, fit_chinchilla
 from analysis.frontier import approach_1, approach_2
 from analysis.laws import ChinchillaLaw
@@ -53,11 +56,13 @@ TARGET_BIAS, TARGET_COVERAGE = 0.01, (0.90, 0.98)
 
 def grid_of(spec_name: str):
     """The (params, tokens) points of an experiment's grid at its first sequence length, the
-    same for every law."""
+    same for every law; under WSD each with its `trunk` (one per size)."""
     _, trials = spec_lib.load(EXPERIMENTS / f"{spec_name}.yaml")
     first = min(t.seq_len for t in trials)
     points = {(t.params, t.tokens) for t in trials if t.seq_len == first and t.kind != "trunk"}
     grid = pd.DataFrame(sorted(points), columns=["params", "tokens"], dtype=float)
+    if any(t.kind == "branch" for t in trials):
+        grid["trunk"] = [f"trunk of {n:.3g}" for n in grid["params"]]
     return lambda law, rng: grid
 
 
@@ -89,6 +94,7 @@ def ladder_grid(law: ChinchillaLaw, rng: np.random.Generator) -> pd.DataFrame:
 GRIDS = {
     "smoke (4 sizes x 3 budgets)": grid_of("smoke"),
     "wsd (4 sizes x 5 budgets)": grid_of("wsd"),
+    "law (7 sizes x 3 budgets)": grid_of("law"),
     "isoflop 4 budgets x 5 sizes 2x apart, centre off by up to 2x": isoflop_grid(
         2.0 ** np.arange(-2, 3), 2
     ),
@@ -111,19 +117,27 @@ def draw_law(rng: np.random.Generator) -> tuple[ChinchillaLaw, float]:
 
 
 def simulate(law: ChinchillaLaw, noise: float, grid: pd.DataFrame, rng: np.random.Generator):
-    """Final losses and validation curves of the grid's runs, with multiplicative noise."""
+    """Final losses and validation curves of the grid's runs, with multiplicative noise: a
+    run's seed shifts its whole curve, and a WSD grid's branches share their trunk's seed."""
     runs = grid.assign(
         run_id=[f"r{i}" for i in range(len(grid))],
         name=[f"r{i}" for i in range(len(grid))],
         flops_per_token=6 * grid["params"],
     )
+    seeds = runs["trunk"] if "trunk" in runs else runs["run_id"]
+    seed_shift = {seed: rng.standard_normal() for seed in seeds.unique()}
     curves = {}
-    for run in runs.itertuples():
+    for run, seed in zip(runs.itertuples(), seeds):
         tokens = run.tokens * np.arange(1, EVALUATIONS + 1) / EVALUATIONS
-        shift = noise * (rng.standard_normal() + JITTER * rng.standard_normal(EVALUATIONS))
+        shift = noise * (seed_shift[seed] + JITTER * rng.standard_normal(EVALUATIONS))
         loss = law.loss(run.params, tokens) * np.exp(shift)
         curves[run.run_id] = pd.DataFrame({"flops": 6 * run.params * tokens, VAL_LOSS: loss})
     runs["loss"] = [curves[r][VAL_LOSS].iloc[-1] for r in runs["run_id"]]
+    if "trunk" in runs:
+        # What the report's approach 1 takes from a WSD grid: each size's curve through its
+        # branches' final losses (a branch is annealed only at its end).
+        finals = runs.assign(size=runs["trunk"], seed=0, flops=6 * runs["params"] * runs["tokens"])
+        curves = annealed_curves(finals.rename(columns={"loss": VAL_LOSS}))
     return runs, curves
 
 
