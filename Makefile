@@ -44,9 +44,11 @@ test: lint browser
 	$(BIN)/pytest -q --durations=15
 
 # The fast tier (under a minute): specs, the model, fits, frontier, timing, the report from a
-# CSV, the contract, and the driver's callbacks fed real Tune trials. No Ray, no Lightning run.
+# CSV, the contract, and the driver's callbacks fed real Tune trials. No Ray, no Lightning run,
+# so its tests can share the machine: one worker per core. (The full suite stays serial: its
+# tests start Ray, servers and trainings that each want the whole machine.)
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow" --durations=5
+	$(BIN)/pytest -q -n auto -m "not slow" --durations=5
 
 bench: $(STAMP)
 	@for b in benchmarks/[!_]*.py; do echo "# $$b"; $(BIN)/python $$b || exit 1; done
