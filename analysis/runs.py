@@ -35,7 +35,7 @@ from scaling.contract import (
     NoSuchExperiment,
     Status,
     decode_context,
-    latest_trial_runs,
+    runs_by_trial,
     steady_step_time,
 )
 
@@ -110,9 +110,9 @@ def from_mlflow(
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise NoSuchExperiment(experiment, client.tracking_uri)
-    latest = latest_trial_runs(client, found.experiment_id, parent_run_id)
     rows, curves, lrs, decode = [], {}, {}, []
-    for run in latest:
+    for trial_runs in runs_by_trial(client, found.experiment_id, parent_run_id).values():
+        run = trial_runs[0]  # the latest
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
         row = {
             "run_id": run.info.run_id,
@@ -143,20 +143,28 @@ def from_mlflow(
             context = decode_context(key)
             if context is not None:
                 decode.append((run.info.run_id, context, value))
-        history = client.get_metric_history(run.info.run_id, VAL_LOSS)
-        curve = pd.DataFrame(
-            {"tokens": [m.step for m in history], VAL_LOSS: [m.value for m in history]}
-        )
+        curve = _history(client, trial_runs, VAL_LOSS)
         if row["flops_per_token"]:
             curve["flops"] = curve["tokens"] * row["flops_per_token"]
         curves[run.info.run_id] = curve
-        logged = client.get_metric_history(run.info.run_id, LR)
-        lrs[run.info.run_id] = pd.DataFrame(
-            {"tokens": [m.step for m in logged], LR: [m.value for m in logged]}
-        )
+        lrs[run.info.run_id] = _history(client, trial_runs, LR)
     table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.sort_values(["params", "seq_len", "name"], ignore_index=True)
     return Runs(table, curves, lrs, pd.DataFrame(decode, columns=DECODE_COLUMNS))
+
+
+def _history(client, trial_runs: list, key: str) -> pd.DataFrame:
+    """A trial's `key` against tokens across its runs (newest first): a run that resumed the
+    trial (a WSD trunk going on to a budget added to the grid) logs only from where it
+    resumed, so each earlier run supplies the tokens before."""
+    points: list[tuple[int, float]] = []
+    start = np.inf  # the first token the runs read so far cover
+    for run in trial_runs:
+        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        points += [(step, value) for step, value in history if step < start]
+        start = min([start, *(step for step, _ in history)])
+    points.sort()
+    return pd.DataFrame({"tokens": [p[0] for p in points], key: [p[1] for p in points]})
 
 
 def _steady_from_throughput(client, run_id: str, tokens_per_step: int) -> dict[str, float]:

@@ -84,19 +84,26 @@ def grid_runs_filter() -> str:
     return f"tags.`{ROLE}` = '{GRID}'"
 
 
-def latest_trial_runs(client: Any, experiment_id: str, parent_run_id: str | None = None) -> list:
-    """Each trial's latest run (a grid run again reruns what did not finish), for an
-    `MlflowClient`: the record both the status table and the report read."""
+def runs_by_trial(
+    client: Any, experiment_id: str, parent_run_id: str | None = None
+) -> dict[str, list]:
+    """Each trial's runs, newest first, for an `MlflowClient`: a grid run again reruns what
+    did not finish, and resumes a WSD trunk whose branch points a new budget needs."""
     runs = client.search_runs(
         [experiment_id],
         trial_runs_filter(parent_run_id),
         order_by=["attributes.start_time DESC"],
         max_results=50000,
     )
-    latest: dict[str, Any] = {}
-    for run in runs:  # newest first: the first seen of each trial is its latest
-        latest.setdefault(run.data.tags.get(TRIAL_ID), run)
-    return list(latest.values())
+    by_trial: dict[str, list] = {}
+    for run in runs:
+        by_trial.setdefault(run.data.tags.get(TRIAL_ID), []).append(run)
+    return by_trial
+
+
+def latest_trial_runs(client: Any, experiment_id: str, parent_run_id: str | None = None) -> list:
+    """Each trial's latest run: the record both the status table and the report read."""
+    return [runs[0] for runs in runs_by_trial(client, experiment_id, parent_run_id).values()]
 
 
 # What to do when a command that reads finds no store, or not the experiment: the tracking

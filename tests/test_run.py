@@ -200,6 +200,32 @@ def test_status_sorts_by_size_length_and_tokens_and_shows_the_median_throughput(
     ]
 
 
+def test_a_trunk_resumed_by_a_later_grid_run_keeps_its_whole_curve(tmp_path):
+    """A budget added to a WSD grid resumes each trunk in a new grid run, whose run logs only
+    from its branch point on: the report reads the trunk's curve and LR from both runs."""
+    from analysis.runs import from_mlflow
+
+    raw = tiny_spec("resumed", grid={"seq_len": [64], "tokens": [16384, 32768]},
+                    train={"schedule": "wsd"})  # fmt: skip
+    spec, trials = spec_lib.load(write_spec(tmp_path / "resumed.yaml", raw))
+    (trunk,) = [t for t in trials if t.kind == "trunk"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)  # the runs as `scaling run` records them, without training
+    experiment_id = tracker.experiment_id("resumed")
+    for tokens in ((4096, 8192, 12288), (16384, 20480)):  # to its first branch point, then on
+        parent = tracker.start_grid(experiment_id, spec, tmp_path / "resumed.yaml", [trunk])
+        run_id = tracker.start_trial(experiment_id, parent, trunk)
+        for step in tokens:
+            tracker.log_metrics(run_id, {"step": step, "val_loss": 4 - step / 8192, "lr": 0.01})
+        tracker.end_trial(run_id, Status.FINISHED)
+        tracker.end_grid(parent)
+    runs = from_mlflow(uri, "resumed")
+    (latest,) = runs.trunks["run_id"]
+    assert latest == run_id
+    assert runs.curves[latest]["tokens"].tolist() == [4096, 8192, 12288, 16384, 20480]
+    assert runs.lrs[latest]["tokens"].tolist() == [4096, 8192, 12288, 16384, 20480]
+
+
 def ray_sessions() -> set[Path]:
     """The local Ray sessions this machine has started (one folder each)."""
     return set(Path(tempfile.gettempdir(), "ray").glob("session_2*"))
