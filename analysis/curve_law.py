@@ -42,8 +42,9 @@ for each λ. Residuals are relative (each point weighted by 1/loss). About 10 ms
 
 Why not the multi-power law (Luo et al. 2025, arXiv 2503.12811), which gives each LR drop
 its own power-law payoff: on this project's real grids it predicted no better (finals from
-40% prefixes 3.00% and 0.93% against 2.99% and 0.86%; across schedules 2.28% against 1.82%)
-with three more parameters and 200 times the fitting time (benchmarks/curve_laws.py).
+40% prefixes 3.00% and 0.93% against 2.99% and 0.86%; across schedules 2.28% against 1.82%,
+and 3.52% against 3.95% on the longest runs, of 1,560 steps) with three more parameters and
+200-600 times the fitting time (benchmarks/curve_laws.py).
 
 How far to trust it. On simulated curves it predicts a cosine run's final loss from a
 constant run and a WSD run within 1%, and three cosine runs' (200, 500 and 1,250 steps)
