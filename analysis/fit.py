@@ -7,7 +7,7 @@ point of a 4,500-point grid; the best objective wins. Bootstrap resamples give t
 
 The 4,500 starts (and the bootstrap's resamples) run together: one vectorised L-BFGS over all
 of them at once (in float32: it only has to find the best basin; 100 iterations each, then the
-best 50 to convergence), then scipy's L-BFGS-B polishes the winner in float64: many times
+best 500 to convergence), then scipy's L-BFGS-B polishes the winner in float64: many times
 faster than one scipy call per start (benchmarks/fit_chinchilla.py, figures in
 benchmarks/RESULTS.md).
 """
@@ -42,11 +42,13 @@ START_GRID = np.array(
 )
 # Most starts crawl along a valley of the Huber loss for hundreds of iterations and end in the
 # basin a better start reaches in a few: so every start gets this many iterations, and only
-# the best go on to convergence. For Chinchilla's grid the best 50 of 4,500: on simulated
-# 4-7-size grids the same optima to 4 digits in a quarter of the time; for the saturating
-# law's bootstrap the best start of each resample (the same intervals at a tenth of the time).
+# the best go on to convergence. For Chinchilla's grid the best 500 of 4,500: on simulated
+# 4-7-size grids the same optima to 5 digits in a third of the time (the best 50 missed the
+# smoke grid's optimum, along its flat valley towards E = 0, by 0.02% of the objective); for
+# the saturating law's bootstrap the best start of each resample (the same intervals at a
+# tenth of the time).
 SCREEN_ITERATIONS = 100
-CHINCHILLA_FINALISTS = 50
+CHINCHILLA_FINALISTS = 500
 PARAMETERS = ("E", "A", "B", "alpha", "beta")
 DERIVED = ("a", "b")
 # What the report does with each, and so how wide its interval may be (analysis/cautions.py).
