@@ -3,16 +3,16 @@ grids drawn from known Chinchilla laws: their bias, and how often their 95% inte
 the truth.
 
 Each draw picks a law (alpha and beta uniform in [0.25, 0.45], E in [1.5, 2.5], A and B
-log-uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%: each run's curve is
-shifted as a whole by it, as a seed shifts a run, and each evaluation jitters by a quarter of
-it; a WSD grid's branches share their trunk's shift), makes a grid's final losses and each
-run's validation curve from it (under WSD, each size's curve through its branches' finals, as
-the report builds it), and runs each
-approach as the report runs it, with the noise the report would measure (the scatter about
-the Chinchilla fit): approach 1 (crossings of sizes' curves, or the bracketed envelope),
-approach 2 (IsoFLOP minima from a parabola through each budget's lowest size and one or two
-neighbours each side, two being the report's default, chosen by this study, or through every
-size) and approach 3 (the Chinchilla fit with its bootstrap).
+log-uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%: each run's curve
+is shifted as a whole by it, as a seed shifts a run, and each evaluation jitters by a
+quarter of it; a WSD grid's branches share their trunk's shift), makes a grid's final losses
+and each run's validation curve from it (under WSD, each size's curve through its branches'
+finals, as the report builds it), and runs each approach as the report runs it, with the
+noise the report would measure (the scatter about the Chinchilla fit): approach 1 (crossings
+of sizes' curves, or the bracketed envelope), approach 2 (IsoFLOP minima from a parabola
+through each budget's lowest size and one or two neighbours each side, two being the
+report's default, chosen by this study, or through every size) and approach 3 (the
+Chinchilla fit with its bootstrap).
 
 Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets;
 law: 7 sizes x 3 budgets, both WSD); IsoFLOP grids of 5 sizes spaced 2x and of 7 sizes
