@@ -109,6 +109,14 @@ def branching(runs: Runs) -> Branching | None:
     )
 
 
+def training_runs(points: pd.DataFrame) -> pd.Series:
+    """The training run each point's loss came from: a WSD branch's trunk (whose seed's noise
+    its branches share), else the point's own run."""
+    if "trunk" not in points:
+        return points["run_id"]
+    return points["trunk"].where(points["trunk"].notna(), points["run_id"])
+
+
 def annealed_curves(points: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Approach 1's curves for a WSD grid. A branch's curve is annealed only at its end (its
     cooldown starts where its trunk's constant-LR curve left off), so each size's curve joins
@@ -288,6 +296,7 @@ def analyse(
         bootstrap=bootstrap,
         seed=seed,
         noise=noise.relative if noise else None,
+        runs=training_runs(points),
     )
     if noise is None and not isinstance(chinchilla, Refused):
         noise = fit_scatter(N, D, L, chinchilla.law)

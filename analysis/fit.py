@@ -23,6 +23,7 @@ from scipy.optimize import minimize
 
 from analysis.cautions import ALLOCATION, EXPONENT, SCALE
 from analysis.laws import ChinchillaLaw, Exponential, PowerLaw, SaturatingPowerLaw
+from analysis.noise import fit_scatter
 
 HUBER_DELTA = 1e-3
 # Chinchilla's start grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1},
@@ -180,6 +181,7 @@ class ChinchillaFit:
     samples: list[ChinchillaLaw] = field(default_factory=list, repr=False)
     n_sizes: int = 0
     noise: float | None = None  # a parametric bootstrap's relative noise; None: resampled points
+    runs_share_noise: bool = False  # the bootstrap shifted each run's points together too
 
     def interval(self, quantity, level: float = 0.95) -> tuple[float, float] | None:
         """The bootstrap interval of any function of a law, e.g. `lambda law: law.n_opt(1e21)`."""
@@ -216,6 +218,8 @@ class ChinchillaFit:
             "n_points": self.n_points,
             "n_starts": self.n_starts,
             "resamples": self.resamples,
+            "bootstrap_noise": self.noise,
+            "runs_share_noise": self.runs_share_noise,
             "huber_delta": HUBER_DELTA,
             "warnings": self.warnings(),
         }
@@ -234,6 +238,17 @@ class ChinchillaFit:
         return "\n".join(lines)
 
 
+def _shared_runs(runs, n_points: int) -> np.ndarray | None:
+    """Each point's run as an index, where some run gave more than one point; else None."""
+    if runs is None:
+        return None
+    labels = np.asarray(runs).ravel()
+    if len(labels) != n_points:
+        raise FitError("runs must label every point")
+    _, index, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return index if counts.max() > 1 else None
+
+
 def _law(x) -> ChinchillaLaw:
     a, b, e, alpha, beta = x
     return ChinchillaLaw(
@@ -246,12 +261,25 @@ def _law(x) -> ChinchillaLaw:
 
 
 def fit_chinchilla(
-    params, tokens, loss, bootstrap: int = 0, seed: int = 0, noise: float | None = None
+    params,
+    tokens,
+    loss,
+    bootstrap: int = 0,
+    seed: int = 0,
+    noise: float | None = None,
+    runs=None,
 ) -> ChinchillaFit:
     """Approach 3 on (N, D, L) points; `bootstrap` resamples give intervals (each resample is
     fitted from the full data's optimum, as its basin is the one that matters). Resamples
     draw the points with replacement, or with `noise` (a relative noise measured apart from
-    the fit, e.g. across seeds) are the fitted law's losses with that noise added."""
+    the fit, e.g. across seeds) are the fitted law's losses with that noise added.
+
+    `runs` labels the training run each point came from. Where one run gave several points
+    (a WSD trunk's branches) they share its seed's noise, and resampling them as independent
+    points makes intervals too narrow; so the resamples shift each run's points together by
+    the noise and each point again by it (`noise`, else the scatter about the fit, which one
+    seed cannot split into a run's part and a point's: benchmarks/estimators.py measures
+    both ways)."""
     N, D, L = (np.asarray(v, dtype=float).ravel() for v in (params, tokens, loss))
     if not len(N) == len(D) == len(L):
         raise FitError("params, tokens and loss must have the same length")
@@ -299,10 +327,17 @@ def fit_chinchilla(
         n_sizes=len(np.unique(N)),
         noise=noise,
     )
+    shared = _shared_runs(runs, len(N))
+    if bootstrap and shared is not None and not noise:
+        scatter = fit_scatter(N, D, L, result.law)
+        noise = result.noise = scatter.relative if scatter else None
     if bootstrap and noise:
         rng = np.random.default_rng(seed)
         fitted = np.log(_law(best).loss(N, D))
         shaken = fitted + noise * rng.standard_normal((bootstrap, len(N)))
+        if shared is not None:
+            shaken += noise * rng.standard_normal((bootstrap, shared.max() + 1))[:, shared]
+            result.runs_share_noise = True
 
         def on_replicate(X, rows):
             return huber_objective(X, log_n, log_d, shaken[rows], ones)

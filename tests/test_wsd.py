@@ -175,3 +175,20 @@ def test_approach_1_of_a_wsd_grid_joins_each_sizes_annealed_final_losses():
     curves = annealed_curves(points)
     assert sorted(curves) == ["a2", "b1"]  # keyed by each size's longest branch
     assert curves["a2"]["val_loss"].tolist() == [3.0, 2.5]  # in order of tokens
+
+
+def test_a_branchs_loss_comes_from_its_trunks_training_run():
+    """Approach 3's bootstrap shifts the points of one training run together: a branch's
+    run is its trunk, a plain trial's its own."""
+    import pandas as pd
+
+    from analysis.analyse import training_runs
+
+    points = pd.DataFrame(
+        {
+            "run_id": ["b1", "b2", "c1"],
+            "trunk": ["L1-d32-T64-trunk-s0", "L1-d32-T64-trunk-s0", None],
+        }
+    )
+    assert training_runs(points).tolist() == ["L1-d32-T64-trunk-s0"] * 2 + ["c1"]
+    assert training_runs(points.drop(columns="trunk")).tolist() == ["b1", "b2", "c1"]
