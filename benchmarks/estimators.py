@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.analyse import annealed_curves
+from analysis.analyse import annealed_curves, training_runs
 from analysis.fit import FitError, fit_chinchilla
 from analysis.frontier import approach_1, approach_2
 from analysis.laws import ChinchillaLaw
-from analysis.noise import fit_scatter
+from analysis.noise import fit_scatter, seed_spread
 from scaling import spec as spec_lib
 from scaling.contract import VAL_LOSS
 from scaling.hardware import cpu_model
@@ -54,15 +54,17 @@ JITTER = 0.25  # an evaluation's own noise, as a share of the run's
 TARGET_BIAS, TARGET_COVERAGE = 0.01, (0.90, 0.98)
 
 
-def grid_of(spec_name: str):
+def grid_of(spec_name: str, seeds: int = 1):
     """The (params, tokens) points of an experiment's grid at its first sequence length, the
-    same for every law; under WSD each with its `trunk` (one per size)."""
+    same for every law, each `seeds` times; under WSD each with its `trunk` (one per size and
+    seed)."""
     _, trials = spec_lib.load(EXPERIMENTS / f"{spec_name}.yaml")
     first = min(t.seq_len for t in trials)
     points = {(t.params, t.tokens) for t in trials if t.seq_len == first and t.kind != "trunk"}
     grid = pd.DataFrame(sorted(points), columns=["params", "tokens"], dtype=float)
+    grid = pd.concat([grid.assign(seed=seed) for seed in range(seeds)], ignore_index=True)
     if any(t.kind == "branch" for t in trials):
-        grid["trunk"] = [f"trunk of {n:.3g}" for n in grid["params"]]
+        grid["trunk"] = [f"trunk of {n:.3g} s{s}" for n, s in zip(grid["params"], grid["seed"])]
     return lambda law, rng: grid
 
 
@@ -94,6 +96,7 @@ def ladder_grid(law: ChinchillaLaw, rng: np.random.Generator) -> pd.DataFrame:
 GRIDS = {
     "smoke (4 sizes x 3 budgets)": grid_of("smoke"),
     "wsd (4 sizes x 5 budgets)": grid_of("wsd"),
+    "wsd with 2 seeds (4 sizes x 5 budgets x 2 seeds)": grid_of("wsd", seeds=2),
     "law (7 sizes x 3 budgets)": grid_of("law"),
     "isoflop 4 budgets x 5 sizes 2x apart, centre off by up to 2x": isoflop_grid(
         2.0 ** np.arange(-2, 3), 2
@@ -122,8 +125,11 @@ def simulate(law: ChinchillaLaw, noise: float, grid: pd.DataFrame, rng: np.rando
     runs = grid.assign(
         run_id=[f"r{i}" for i in range(len(grid))],
         name=[f"r{i}" for i in range(len(grid))],
+        size=[f"N={n:.3g}" for n in grid["params"]],
         flops_per_token=6 * grid["params"],
     )
+    if "seed" not in runs:
+        runs["seed"] = 0
     seeds = runs["trunk"] if "trunk" in runs else runs["run_id"]
     seed_shift = {seed: rng.standard_normal() for seed in seeds.unique()}
     curves = {}
@@ -136,7 +142,7 @@ def simulate(law: ChinchillaLaw, noise: float, grid: pd.DataFrame, rng: np.rando
     if "trunk" in runs:
         # What the report's approach 1 takes from a WSD grid: each size's curve through its
         # branches' final losses (a branch is annealed only at its end).
-        finals = runs.assign(size=runs["trunk"], seed=0, flops=6 * runs["params"] * runs["tokens"])
+        finals = runs.assign(flops=6 * runs["params"] * runs["tokens"])
         curves = annealed_curves(finals.rename(columns={"loss": VAL_LOSS}))
     return runs, curves
 
@@ -150,8 +156,17 @@ def estimates(runs: pd.DataFrame, curves: dict, budget: float) -> dict:
     interval (None where it refuses)."""
     found: dict = {}
     flops = 6 * runs["params"] * runs["tokens"]
-    fit = fit_chinchilla(runs["params"], runs["tokens"], runs["loss"], bootstrap=200)
-    noise = fit_scatter(runs["params"], runs["tokens"], runs["loss"], fit.law)
+    # As analysis/analyse.py does: the seeds' spread where there are seeds, else the scatter.
+    noise = seed_spread(runs, "loss")
+    fit = fit_chinchilla(
+        runs["params"],
+        runs["tokens"],
+        runs["loss"],
+        bootstrap=200,
+        noise=noise.relative if noise else None,
+        runs=training_runs(runs),
+    )
+    noise = noise or fit_scatter(runs["params"], runs["tokens"], runs["loss"], fit.law)
     scale = noise.relative if noise else None
     found["approach 3"] = (fit.law.a, fit.interval(lambda law: law.a))
     found["approach 3 loss"] = (
@@ -219,11 +234,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--grids",
+        default="",
+        help="study only the grids whose names start with these, e.g. wsd,law",
+    )
     args = parser.parse_args()
+    wanted = [
+        name for name in GRIDS if not args.grids or name.startswith(tuple(args.grids.split(",")))
+    ]
     started = time.perf_counter()
     # A grid per process: the fits are numpy on one core each.
     with ProcessPoolExecutor(os.cpu_count()) as pool:
-        jobs = {name: pool.submit(study, name, args.draws, args.seed) for name in GRIDS}
+        jobs = {name: pool.submit(study, name, args.draws, args.seed) for name in wanted}
         results = {name: job.result() for name, job in jobs.items()}
     print(
         json.dumps(
