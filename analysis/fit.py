@@ -23,7 +23,6 @@ from scipy.optimize import minimize
 
 from analysis.cautions import ALLOCATION, EXPONENT, SCALE
 from analysis.laws import ChinchillaLaw, Exponential, PowerLaw, SaturatingPowerLaw
-from analysis.noise import fit_scatter
 
 HUBER_DELTA = 1e-3
 # Chinchilla's start grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1},
@@ -275,11 +274,12 @@ def fit_chinchilla(
     the fit, e.g. across seeds) are the fitted law's losses with that noise added.
 
     `runs` labels the training run each point came from. Where one run gave several points
-    (a WSD trunk's branches) they share its seed's noise, and resampling them as independent
-    points makes intervals too narrow; so the resamples shift each run's points together by
-    the noise and each point again by it (`noise`, else the scatter about the fit, which one
-    seed cannot split into a run's part and a point's: benchmarks/estimators.py measures
-    both ways)."""
+    (a WSD trunk's branches) they share its seed's noise, so with `noise` the resamples shift
+    each run's points together by it and each point again by it (the seeds' spread cannot
+    split itself into a trunk's part and a branch's). Without `noise` the points are
+    resampled as before: the scatter about the fit is no stand-in here, as on real grids it
+    is mostly the law's misfit, which this bootstrap would count twice over
+    (benchmarks/RESULTS.md, "Estimators of a")."""
     N, D, L = (np.asarray(v, dtype=float).ravel() for v in (params, tokens, loss))
     if not len(N) == len(D) == len(L):
         raise FitError("params, tokens and loss must have the same length")
@@ -328,9 +328,6 @@ def fit_chinchilla(
         noise=noise,
     )
     shared = _shared_runs(runs, len(N))
-    if bootstrap and shared is not None and not noise:
-        scatter = fit_scatter(N, D, L, result.law)
-        noise = result.noise = scatter.relative if scatter else None
     if bootstrap and noise:
         rng = np.random.default_rng(seed)
         fitted = np.log(_law(best).loss(N, D))

@@ -3,7 +3,7 @@ HTML: ("h1" | "h2" | "p", text), ("table", headers, rows), ("img", file name, ca
 
 from __future__ import annotations
 
-from analysis.analyse import Analysis, LengthComparison, Refused
+from analysis.analyse import Analysis, LengthComparison, Refused, training_runs
 from analysis.captions import (
     CURVE_PREDICTIONS,
     ISOFLOP_FROM_LAW,
@@ -153,22 +153,21 @@ def verdict(a: Analysis) -> list[Block]:
 
 
 def _shared_noise_text(a: Analysis) -> str:
-    """How approach 3's bootstrap treats points that came from one run (a trunk's branches)."""
+    """How approach 3's bootstrap treats the branches of one WSD trunk, which share its seed."""
     fit = a.chinchilla
-    if isinstance(fit, Refused) or not fit.runs_share_noise:
+    if isinstance(fit, Refused) or not training_runs(a.points).duplicated().any():
         return ""
-    text = (
-        " A WSD trunk's branches share its seed's noise, so approach 3's resamples shift each "
-        "trunk's branches together by it and each branch again by it."
-    )
-    if a.noise is not None and a.noise.source == SEEDS:
-        return text
-    return text + (
-        " With one seed that noise is the scatter about the fit, which the fit itself "
-        "shrinks: in simulation a grid of 4 sizes x 5 budgets then holds the true a in its "
-        "interval about 86% of the time and the loss at 100x its budget 75%, where with two "
-        "seeds it holds them 96% and 93% (benchmarks/RESULTS.md). A second seed per size "
-        "measures the noise."
+    if fit.runs_share_noise:
+        return (
+            " A WSD trunk's branches share its seed's noise, so approach 3's resamples shift "
+            "each trunk's branches together by the seeds' spread and each branch again by it."
+        )
+    return (
+        " With one seed, approach 3 resamples a WSD trunk's branches as if independent, "
+        "though they share its seed's noise: its intervals are too narrow on grids with few "
+        "sizes (in simulation, 4 sizes x 5 budgets hold the true a 84.5% of the time and the "
+        "loss at 100x the budget 60%; with two seeds per size, whose spread is then shifted "
+        "onto each trunk, 96% and 93%: benchmarks/RESULTS.md)."
     )
 
 

@@ -59,36 +59,105 @@ def test_a_bootstrap_at_the_seeds_noise_covers_the_law():
         assert low <= getattr(LAW, name) <= high, name
 
 
-def wsd_grid(seed: int, noise: float = 0.008):
-    """4 sizes x 5 budgets as WSD branches: each size's branches share their trunk's noise,
-    and each has a quarter of it of its own."""
+def wsd_grid(seed: int, noise: float = 0.008, seeds: int = 2) -> pd.DataFrame:
+    """4 sizes x 5 budgets as WSD branches, each size trained from `seeds` trunks: a trunk's
+    branches share its noise, and each has a quarter of it of its own."""
     rng = np.random.default_rng(seed)
-    N, D = np.repeat(np.logspace(7, 9, 4), 5), np.tile(np.logspace(9, 11, 5), 4)
-    trunk = np.repeat([f"trunk-{k}" for k in range(4)], 5)
-    shift = noise * rng.standard_normal(4).repeat(5) + noise / 4 * rng.standard_normal(20)
-    return N, D, LAW.loss(N, D) * np.exp(shift), trunk
+    trunks = [(N, s) for s in range(seeds) for N in np.logspace(7, 9, 4)]
+    shifts = noise * rng.standard_normal(len(trunks))
+    rows = [
+        {
+            "params": N,
+            "tokens": D,
+            "trunk": f"N{N:.0e}-trunk-s{s}",
+            "val_loss": LAW.loss(N, D) * np.exp(shift + noise / 4 * rng.standard_normal()),
+        }
+        for (N, s), shift in zip(trunks, shifts)
+        for D in np.logspace(9, 11, 5)
+    ]
+    return pd.DataFrame(rows)
 
 
-def test_a_trunks_branches_are_shifted_together_in_the_bootstrap():
-    """Resampling a trunk's branches as independent points misses the law here; shifting each
-    trunk's branches together (at the scatter about the fit, as one seed measures it)
-    widens the interval to hold it."""
-    N, D, L, trunk = wsd_grid(seed=5)
-    as_points = fit_chinchilla(N, D, L, 200)
-    by_trunk = fit_chinchilla(N, D, L, 200, runs=trunk)
-    assert as_points.noise is None and not as_points.runs_share_noise
-    assert by_trunk.runs_share_noise and by_trunk.noise > 0
-    low, high = as_points.interval(lambda law: law.a)
+def test_with_seeds_a_trunks_branches_are_shifted_together_in_the_bootstrap():
+    """At the seeds' noise, shifting each branch on its own misses the law's a here; shifting
+    each trunk's branches together as well widens the interval to hold it."""
+    grid = wsd_grid(seed=11)
+    noise = seed_spread(grid, "val_loss").relative
+    N, D, L = grid["params"], grid["tokens"], grid["val_loss"]
+    each_point = fit_chinchilla(N, D, L, 200, noise=noise)
+    by_trunk = fit_chinchilla(N, D, L, 200, noise=noise, runs=grid["trunk"])
+    assert by_trunk.runs_share_noise and not each_point.runs_share_noise
+    low, high = each_point.interval(lambda law: law.a)
     assert not low <= LAW.a <= high
     low, high = by_trunk.interval(lambda law: law.a)
     assert low <= LAW.a <= high
     assert by_trunk.to_dict()["runs_share_noise"] is True
 
 
-def test_runs_of_one_point_each_keep_the_resampled_points():
-    grid = seeded_grid(seeds=1, noise=0.005)
-    labels = [f"run-{k}" for k in range(len(grid))]
-    fit = fit_chinchilla(grid["params"], grid["tokens"], grid["val_loss"], 20, runs=labels)
-    plain = fit_chinchilla(grid["params"], grid["tokens"], grid["val_loss"], 20)
+def test_without_seeds_the_points_are_resampled_whatever_runs_they_came_from():
+    """The scatter about the fit is mostly the law's misfit on real grids, no noise to shift
+    trunks by: one seed's WSD grid keeps the resampled points (and the report cautions)."""
+    grid = wsd_grid(seed=5, seeds=1)
+    N, D, L = grid["params"], grid["tokens"], grid["val_loss"]
+    fit = fit_chinchilla(N, D, L, 20, runs=grid["trunk"])
+    plain = fit_chinchilla(N, D, L, 20)
     assert fit.noise is None and not fit.runs_share_noise
     assert fit.interval(lambda law: law.a) == plain.interval(lambda law: law.a)
+
+
+def record_wsd_grid(uri: str, folder, seeds: list[int], noise: float = 0.008) -> str:
+    """A WSD grid of 4 sizes x 5 budgets recorded as `scaling run` records one, its branches'
+    losses from LAW with their trunk's noise; returns the experiment's name."""
+    from helpers import tiny_spec, write_spec
+
+    from scaling import spec as spec_lib
+    from scaling.tracking import Tracker
+
+    name = f"wsd-seeds-{len(seeds)}"
+    sizes = [
+        {"n_layer": n, "d_model": d, "n_head": 2} for n, d in ((1, 32), (2, 48), (2, 64), (3, 96))
+    ]
+    raw = tiny_spec(
+        name,
+        model={"sizes": sizes},
+        grid={"seq_len": [64], "tokens": [32768, 65536, 131072, 262144, 524288], "seeds": seeds},
+        train={"schedule": "wsd", "eval_interval_tokens": 32768},
+    )
+    spec_file = write_spec(folder / f"{name}.yaml", raw)
+    spec, trials = spec_lib.load(spec_file)
+    tracker = Tracker(uri)
+    experiment_id = tracker.experiment_id(name)
+    parent = tracker.start_grid(experiment_id, spec, spec_file, trials)
+    rng = np.random.default_rng(len(seeds))
+    trunk_shift = {t.name: noise * rng.standard_normal() for t in trials if t.kind == "trunk"}
+    for trial in trials:
+        run_id = tracker.start_trial(experiment_id, parent, trial)
+        shift = trunk_shift[trial.name if trial.kind == "trunk" else trial.trunk]
+        for tokens in (trial.branch_at + trial.tokens) / 2, trial.tokens:
+            loss = LAW.loss(trial.params, tokens) * np.exp(
+                shift + noise / 4 * rng.standard_normal()
+            )
+            tracker.log_metrics(run_id, {"step": int(tokens), "val_loss": loss, "lr": 1e-3})
+        tracker.end_trial(run_id, "FINISHED")
+    tracker.end_grid(parent)
+    return name
+
+
+@pytest.mark.slow  # a recorded grid in a real MLflow store, analysed as the report does
+@pytest.mark.parametrize("seeds", [[0, 1], [0]])
+def test_the_report_says_how_approach_3_treats_a_trunks_branches(tmp_path, seeds):
+    from analysis.analyse import analyse
+    from analysis.render import markdown
+    from analysis.runs import from_mlflow
+    from analysis.sections import verdict
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = record_wsd_grid(uri, tmp_path, seeds)
+    a = analyse(from_mlflow(uri, name), name, bootstrap=50)
+    text = " ".join(markdown(verdict(a)).split())
+    if len(seeds) == 2:
+        assert a.noise.source == SEEDS and a.chinchilla.runs_share_noise
+        assert "shift each trunk's branches together by the seeds' spread" in text
+    else:
+        assert a.noise.source == RESIDUALS and not a.chinchilla.runs_share_noise
+        assert "With one seed, approach 3 resamples a WSD trunk's branches" in text
