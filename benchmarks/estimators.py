@@ -1,30 +1,31 @@
-"""How the report's three estimators of the compute-optimal exponent a (N_opt ∝ C^a) fare on
-grids drawn from known Chinchilla laws: their bias, and how often their 95% intervals hold
-the truth.
+"""How the report's three estimators of the compute-optimal exponent a (N_opt ∝ C^a) fare on grids
+drawn from known Chinchilla laws: their bias, and how often their 95% intervals hold the truth.
 
-Each draw picks a law (alpha and beta uniform in [0.25, 0.45], E in [1.5, 2.5], A and B
-log-uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%: each run's curve
-is shifted as a whole by it, as a seed shifts a run, and each evaluation jitters by a
-quarter of it; a WSD grid's branches share their trunk's shift), makes a grid's final losses
-and each run's validation curve from it (under WSD, each size's curve through its branches'
-finals, as the report builds it), and runs each approach as the report runs it, with the
-noise the report would measure (the scatter about the Chinchilla fit): approach 1 (crossings
-of sizes' curves, or the bracketed envelope), approach 2 (IsoFLOP minima from a parabola
-through each budget's lowest size and one or two neighbours each side, two being the
-report's default, chosen by this study, or through every size) and approach 3 (the
-Chinchilla fit with its bootstrap).
+Each draw picks a law (alpha and beta uniform in [0.25, 0.45], E in [1.5, 2.5], A and B log-
+uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%: each run's curve is
+shifted as a whole by it, as a seed shifts a run, and each evaluation jitters by a quarter of
+it; a WSD grid's branches share their trunk's shift), makes a grid's final losses and each
+run's validation curve from it (under WSD, each size's curve through its branches' finals, as
+the report builds it), and runs each approach as the report runs it, with the noise the report
+would measure (the seeds' spread, else the scatter about the Chinchilla fit): approach 1
+(crossings of sizes' curves, or the bracketed envelope), approach 2 (IsoFLOP minima from a
+parabola through each budget's lowest size and one or two neighbours each side, two being the
+report's default, chosen by this study, or through every size) and approach 3 (the Chinchilla
+fit with its bootstrap: resampled points with one seed; with seeds, the seeds' spread added to
+each point and, under WSD, to each trunk's branches together).
 
-Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets;
-law: 7 sizes x 3 budgets, both WSD); IsoFLOP grids of 5 sizes spaced 2x and of 7 sizes
-spanning 900x, centred on the drawn law's optimum times a random factor (a user's guess);
-and an IsoFLOP grid with one ladder of 9 sizes over 1000x at every budget, as Chinchilla's
-and Porian et al.'s are, so the sweeps are lopsided one way at the smallest budget and the
-other at the largest. Each estimator's bias of a, and of the loss it predicts at 100x the
-grid's largest budget. Targets, for each approach's default estimator: |bias of a| <= 0.01
-and 95% intervals that hold the truth 90-98% of the time.
+Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets,
+with one seed and with two; law: 7 sizes x 4 budgets, both WSD); IsoFLOP grids of 5 sizes
+spaced 2x and of 7 sizes spanning 900x, centred on the drawn law's optimum times a random
+factor (a user's guess); and an IsoFLOP grid with one ladder of 9 sizes over 1000x at every
+budget, as Chinchilla's and Porian et al.'s are, so the sweeps are lopsided one way at the
+smallest budget and the other at the largest. Each estimator's bias of a, and of the loss it
+predicts at 100x the grid's largest budget. Targets, for each approach's default estimator:
+|bias of a| <= 0.01 and 95% intervals that hold the truth 90-98% of the time.
 
-Prints one JSON object. `--draws N` (default 200): 200 draws of the six grids took 80 minutes
-on 2 cores here, a grid per core.
+Prints one JSON object. `--draws N` (default 200): 200 draws of every grid take 80-90 minutes
+on 2 cores here, a grid per core; `--grids wsd,law` studies only the grids whose names start
+so.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ GRIDS = {
     "smoke (4 sizes x 3 budgets)": grid_of("smoke"),
     "wsd (4 sizes x 5 budgets)": grid_of("wsd"),
     "wsd with 2 seeds (4 sizes x 5 budgets x 2 seeds)": grid_of("wsd", seeds=2),
-    "law (7 sizes x 3 budgets)": grid_of("law"),
+    "law (7 sizes x 4 budgets)": grid_of("law"),
     "isoflop 4 budgets x 5 sizes 2x apart, centre off by up to 2x": isoflop_grid(
         2.0 ** np.arange(-2, 3), 2
     ),
