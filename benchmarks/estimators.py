@@ -15,7 +15,7 @@ fit with its bootstrap: resampled points with one seed; with seeds, the seeds' s
 each point and, under WSD, to each trunk's branches together).
 
 Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets,
-with one seed and with two; law: 7 sizes x 4 budgets, both WSD); IsoFLOP grids of 5 sizes
+with one seed and with two; law: 6 sizes x 3 budgets, both WSD); IsoFLOP grids of 5 sizes
 spaced 2x and of 7 sizes spanning 900x, centred on the drawn law's optimum times a random
 factor (a user's guess); and an IsoFLOP grid with one ladder of 9 sizes over 1000x at every
 budget, as Chinchilla's and Porian et al.'s are, so the sweeps are lopsided one way at the
@@ -98,7 +98,7 @@ GRIDS = {
     "smoke (4 sizes x 3 budgets)": grid_of("smoke"),
     "wsd (4 sizes x 5 budgets)": grid_of("wsd"),
     "wsd with 2 seeds (4 sizes x 5 budgets x 2 seeds)": grid_of("wsd", seeds=2),
-    "law (7 sizes x 4 budgets)": grid_of("law"),
+    "law (6 sizes x 3 budgets)": grid_of("law"),
     "isoflop 4 budgets x 5 sizes 2x apart, centre off by up to 2x": isoflop_grid(
         2.0 ** np.arange(-2, 3), 2
     ),
