@@ -277,8 +277,8 @@ def fit_chinchilla(
     (a WSD trunk's branches) they share its seed's noise, so with `noise` the resamples shift
     each run's points together by it and each point again by it (the seeds' spread cannot
     split itself into a trunk's part and a branch's). Without `noise` the points are
-    resampled as before: the scatter about the fit is no stand-in here, as on real grids it
-    is mostly the law's misfit, which this bootstrap would count twice over
+    resampled whatever their runs: the scatter about the fit is no stand-in for a run's noise,
+    as on real grids it is mostly the law's misfit, which this bootstrap would count twice
     (benchmarks/RESULTS.md, "Estimators of a")."""
     N, D, L = (np.asarray(v, dtype=float).ravel() for v in (params, tokens, loss))
     if not len(N) == len(D) == len(L):
