@@ -119,6 +119,23 @@ def test_random_known_laws_are_recovered_from_noisy_grids(seed):
     assert abs(law.loss(1e11, 1e12) / truth.loss(1e11, 1e12) - 1) < 0.01
 
 
+def test_resamples_may_leave_the_valley_where_the_fits_E_went_to_0():
+    """On the smoke grid's shape (4 sizes x 3 budgets) with 0.3% noise these points do not
+    show the loss flattening and the fit puts E at 0 and a at 0.22 (the truth: 2.49 and
+    0.51). Resamples fitted only from that optimum could not leave the valley: E's interval
+    was one value and a's missed the truth. Each resample also starts in the other bands of E."""
+    truth = ChinchillaLaw(E=2.49, A=839, B=142, alpha=0.368, beta=0.389)
+    N = np.repeat([12384.0, 55536.0, 98624.0, 332448.0], 3)
+    D = np.tile([200704.0, 499712.0, 1249280.0], 4)
+    L = truth.loss(N, D) * np.exp(np.random.default_rng(2).normal(0, 0.003, N.size))
+    fit = fit_chinchilla(N, D, L, bootstrap=200)
+    assert fit.law.E < 1e-3 and fit.law.a == pytest.approx(0.219, abs=0.01)
+    low, high = fit.interval(lambda law: law.E)
+    assert low < 1e-3 and high > truth.E
+    low, high = fit.interval(lambda law: law.a)
+    assert low < fit.law.a and truth.a < high
+
+
 def test_data_that_cannot_identify_the_law_is_refused():
     N = np.logspace(7, 9, 6)
     D = np.logspace(9, 11, 6)
