@@ -166,7 +166,7 @@ def _shared_noise_text(a: Analysis) -> str:
         " With one seed, approach 3 resamples a WSD trunk's branches as if independent, "
         "though they share its seed's noise: its intervals are too narrow on grids with few "
         "sizes (in simulation, 4 sizes x 5 budgets hold the true a 84.5% of the time and the "
-        "loss at 100x the budget 60%; with two seeds per size, whose spread is then shifted "
+        "loss at 100x the budget 61%; with two seeds per size, whose spread is then shifted "
         "onto each trunk, 98.5% and 94%: benchmarks/RESULTS.md)."
     )
 
