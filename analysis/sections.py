@@ -165,9 +165,11 @@ def _shared_noise_text(a: Analysis) -> str:
     return (
         " With one seed, approach 3 resamples a WSD trunk's branches as if independent, "
         "though they share its seed's noise: its intervals are too narrow on grids with few "
-        "sizes (in simulation, 4 sizes x 5 budgets hold the true a 84.5% of the time and the "
-        "loss at 100x the budget 61%; with two seeds per size, whose spread is then shifted "
-        "onto each trunk, 98.5% and 94%: benchmarks/RESULTS.md)."
+        "sizes (in simulation, with the trunk's share of a seed's noise as a real two-seed "
+        "grid measured it, 4 sizes x 5 budgets hold the true a 95% of the time but the loss at "
+        "100x the budget 83.5%, or 84.5% and 61% if all of it were the trunk's; with two seeds "
+        "per size, whose spread is then shifted onto each trunk, 98% and 98%: "
+        "benchmarks/RESULTS.md)."
     )
 
 
