@@ -5,10 +5,10 @@ Each draw picks a law (alpha and beta uniform in [0.25, 0.45], E in [1.5, 2.5], 
 uniform in [100, 1000]) and a multiplicative noise level (0.2% to 1%: each run's curve is
 shifted as a whole by it, as a seed shifts a run, and each evaluation jitters by a quarter of
 it; a WSD branch shares 60% of its shift's variance with its trunk's other branches, as on a
-real two-seed WSD grid, or all of it in the grids named so), makes a grid's final losses and each
-run's validation curve from it (under WSD, each size's curve through its branches' finals, as
-the report builds it), and runs each approach as the report runs it, with the noise the report
-would measure (the seeds' spread, else the scatter about the Chinchilla fit): approach 1
+real two-seed WSD grid, or all of it in the grids named so), makes a grid's final losses and
+each run's validation curve from it (under WSD, each size's curve through its branches' finals,
+as the report builds it), and runs each approach as the report runs it, with the noise the
+report would measure (the seeds' spread, else the scatter about the Chinchilla fit): approach 1
 (crossings of sizes' curves, or the bracketed envelope), approach 2 (IsoFLOP minima from a
 parabola through each budget's lowest size and one or two neighbours each side, two being the
 report's default, chosen by this study, or through every size) and approach 3 (the Chinchilla
@@ -17,15 +17,15 @@ each point and, under WSD, to each trunk's branches together).
 
 Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets,
 with one seed and with two, and both again with all of a branch's noise its trunk's; law: 6
-sizes x 3 budgets, both WSD); IsoFLOP grids of 5 sizes
-spaced 2x and of 7 sizes spanning 900x, centred on the drawn law's optimum times a random
-factor (a user's guess); and an IsoFLOP grid with one ladder of 9 sizes over 1000x at every
-budget, as Chinchilla's and Porian et al.'s are, so the sweeps are lopsided one way at the
-smallest budget and the other at the largest. Each estimator's bias of a, and of the loss it
-predicts at 100x the grid's largest budget. Targets, for each approach's default estimator:
-|bias of a| <= 0.01 and 95% intervals that hold the truth 90-98% of the time.
+sizes x 3 budgets, both WSD); IsoFLOP grids of 5 sizes spaced 2x and of 7 sizes spanning 900x,
+centred on the drawn law's optimum times a random factor (a user's guess); and an IsoFLOP grid
+with one ladder of 9 sizes over 1000x at every budget, as Chinchilla's and Porian et al.'s are,
+so the sweeps are lopsided one way at the smallest budget and the other at the largest. Each
+estimator's bias of a, and of the loss it predicts at 100x the grid's largest budget. Targets,
+for each approach's default estimator: |bias of a| <= 0.01 and 95% intervals that hold the truth
+90-98% of the time.
 
-Prints one JSON object. `--draws N` (default 200): 200 draws of every grid take 80-90 minutes
+Prints one JSON object. `--draws N` (default 200): 200 draws of every grid took 80-90 minutes
 on 2 cores here, a grid per core; `--grids wsd,law` studies only the grids whose names start
 so.
 """
