@@ -269,15 +269,20 @@ def _other_bands_best(X, f, best, lowest_loss: float) -> np.ndarray:
 
 
 def _best_of_starts_each(objective, starts: np.ndarray, resamples: int) -> np.ndarray:
-    """Resample i (`objective(X, rows)` of rows i) fitted from every start: each one's best."""
+    """Resample i (`objective(X, rows)` of rows i) fitted from every start: each one's best.
+    As in the fit's own screen, every start gets SCREEN_ITERATIONS and only each resample's
+    best goes on to convergence."""
     copies = len(starts)
 
     def on_copies(X, rows):
         return objective(X, rows // copies)
 
-    X, f = minimize_rows(on_copies, np.tile(starts, (resamples, 1)))
+    X, f = minimize_rows(on_copies, np.tile(starts, (resamples, 1)), max_iter=SCREEN_ITERATIONS)
     f = np.where(np.isfinite(f), f, np.inf).reshape(resamples, copies)
-    return X.reshape(resamples, copies, 5)[np.arange(resamples), f.argmin(1)]
+    X, _ = minimize_rows(
+        objective, X.reshape(resamples, copies, 5)[np.arange(resamples), f.argmin(1)]
+    )
+    return X
 
 
 def _law(x) -> ChinchillaLaw:
