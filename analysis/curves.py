@@ -36,8 +36,11 @@ class Curves:
     trunks: pd.DataFrame  # run_id, size, flops, val_loss: WSD trunks' curves at the laws' length
 
 
-def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _band(samples, curve) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% band of `curve(law)` over bootstrap laws; a resample that ran off (an
+    exponent of 10, an A of 1e300) overflows, counts as missing and is not worth a warning."""
     with np.errstate(all="ignore"):
+        values = np.array([curve(law) for law in samples], dtype=float)
         low, high = np.nanpercentile(values, [2.5, 97.5], axis=0)
     return low, high
 
@@ -87,7 +90,7 @@ def frontier(fit: ChinchillaFit | None, points: pd.DataFrame) -> pd.DataFrame:
 
     low = high = np.full_like(C, np.nan)
     if fit.samples:
-        low, high = _band(np.array([best(law) for law in fit.samples[:BAND_SAMPLES]]))
+        low, high = _band(fit.samples[:BAND_SAMPLES], best)
     extrapolated = (C < c_min) | (C > c_max)
     return pd.DataFrame(dict(zip(columns, (C, best(fit.law), low, high, extrapolated))))
 
@@ -104,7 +107,7 @@ def fixed_tokens(fit: ChinchillaFit | None, points: pd.DataFrame) -> pd.DataFram
     for D in sorted({tokens.min(), float(np.exp(np.log(tokens).mean())), tokens.max()}):
         low = high = np.full_like(N, np.nan)
         if fit.samples:
-            low, high = _band(np.array([law.at_tokens(D)(N) for law in fit.samples]))
+            low, high = _band(fit.samples, lambda law, D=D: law.at_tokens(D)(N))
         loss = fit.law.at_tokens(D)(N)
         frames.append(pd.DataFrame(dict(zip(columns, (D, N, loss, low, high)))))
     return pd.concat(frames, ignore_index=True)

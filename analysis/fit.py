@@ -287,13 +287,14 @@ def _best_of_starts_each(objective, starts: np.ndarray, resamples: int) -> np.nd
 
 def _law(x) -> ChinchillaLaw:
     a, b, e, alpha, beta = x
-    return ChinchillaLaw(
-        E=float(np.exp(e)),
-        A=float(np.exp(a)),
-        B=float(np.exp(b)),
-        alpha=float(alpha),
-        beta=float(beta),
-    )
+    with np.errstate(over="ignore"):  # a resample that ran off gets A or B = inf: no warning
+        return ChinchillaLaw(
+            E=float(np.exp(e)),
+            A=float(np.exp(a)),
+            B=float(np.exp(b)),
+            alpha=float(alpha),
+            beta=float(beta),
+        )
 
 
 def fit_chinchilla(

@@ -54,7 +54,10 @@ class ChinchillaLaw:
 
     def at_tokens(self, D: float) -> SaturatingPowerLaw:
         """Loss against parameters at D training tokens: (E + B/D^beta) + A/N^alpha."""
-        return SaturatingPowerLaw(self.E + self.B / D**self.beta, self.A, self.alpha)
+        # A numpy power: a bootstrap law with beta in the thousands must give 0 (overflow to
+        # inf, divided), where Python's float power raises OverflowError.
+        floor = self.E + self.B / np.float64(D) ** self.beta
+        return SaturatingPowerLaw(float(floor), self.A, self.alpha)
 
 
 @dataclass(frozen=True)

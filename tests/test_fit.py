@@ -13,6 +13,7 @@ import pytest
 from helpers import scaling
 
 from analysis.cautions import ALLOCATION, EXPONENT
+from analysis.curves import fixed_tokens
 from analysis.fit import ChinchillaFit, FitError, fit_chinchilla, huber_objective
 from analysis.laws import ChinchillaLaw
 from scaling.cli import main
@@ -134,6 +135,23 @@ def test_resamples_may_leave_the_valley_where_the_fits_E_went_to_0():
     assert low < 1e-3 and high > truth.E
     low, high = fit.interval(lambda law: law.a)
     assert low < fit.law.a and truth.a < high
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_resamples_that_run_off_are_kept_quietly():
+    """The demo's T=512 points but its largest size (the report's held-out fit, 2026-11-30):
+    some of their 1,000 resamples run off to an A of 1e300 or more. They stay in the samples
+    (intervals and bands leave out what they cannot compute) without an overflow warning in
+    the report's output, and a band at a token count given as a Python float does not raise
+    OverflowError (one resample here has beta in the thousands)."""
+    N = np.repeat([12384.0, 55536.0, 98624.0, 332448.0], 3)
+    D = np.tile([200704.0, 499712.0, 1249280.0], 4)
+    L = [3.3182, 2.9105, 2.6538, 3.0956, 2.9022, 2.5983]
+    L += [3.0147, 2.7497, 2.5412, 2.9756, 2.7120, 2.5234]
+    fit = fit_chinchilla(N[:9], D[:9], L[:9], bootstrap=1000)
+    assert not np.isfinite([law.A for law in fit.samples]).all()
+    points = pd.DataFrame({"params": N, "tokens": D})
+    assert fixed_tokens(fit, points)["low"].notna().all()
 
 
 def test_data_that_cannot_identify_the_law_is_refused():
