@@ -25,9 +25,10 @@ estimator's bias of a, and of the loss it predicts at 100x the grid's largest bu
 for each approach's default estimator: |bias of a| <= 0.01 and 95% intervals that hold the truth
 90-98% of the time.
 
-Prints one JSON object. `--draws N` (default 200): 200 draws of every grid took 80-90 minutes
-on 2 cores here, a grid per core; `--grids wsd,law` studies only the grids whose names start
-so.
+Prints one JSON object. `--draws N` (default 200): 200 draws of one grid take 5-16 minutes on a
+core here (the law shape 14-16 with three jobs on two cores), the grids one per core, so all
+nine take about 1.5 hours; `--grids wsd,law` studies only the grids whose names start so, and
+`--seed` draws others (to add draws to a run).
 """
 
 from __future__ import annotations
