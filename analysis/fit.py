@@ -365,7 +365,7 @@ def fit_chinchilla(
         len(N),
         len(START_GRID),
         n_sizes=len(np.unique(N)),
-        noise=noise,
+        noise=noise if bootstrap else None,
     )
     shared = _shared_runs(runs, len(N))
     if bootstrap and noise:

@@ -57,6 +57,9 @@ def test_a_bootstrap_at_the_seeds_noise_covers_the_law():
     for name in ("alpha", "beta", "a"):
         low, high = fit.interval(lambda law, n=name: getattr(law, n))
         assert low <= getattr(LAW, name) <= high, name
+    # Without resamples no noise was added, and fits.json says so.
+    plain = fit_chinchilla(grid["params"], grid["tokens"], grid["val_loss"], 0, noise=noise)
+    assert plain.to_dict()["bootstrap_noise"] is None
 
 
 def wsd_grid(seed: int, noise: float = 0.008, seeds: int = 2) -> pd.DataFrame:
