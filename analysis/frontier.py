@@ -4,12 +4,13 @@
   running minimum (the best loss for a compute is the best reached at it or below: a run can
   stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is taken where each size's
   curve crosses the next larger size's: there both are equally good and N_opt lies between
-  them. Grids whose sizes differ per budget have no such crossings; there the envelope's
-  points count where runs of a smaller and of a larger size reach that compute too. The whole
-  envelope's winners were biased (+0.045 in a on the smoke grid's shape,
-  `benchmarks/estimators.py`): at the ends of a size x budget grid only the small (or only
-  the large) sizes have curves, and the size that wins says which runs exist, not which is
-  best.
+  them (a size whose curve is best at no compute, overtaken by the next larger before it
+  overtakes the next smaller, drops out). Grids whose sizes differ per budget have no such
+  crossings; there the envelope's points count where runs of a smaller and of a larger size
+  reach that compute too. The whole envelope's winners were biased (+0.045 in a on the smoke
+  grid's shape, `benchmarks/estimators.py`): at the ends of a size x budget grid only the
+  small (or only the large) sizes have curves, and the size that wins says which runs exist,
+  not which is best.
 - Approach 2: runs grouped by FLOP budget (an IsoFLOP grid, or points within 10% of each
   other's FLOPs); per budget the minimum of loss in log N, located by a parabola through the
   lowest point and two neighbours each side (one parabola across a wide sweep is pulled
@@ -26,6 +27,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass, field
 
@@ -184,36 +186,58 @@ class _Envelope:
         """Where each size's best curve (the lowest of its runs) crosses the next larger
         size's from below: at that compute both are equally good, so N_opt lies between them,
         at their geometric mean for a profile symmetric in log N. Both sizes have runs there,
-        unlike the envelope's ends, where the size that wins is the only one trained."""
+        unlike the envelope's ends, where the size that wins is the only one trained. A size
+        that the next larger one overtakes before it overtakes the next smaller one (an unlucky
+        seed can lift a curve so) is best at no compute: it drops out, and its neighbours'
+        crossing stands in for its two, as in the lower envelope of the sizes' curves."""
         log_loss = self._shifted(shift)
         sizes = np.unique(self.params)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a compute no run of a size reaches
             best = np.array([np.nanmin(log_loss[self.params == n], axis=0) for n in sizes])
         per_token = np.array([self.flops_per_token[self.params == n][0] for n in sizes])
+        kept = list(range(len(sizes)))  # the sizes still in the running
+        while True:
+            pairs = list(itertools.pairwise(kept))
+            found = [self._crossing(best[small], best[large]) for small, large in pairs]
+            never_best = [
+                large
+                for (_, large), this, after in zip(pairs, found, found[1:])
+                if this and after and after[0] < this[0]
+            ]
+            if not never_best:
+                break
+            kept.remove(never_best[0])
         rows = []
-        for i in range(len(sizes) - 1):
-            gap = best[i] - best[i + 1]  # < 0 while the smaller size is better
-            both = np.flatnonzero(np.isfinite(gap))
-            if len(both) < 2:
+        for (small, large), crossing in zip(pairs, found):
+            if crossing is None:
                 continue
-            gap, flops = gap[both], self.flops[both]
-            turns = np.flatnonzero((gap[:-1] < 0) & (gap[1:] >= 0))
-            if not len(turns):
-                continue
-            k = turns[0]
-            t = gap[k] / (gap[k] - gap[k + 1])  # linear in log C between the two points
-            log_c = np.log(flops[k]) + t * np.log(flops[k + 1] / flops[k])
-            loss = best[i][both][k] + t * (best[i][both][k + 1] - best[i][both][k])
+            log_c, log_loss_there = crossing
             rows.append(
                 {
                     "flops": float(np.exp(log_c)),
-                    "params": float(np.sqrt(sizes[i] * sizes[i + 1])),
-                    "tokens": float(np.exp(log_c) / np.sqrt(per_token[i] * per_token[i + 1])),
-                    "loss": float(np.exp(loss)),
+                    "params": float(np.sqrt(sizes[small] * sizes[large])),
+                    "tokens": float(np.exp(log_c) / np.sqrt(per_token[small] * per_token[large])),
+                    "loss": float(np.exp(log_loss_there)),
                 }
             )
         return pd.DataFrame(rows, columns=["flops", "params", "tokens", "loss"])
+
+    def _crossing(self, small: np.ndarray, large: np.ndarray) -> tuple[float, float] | None:
+        """The first compute where the larger size's log loss falls to the smaller's, and the
+        log loss there (linear in log C between evaluations); None where it never does."""
+        gap = small - large  # < 0 while the smaller size is better
+        both = np.flatnonzero(np.isfinite(gap))
+        if len(both) < 2:
+            return None
+        gap, flops, small = gap[both], self.flops[both], small[both]
+        turns = np.flatnonzero((gap[:-1] < 0) & (gap[1:] >= 0))
+        if not len(turns):
+            return None
+        k = turns[0]
+        t = gap[k] / (gap[k] - gap[k + 1])  # linear in log C between the two points
+        log_c = np.log(flops[k]) + t * np.log(flops[k + 1] / flops[k])
+        return float(log_c), float(small[k] + t * (small[k + 1] - small[k]))
 
     def bracketed(self, shift: np.ndarray | None = None) -> pd.DataFrame:
         """The envelope's points whose winning run has runs of a smaller and of a larger size

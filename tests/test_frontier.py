@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 
 from analysis.fit import FitError, fit_chinchilla, fit_saturating, refit_saturating
-from analysis.frontier import approach_1, approach_2, held_out_prediction, isoflop_budgets
+from analysis.frontier import (
+    CROSSINGS,
+    approach_1,
+    approach_2,
+    held_out_prediction,
+    isoflop_budgets,
+)
 from analysis.laws import ChinchillaLaw
 
 # Chinchilla's own fit (Besiroglu et al. 2024): a = beta/(alpha+beta) = 0.514.
@@ -129,6 +135,26 @@ def test_approach_1s_envelope_is_a_running_minimum_of_loss_over_compute():
     assert first_after["name"] == "N1e+04-D2e+05"
     assert first_after["tokens"] <= 2e5
     assert result.loss_law is not None and result.loss_law.samples
+
+
+def test_approach_1_passes_over_a_size_whose_curve_is_never_the_best():
+    """An unlucky seed can lift a size's whole curve: the next larger size then overtakes it
+    before it overtakes the next smaller one, so it is best at no compute. Its neighbours'
+    crossing stands in for its two; taken as they come, the two crossings run backwards in
+    compute and drag the exponent down (0.22 here)."""
+    runs, curves = [], {}
+    for i, N in enumerate(1e6 * 2.0 ** np.arange(4)):
+        D = np.logspace(6, 10, 40)
+        lifted = 1.05 if i == 1 else 1.0
+        curves[f"run{i}"] = pd.DataFrame({"tokens": D, "flops": 6 * N * D,
+                                          "val_loss": LAW.loss(N, D) * lifted})  # fmt: skip
+        runs.append({"run_id": f"run{i}", "name": f"N{N:.2g}", "params": N,
+                     "flops_per_token": 6 * N})  # fmt: skip
+    result = approach_1(curves, pd.DataFrame(runs))
+    assert result.method == CROSSINGS
+    assert len(result.points) == 2
+    assert result.points["params"].iloc[0] == pytest.approx(np.sqrt(1e6 * 4e6))
+    assert result.n_opt.exponent == pytest.approx(LAW.a, abs=0.01)
 
 
 def test_approach_1_refuses_when_one_run_is_lowest_everywhere():
