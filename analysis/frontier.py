@@ -52,6 +52,10 @@ NEIGHBOURS = 2  # approach 2: sizes each side of a budget's lowest point its par
 BOOTSTRAP = 400
 LOSS_LAW = "the optimum's loss against compute"
 CROSSINGS, BRACKETED = "crossings of consecutive sizes", "bracketed envelope"
+# The fewest distinct sizes approach 1's N_opt(C) stands on: 2 crossings, or 3 sizes on the
+# bracketed envelope. Through two sizes' stretches of the envelope the slope says where the
+# runs start and end, not the law: on WSD grids such fits covered the truth 6-12% of the time.
+SIZES_NEEDED = {CROSSINGS: 2, BRACKETED: 3}
 
 
 @dataclass
@@ -104,11 +108,13 @@ def _replicated(
     optima: list[pd.DataFrame],
     noise: float,
     losses: list[pd.DataFrame] | None = None,
+    sizes_needed: int = 2,
 ) -> ComputeOptimal:
     """`result` with its exponents' intervals from the optima (flops, params, tokens) found in
-    each noisy replicate of the grid, and its loss law's samples from the replicates' optimal
-    losses (flops, loss: the optima's own unless `losses` gives them)."""
-    replicates = [found for found in optima if found["params"].nunique() >= 2]
+    each noisy replicate of the grid that has `sizes_needed` sizes, and its loss law's samples
+    from the replicates' optimal losses (flops, loss: the optima's own unless `losses` gives
+    them)."""
+    replicates = [found for found in optima if found["params"].nunique() >= sizes_needed]
     slopes: dict[str, list[float]] = {"params": [], "tokens": []}
     for found in replicates:
         log_c = np.log(found["flops"])
@@ -379,12 +385,12 @@ def approach_1(
     envelope = _envelope(curves, runs)
     method = CROSSINGS if len(envelope.crossings()) >= 2 else BRACKETED
     found = envelope.optima(method=method)
-    if found["params"].nunique() < 2:
+    if found["params"].nunique() < SIZES_NEEDED[method]:
         raise FitError(
             f"approach 1: {len(envelope.crossings())} pair(s) of consecutive sizes whose "
             "curves cross (the smaller best at low compute, the larger at high), and "
             f"{found['params'].nunique()} size(s) on the envelope with a smaller and a larger "
-            "size reaching the same compute: N_opt(C) needs 2 of either. "
+            "size reaching the same compute: N_opt(C) needs 2 crossings or 3 such sizes. "
             + _why_no_optima(envelope)
         )
     points = envelope.points()
@@ -406,7 +412,7 @@ def approach_1(
         loss = envelope.best_so_far(shift)[2]
         covered = np.isfinite(loss)
         losses.append(pd.DataFrame({"flops": envelope.flops[covered], "loss": loss[covered]}))
-    return _replicated(result, optima, noise, losses)
+    return _replicated(result, optima, noise, losses, SIZES_NEEDED[method])
 
 
 # ---------------------------------------------------------------------------------------------

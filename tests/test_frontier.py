@@ -173,6 +173,25 @@ def test_approach_1_refuses_when_one_run_is_lowest_everywhere():
         approach_1(curves, runs)
 
 
+def test_approach_1_refuses_a_slope_through_two_sizes_stretches_of_the_envelope():
+    """A WSD grid's curves join each size's branch finals, 0.5% noise on each (half of it the
+    trunk's). Here one pair of sizes crosses, and only the two middle sizes win stretches of
+    the envelope between a smaller and a larger size: a power law through those two steps
+    gives a = 0.32, interval [0.20, 0.50], where the truth is 0.51. Its slope says where the
+    runs start and end, not the law."""
+    rng = np.random.default_rng(13)
+    runs, curves = [], {}
+    for i, N in enumerate(1e7 * 2.0 ** np.arange(4)):
+        D = 3e8 * 2.0 ** np.arange(5)
+        noise = 0.005 * (rng.standard_normal() + rng.standard_normal(5))
+        curves[f"run{i}"] = pd.DataFrame({"tokens": D, "flops": 6 * N * D,
+                                          "val_loss": LAW.loss(N, D) * np.exp(noise)})  # fmt: skip
+        runs.append({"run_id": f"run{i}", "name": f"N{N:.2g}", "params": N,
+                     "flops_per_token": 6 * N})  # fmt: skip
+    with pytest.raises(FitError, match=r"1 pair\(s\).*and 2 size\(s\).*needs 2 crossings or 3"):
+        approach_1(curves, pd.DataFrame(runs), noise=0.005, bootstrap=100)
+
+
 def test_the_held_out_size_is_predicted_from_the_smaller_ones():
     rng = np.random.default_rng(0)
     N = np.repeat(np.logspace(7, 9, 5), 4)
