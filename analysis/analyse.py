@@ -322,7 +322,14 @@ def analyse(
         for size, group in timed.groupby("size", sort=False)
     }
     mfu, mfu_source = _mfu(points, seq_len, mfu)
-    one = attempt(frontier.approach_1, curves, points, noise=scale, seed=seed)
+    one = attempt(
+        frontier.approach_1,
+        curves,
+        points,
+        noise=scale,
+        seed=seed,
+        each_point_a_run=spend is not None,
+    )
     two = attempt(frontier.approach_2, N, D, points["flops"], L, noise=scale, seed=seed)
     fitted = {"approach 1": one, "approach 2": two, "approach 3": chinchilla}
     analysis = Analysis(

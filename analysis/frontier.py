@@ -180,6 +180,7 @@ class _Envelope:
     names: list[str]
     flops_per_token: np.ndarray  # (runs,)
     seeds: np.ndarray  # (runs,): how many seeds each curve averages
+    evaluations: list[np.ndarray]  # per run, the log FLOPs of its curve's points
 
     def lowest(self, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The winning run at each compute and the envelope's loss, after adding `shift` to
@@ -303,8 +304,23 @@ class _Envelope:
             }
         )[covered].reset_index(drop=True)
 
+    def noise_at_each_point(self, noise: float, rng: np.random.Generator) -> np.ndarray:
+        """(runs, C): noise drawn for each point of each run's curve on its own (its seeds
+        averaged), carried onto the envelope's computes as the curve is, linear in log C."""
+        log_c = np.log(self.flops)
+        return np.array(
+            [
+                np.interp(log_c, at, noise * rng.standard_normal(len(at)) / np.sqrt(seeds))
+                for at, seeds in zip(self.evaluations, self.seeds)
+            ]
+        )
+
     def _shifted(self, shift: np.ndarray | None) -> np.ndarray:
-        return self.log_loss if shift is None else self.log_loss + shift[:, None]
+        """The log losses plus `shift`: one per run (the whole curve) or one per run and
+        compute."""
+        if shift is None:
+            return self.log_loss
+        return self.log_loss + (shift[:, None] if shift.ndim == 1 else shift)
 
 
 def _envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> _Envelope:
@@ -350,6 +366,7 @@ def _envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> _Envelope:
         [by_id[i]["name"] for i in ids],
         np.array([float(by_id[i]["flops_per_token"]) for i in ids]),
         np.array([len(members) for members in cells.values()]),
+        [np.log(usable[i]["flops"].to_numpy(float)) for i in ids],
     )
 
 
@@ -377,11 +394,17 @@ def approach_1(
     noise: float | None = None,
     bootstrap: int = BOOTSTRAP,
     seed: int = 0,
+    each_point_a_run: bool = False,
 ) -> ComputeOptimal:
     """Power laws through the crossings of consecutive sizes' curves (or, where sizes differ
     per budget, the envelope's bracketed points), the loss law through the lower envelope;
     with `noise` (the relative noise of a run's loss), their intervals from `bootstrap`
-    replicates of the runs' curves, each shifted by that noise."""
+    replicates of the runs' curves, each shifted by that noise. `each_point_a_run`: each
+    curve joins runs' final losses (a WSD grid's branches, each with noise of its own), so
+    each replicate also adds the noise to each point on its own. Both in full: how a branch's
+    noise splits between it and its trunk is more than one grid measures. (On one-seed WSD
+    shapes in `benchmarks/estimators.py` the curve's shift alone held the true a in 53-77% of
+    approach 1's fits, with each point's noise too in 72-88%: still short of 95%.)"""
     envelope = _envelope(curves, runs)
     method = CROSSINGS if len(envelope.crossings()) >= 2 else BRACKETED
     found = envelope.optima(method=method)
@@ -408,6 +431,8 @@ def approach_1(
     optima, losses = [], []
     for _ in range(bootstrap):
         shift = noise * rng.standard_normal(len(envelope.run_ids)) / np.sqrt(envelope.seeds)
+        if each_point_a_run:
+            shift = shift[:, None] + envelope.noise_at_each_point(noise, rng)
         optima.append(envelope.optima(shift, method))
         loss = envelope.best_so_far(shift)[2]
         covered = np.isfinite(loss)

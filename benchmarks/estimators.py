@@ -189,7 +189,10 @@ def estimates(runs: pd.DataFrame, curves: dict, budget: float) -> dict:
         float(fit.law.loss_opt(budget)),
         fit.interval(lambda law: float(law.loss_opt(budget))),
     )
-    attempts = {"approach 1": lambda: approach_1(curves, runs, noise=scale)}
+    branches = "trunk" in runs  # each size's curve joins its branches' finals
+    attempts = {
+        "approach 1": lambda: approach_1(curves, runs, noise=scale, each_point_a_run=branches)
+    }
     for name, neighbours in APPROACH_2.items():
         attempts[name] = lambda n=neighbours: approach_2(
             runs["params"], runs["tokens"], flops, runs["loss"], noise=scale, neighbours=n

@@ -173,23 +173,40 @@ def test_approach_1_refuses_when_one_run_is_lowest_everywhere():
         approach_1(curves, runs)
 
 
-def test_approach_1_refuses_a_slope_through_two_sizes_stretches_of_the_envelope():
-    """A WSD grid's curves join each size's branch finals, 0.5% noise on each (half of it the
-    trunk's). Here one pair of sizes crosses, and only the two middle sizes win stretches of
-    the envelope between a smaller and a larger size: a power law through those two steps
-    gives a = 0.32, interval [0.20, 0.50], where the truth is 0.51. Its slope says where the
-    runs start and end, not the law."""
-    rng = np.random.default_rng(13)
+def wsd_branch_finals(seed: int, first_budget: float, noise: float = 0.005):
+    """4 sizes 2x apart, each trained by WSD to 5 budgets 2x apart: as the report builds a WSD
+    grid's curves, each size's joins its branches' final losses, each off the law by its
+    trunk's noise and as much again of its own."""
+    rng = np.random.default_rng(seed)
     runs, curves = [], {}
     for i, N in enumerate(1e7 * 2.0 ** np.arange(4)):
-        D = 3e8 * 2.0 ** np.arange(5)
-        noise = 0.005 * (rng.standard_normal() + rng.standard_normal(5))
+        D = first_budget * 2.0 ** np.arange(5)
+        shift = noise * (rng.standard_normal() + rng.standard_normal(5))
         curves[f"run{i}"] = pd.DataFrame({"tokens": D, "flops": 6 * N * D,
-                                          "val_loss": LAW.loss(N, D) * np.exp(noise)})  # fmt: skip
+                                          "val_loss": LAW.loss(N, D) * np.exp(shift)})  # fmt: skip
         runs.append({"run_id": f"run{i}", "name": f"N{N:.2g}", "params": N,
                      "flops_per_token": 6 * N})  # fmt: skip
+    return pd.DataFrame(runs), curves
+
+
+def test_approach_1_refuses_a_slope_through_two_sizes_stretches_of_the_envelope():
+    """Here one pair of sizes crosses, and only the two middle sizes win stretches of the
+    envelope between a smaller and a larger size: a power law through those two steps gives
+    a = 0.32, interval [0.20, 0.50], where the truth is 0.51. Its slope says where the runs
+    start and end, not the law."""
+    runs, curves = wsd_branch_finals(seed=13, first_budget=3e8)
     with pytest.raises(FitError, match=r"1 pair\(s\).*and 2 size\(s\).*needs 2 crossings or 3"):
-        approach_1(curves, pd.DataFrame(runs), noise=0.005, bootstrap=100)
+        approach_1(curves, runs, noise=0.005, bootstrap=100)
+
+
+def test_approach_1s_bootstrap_moves_each_branch_final_on_its_own():
+    """A branch's final loss has noise of its own, which moves the crossings more than a shift
+    of the whole curve does: with it the interval of a is wider, and holds the truth."""
+    runs, curves = wsd_branch_finals(seed=0, first_budget=3e8)
+    whole = approach_1(curves, runs, noise=0.005).n_opt.exponent_ci95
+    each = approach_1(curves, runs, noise=0.005, each_point_a_run=True).n_opt.exponent_ci95
+    assert each[0] <= LAW.a <= each[1]
+    assert np.log(each[1] / each[0]) > 1.5 * np.log(whole[1] / whole[0])
 
 
 def test_the_held_out_size_is_predicted_from_the_smaller_ones():
