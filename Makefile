@@ -10,13 +10,17 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 # torch first and pinned: the CPU build of 2.13.0 is what `pip install torch==2.13.0` finds
 # here; letting lightning pull a plain `torch` would fetch a multi-GB CUDA build instead.
-# The rest at the versions tested, from constraints.txt. pip compiles each file to bytecode
-# one at a time; compileall does it on every core, which makes the install ~25 s shorter. As
+# The rest at the versions tested, from constraints.txt, by uv: it fetches and unpacks them in
+# parallel, 7 s here against pip's 49 s. It keeps the torch installed (its version satisfies
+# every requirement) and, with --no-cache, no 1 GB cache on a CI disk. Where uv cannot reach
+# PyPI (a mirror only pip is configured for), pip does the same install. Neither compiles
+# bytecode one file at a time; compileall does it on every core, ~25 s shorter than pip's. As
 # pip does, it skips what will not compile (torch ships a Python 3.12-only test file).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile torch==2.13.0
-	$(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile torch==2.13.0 uv==0.13.9
+	$(BIN)/uv pip install --quiet --no-cache --python $(BIN)/python -c constraints.txt -e '.[dev]' \
+		|| $(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 	touch $(STAMP)
 
