@@ -17,13 +17,14 @@ unexport PYTHONDONTWRITEBYTECODE
 # here; letting lightning pull a plain `torch` would fetch a multi-GB CUDA build instead.
 # The rest at the versions tested, from constraints.txt, by uv: it fetches and unpacks them in
 # parallel, 7 s here against pip's 49 s. It keeps the torch installed (its version satisfies
-# every requirement) and, with --no-cache, no 1 GB cache on a CI disk. Where uv cannot reach
-# PyPI (a mirror only pip is configured for), pip does the same install. Neither compiles
-# bytecode here: Python does, on first import (above).
+# every requirement) and, with --no-cache, no 1 GB cache on a CI disk. Where uv cannot be
+# installed or reach PyPI (a mirror only pip is configured for), pip does the same install.
+# Neither compiles bytecode here: Python does, on first import (above).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile torch==2.13.0 uv==0.13.9
-	$(BIN)/uv pip install --quiet --no-cache --python $(BIN)/python -c constraints.txt -e '.[dev]' \
+	$(BIN)/pip install --quiet --no-compile torch==2.13.0
+	($(BIN)/pip install --quiet uv==0.13.9 && \
+		$(BIN)/uv pip install --quiet --no-cache --python $(BIN)/python -c constraints.txt -e '.[dev]') \
 		|| $(BIN)/pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
