@@ -2,15 +2,13 @@
 
 - Approach 1: the lower envelope of loss against FLOPs over every run's validation curve, a
   running minimum (the best loss for a compute is the best reached at it or below: a run can
-  stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is taken where each size's
-  curve crosses the next larger size's: there both are equally good and N_opt lies between
-  them (a size whose curve is best at no compute, overtaken by the next larger before it
-  overtakes the next smaller, drops out). Grids whose sizes differ per budget have no such
-  crossings; there the envelope's points count where runs of a smaller and of a larger size
-  reach that compute too. The whole envelope's winners were biased (+0.045 in a on the smoke
-  grid's shape, `benchmarks/estimators.py`): at the ends of a size x budget grid only the
-  small (or only the large) sizes have curves, and the size that wins says which runs exist,
-  not which is best.
+  stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is the envelope's
+  best size located between the sizes trained: at each compute the sizes' curves make a
+  profile of loss against log N, as an IsoFLOP budget's runs do, and its minimum is found as
+  approach 2 finds a budget's. Chinchilla took the best run at each compute, with dozens of
+  sizes; with four, that is a staircase, and where each size's curve crosses the next
+  larger one's (the method before this one) two or three crossings carry the slope, biased
+  +0.048 on the smoke grid's shape and +0.16 on the WSD grid's (`benchmarks/estimators.py`).
 - Approach 2: runs grouped by FLOP budget (an IsoFLOP grid, or points within 10% of each
   other's FLOPs); per budget the minimum of loss in log N, located by a parabola through the
   lowest point and two neighbours each side (one parabola across a wide sweep is pulled
@@ -27,7 +25,6 @@
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass, field
 
@@ -51,11 +48,10 @@ ENVELOPE_POINTS = 60
 NEIGHBOURS = 2  # approach 2: sizes each side of a budget's lowest point its parabola goes through
 BOOTSTRAP = 400
 LOSS_LAW = "the optimum's loss against compute"
-CROSSINGS, BRACKETED = "crossings of consecutive sizes", "bracketed envelope"
-# The fewest distinct sizes approach 1's N_opt(C) stands on: 2 crossings, or 3 sizes on the
-# bracketed envelope. Through two sizes' stretches of the envelope the slope says where the
-# runs start and end, not the law: on WSD grids such fits covered the truth 6-12% of the time.
-SIZES_NEEDED = {CROSSINGS: 2, BRACKETED: 3}
+# Approach 1 needs minima at this many computes, with the best size changing among them: within
+# one size's stretch the slope is how one parabola's vertex moves, which the noise of the three
+# curves under it sets (on the law grid's shape such fits were 0.15 low: benchmarks/RESULTS.md).
+MINIMA_NEEDED, BEST_SIZES_NEEDED = 3, 2
 
 
 @dataclass
@@ -70,7 +66,6 @@ class ComputeOptimal:
     parabolas: list[dict] = field(default_factory=list)  # approach 2: one per usable budget
     loss_law: SaturatingFit | None = None  # the optimum's loss against C, where fitted
     envelope: pd.DataFrame | None = None  # approach 1: the lower envelope the plot draws
-    method: str = ""  # approach 1: CROSSINGS or BRACKETED
     noise: float | None = None
     resamples: int = 0
 
@@ -96,7 +91,6 @@ class ComputeOptimal:
             "points": self.points.drop(columns=["run_id"], errors="ignore").to_dict("records"),
             "refused": self.refused,
             "parabolas": self.parabolas,
-            "method": self.method or None,
             "interval": f"bootstrap, {self.resamples} resamples, noise {self.noise:.3g}"
             if self.resamples
             else "t interval of the fitted points",
@@ -108,13 +102,12 @@ def _replicated(
     optima: list[pd.DataFrame],
     noise: float,
     losses: list[pd.DataFrame] | None = None,
-    sizes_needed: int = 2,
 ) -> ComputeOptimal:
     """`result` with its exponents' intervals from the optima (flops, params, tokens) found in
-    each noisy replicate of the grid that has `sizes_needed` sizes, and its loss law's samples
-    from the replicates' optimal losses (flops, loss: the optima's own unless `losses` gives
+    each noisy replicate of the grid that has 2 sizes or more, and its loss law's samples from
+    the replicates' optimal losses (flops, loss: the optima's own unless `losses` gives
     them)."""
-    replicates = [found for found in optima if found["params"].nunique() >= sizes_needed]
+    replicates = [found for found in optima if found["params"].nunique() >= 2]
     slopes: dict[str, list[float]] = {"params": [], "tokens": []}
     for found in replicates:
         log_c = np.log(found["flops"])
@@ -189,90 +182,47 @@ class _Envelope:
         winner = np.argmin(np.where(np.isfinite(log_loss), log_loss, np.inf), axis=0)
         return winner, np.exp(log_loss[winner, np.arange(len(self.flops))])
 
-    def crossings(self, shift: np.ndarray | None = None) -> pd.DataFrame:
-        """Where each size's best curve (the lowest of its runs) crosses the next larger
-        size's from below: at that compute both are equally good, so N_opt lies between them,
-        at their geometric mean for a profile symmetric in log N. Both sizes have runs there,
-        unlike the envelope's ends, where the size that wins is the only one trained. A size
-        that the next larger one overtakes before it overtakes the next smaller one (an unlucky
-        seed can lift a curve so) is best at no compute: it drops out, and its neighbours'
-        crossing stands in for its two, as in the lower envelope of the sizes' curves."""
+    def size_curves(self, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """log N of each size, and each size's log loss at each compute from its shortest run
+        reaching it: on a real grid the most annealed there, so the lowest; on a noisy one the
+        lowest of a size's runs would be the luckiest, biasing the larger sizes (whose runs
+        overlap where the smaller ones' have ended) low."""
         log_loss = self._shifted(shift)
+        reach = np.array([at[-1] for at in self.evaluations])
         sizes = np.unique(self.params)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a compute no run of a size reaches
-            best = np.array([np.nanmin(log_loss[self.params == n], axis=0) for n in sizes])
-        per_token = np.array([self.flops_per_token[self.params == n][0] for n in sizes])
-        kept = list(range(len(sizes)))  # the sizes still in the running
-        while True:
-            pairs = list(itertools.pairwise(kept))
-            found = [self._crossing(best[small], best[large]) for small, large in pairs]
-            never_best = [
-                large
-                for (_, large), this, after in zip(pairs, found, found[1:])
-                if this and after and after[0] < this[0]
-            ]
-            if not never_best:
-                break
-            kept.remove(never_best[0])
+        curves = np.full((len(sizes), len(self.flops)), np.nan)
+        for row, n in enumerate(sizes):
+            for run in sorted(np.flatnonzero(self.params == n), key=lambda r: -reach[r]):
+                curves[row] = np.where(np.isfinite(log_loss[run]), log_loss[run], curves[row])
+        return np.log(sizes), curves
+
+    def minima(self, shift: np.ndarray | None = None) -> pd.DataFrame:
+        """N_opt at each compute where the sizes' curves have an interior minimum, located by
+        approach 2's parabola through the lowest size (`best_size`) and its neighbours
+        reaching it; the tokens there as the sizes' FLOPs per token, interpolated in log N,
+        divide it."""
+        log_n, curves = self.size_curves(shift)
+        sizes = np.unique(self.params)
+        per_token = np.log([self.flops_per_token[self.params == n][0] for n in sizes])
         rows = []
-        for (small, large), crossing in zip(pairs, found):
-            if crossing is None:
+        for flops, column in zip(self.flops, curves.T):
+            reached = np.isfinite(column)
+            if reached.sum() < 3:
                 continue
-            log_c, log_loss_there = crossing
+            found = local_minimum(log_n[reached], column[reached])
+            if isinstance(found, str):
+                continue
+            vertex, coefficients, _ = found
             rows.append(
                 {
-                    "flops": float(np.exp(log_c)),
-                    "params": float(np.sqrt(sizes[small] * sizes[large])),
-                    "tokens": float(np.exp(log_c) / np.sqrt(per_token[small] * per_token[large])),
-                    "loss": float(np.exp(log_loss_there)),
+                    "flops": float(flops),
+                    "params": float(np.exp(vertex)),
+                    "tokens": float(flops / np.exp(np.interp(vertex, log_n, per_token))),
+                    "loss": float(np.exp(np.polyval(coefficients, vertex))),
+                    "best_size": float(sizes[reached][np.argmin(column[reached])]),
                 }
             )
-        return pd.DataFrame(rows, columns=["flops", "params", "tokens", "loss"])
-
-    def _crossing(self, small: np.ndarray, large: np.ndarray) -> tuple[float, float] | None:
-        """The first compute where the larger size's log loss falls to the smaller's, and the
-        log loss there (linear in log C between evaluations); None where it never does."""
-        gap = small - large  # < 0 while the smaller size is better
-        both = np.flatnonzero(np.isfinite(gap))
-        if len(both) < 2:
-            return None
-        gap, flops, small = gap[both], self.flops[both], small[both]
-        turns = np.flatnonzero((gap[:-1] < 0) & (gap[1:] >= 0))
-        if not len(turns):
-            return None
-        k = turns[0]
-        t = gap[k] / (gap[k] - gap[k + 1])  # linear in log C between the two points
-        log_c = np.log(flops[k]) + t * np.log(flops[k + 1] / flops[k])
-        return float(log_c), float(small[k] + t * (small[k + 1] - small[k]))
-
-    def bracketed(self, shift: np.ndarray | None = None) -> pd.DataFrame:
-        """The envelope's points whose winning run has runs of a smaller and of a larger size
-        reaching the same compute: for grids whose sizes differ per budget (no two runs share
-        a size, so no curves cross), where the envelope's ends would say which runs exist
-        rather than which is best."""
-        winner, loss = self.lowest(shift)
-        reached = np.isfinite(self._shifted(shift))
-        sizes = np.where(reached, self.params[:, None], np.nan)
-        won_by = self.params[winner]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            inside = (np.nanmin(sizes, axis=0) < won_by) & (won_by < np.nanmax(sizes, axis=0))
-        return pd.DataFrame(
-            {
-                "flops": self.flops[inside],
-                "params": won_by[inside],
-                "tokens": self.flops[inside] / self.flops_per_token[winner[inside]],
-                "loss": loss[inside],
-            }
-        )
-
-    def optima(self, shift: np.ndarray | None = None, method: str | None = None) -> pd.DataFrame:
-        """N_opt against C: the crossings where the grid has 2 or more, else the bracketed
-        envelope (`method` names one: a bootstrap keeps the method of the fit)."""
-        if method is None:
-            method = CROSSINGS if len(self.crossings(shift)) >= 2 else BRACKETED
-        return self.crossings(shift) if method == CROSSINGS else self.bracketed(shift)
+        return pd.DataFrame(rows, columns=["flops", "params", "tokens", "loss", "best_size"])
 
     def best_so_far(
         self, shift: np.ndarray | None = None
@@ -396,34 +346,30 @@ def approach_1(
     seed: int = 0,
     each_point_a_run: bool = False,
 ) -> ComputeOptimal:
-    """Power laws through the crossings of consecutive sizes' curves (or, where sizes differ
-    per budget, the envelope's bracketed points), the loss law through the lower envelope;
-    with `noise` (the relative noise of a run's loss), their intervals from `bootstrap`
-    replicates of the runs' curves, each shifted by that noise. `each_point_a_run`: each
-    curve joins runs' final losses (a WSD grid's branches, each with noise of its own), so
-    each replicate also adds the noise to each point on its own. Both in full: how a branch's
-    noise splits between it and its trunk is more than one grid measures. (On one-seed WSD
-    shapes in `benchmarks/estimators.py` the curve's shift alone held the true a in 53-77% of
-    approach 1's fits, with each point's noise too in 72-88%: still short of 95%.)"""
+    """Power laws through the minima of the sizes' curves at each compute, the loss law
+    through the lower envelope; with `noise` (the relative noise of a run's loss), their
+    intervals from `bootstrap` replicates of the runs' curves, each shifted by that noise.
+    `each_point_a_run`: each curve joins runs' final losses (a WSD grid's branches, each with
+    noise of its own), so each replicate also adds the noise to each point on its own. Both
+    in full: how a branch's noise splits between it and its trunk is more than one grid
+    measures."""
     envelope = _envelope(curves, runs)
-    method = CROSSINGS if len(envelope.crossings()) >= 2 else BRACKETED
-    found = envelope.optima(method=method)
-    if found["params"].nunique() < SIZES_NEEDED[method]:
+    found = envelope.minima()
+    if not _enough(found):
         raise FitError(
-            f"approach 1: {len(envelope.crossings())} pair(s) of consecutive sizes whose "
-            "curves cross (the smaller best at low compute, the larger at high), and "
-            f"{found['params'].nunique()} size(s) on the envelope with a smaller and a larger "
-            "size reaching the same compute: N_opt(C) needs 2 crossings or 3 such sizes. "
+            f"approach 1: the sizes' curves have an interior minimum (a size beating a smaller "
+            f"and a larger one reaching the same compute) at {len(found)} computes, "
+            f"{found['best_size'].nunique()} size(s) best among them: N_opt(C) needs "
+            f"{MINIMA_NEEDED} computes or more with {BEST_SIZES_NEEDED} sizes best. "
             + _why_no_optima(envelope)
         )
     points = envelope.points()
     result = ComputeOptimal(
         found,
-        fit_power_law(found["flops"], found["params"], "approach 1: N_opt(C)", 2),
-        fit_power_law(found["flops"], found["tokens"], "approach 1: D_opt(C)", 2),
+        fit_power_law(found["flops"], found["params"], "approach 1: N_opt(C)"),
+        fit_power_law(found["flops"], found["tokens"], "approach 1: D_opt(C)"),
         loss_law=_loss_law(points),
         envelope=points,
-        method=method,
     )
     if not (noise and bootstrap):
         return result
@@ -433,11 +379,19 @@ def approach_1(
         shift = noise * rng.standard_normal(len(envelope.run_ids)) / np.sqrt(envelope.seeds)
         if each_point_a_run:
             shift = shift[:, None] + envelope.noise_at_each_point(noise, rng)
-        optima.append(envelope.optima(shift, method))
+        replicate = envelope.minima(shift)
+        if _enough(replicate):
+            optima.append(replicate)
         loss = envelope.best_so_far(shift)[2]
         covered = np.isfinite(loss)
         losses.append(pd.DataFrame({"flops": envelope.flops[covered], "loss": loss[covered]}))
-    return _replicated(result, optima, noise, losses, SIZES_NEEDED[method])
+    return _replicated(result, optima, noise, losses)
+
+
+def _enough(minima: pd.DataFrame) -> bool:
+    """Whether approach 1's minima are enough for a slope: MINIMA_NEEDED computes or more,
+    with BEST_SIZES_NEEDED sizes best among them."""
+    return len(minima) >= MINIMA_NEEDED and minima["best_size"].nunique() >= BEST_SIZES_NEEDED
 
 
 # ---------------------------------------------------------------------------------------------

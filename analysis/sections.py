@@ -395,11 +395,10 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
     b.append(
         (
             "p",
-            "Approach 1 takes N_opt where each size's curve crosses the next larger size's "
-            "(their geometric mean), or, where sizes differ per budget, the envelope's run "
-            "where smaller and larger sizes reach the same compute; approach 2 the vertex of a "
-            "parabola through each budget's lowest size and up to two neighbours each side. "
-            + _interval_text(a),
+            "Approach 1 takes N_opt at each compute where the sizes' curves (each size's "
+            "shortest run reaching it) have a minimum, approach 2 at each budget, both from "
+            "the vertex of a parabola in log N through the lowest size and up to two "
+            "neighbours each side. " + _interval_text(a),
         )
     )
     if not isinstance(a.approach_2, Refused) and a.approach_2.refused:

@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.cautions import EXPONENT
 from analysis.fit import ChinchillaFit
-from analysis.frontier import CROSSINGS, ComputeOptimal
+from analysis.frontier import ComputeOptimal
 
 APPROACHES = ("approach 1", "approach 2", "approach 3")
 
@@ -112,11 +112,10 @@ def _reasons(
     """What in each approach's own diagnostics could explain it standing apart."""
     reasons = {}
     if one is not None:
+        flops = one.points["flops"]
         reasons["approach 1"] = (
-            f"N_opt rests on {len(one.points)} crossings of consecutive sizes, which the runs' "
-            "noise can move, make or unmake"
-            if one.method == CROSSINGS
-            else "the envelope's sizes are coarse steps of the sizes trained"
+            f"its minima span {flops.max() / flops.min():.3g}x of compute, each through "
+            "3 to 5 sizes' curves, which one run's noise moves together"
         )
     if two is not None:
         edge = [r for r in two.refused if "no interior minimum" in r]
