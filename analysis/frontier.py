@@ -379,8 +379,12 @@ def approach_1(
         shift = noise * rng.standard_normal(len(envelope.run_ids)) / np.sqrt(envelope.seeds)
         if each_point_a_run:
             shift = shift[:, None] + envelope.noise_at_each_point(noise, rng)
+        # Every replicate with minima enough for a slope counts, whichever sizes are best in
+        # it: keeping only those that pass the fit's own rule narrowed the interval to the
+        # draws that look like this grid (on the WSD grid's shape it held the truth 88% of
+        # the time, and 100% counting them all; the smoke grid's, 90% and 95%).
         replicate = envelope.minima(shift)
-        if _enough(replicate):
+        if len(replicate) >= MINIMA_NEEDED:
             optima.append(replicate)
         loss = envelope.best_so_far(shift)[2]
         covered = np.isfinite(loss)
