@@ -138,8 +138,9 @@ def test_approach_1s_envelope_is_a_running_minimum_of_loss_over_compute():
 
 def test_approach_1_locates_each_computes_minimum_between_the_sizes():
     """Four sizes 2x apart: at each compute their curves make a profile in log N, whose
-    minimum lies between the sizes, as an IsoFLOP budget's does. Where each size's curve
-    crosses the next larger one's there are three points at the sizes' geometric means."""
+    minimum lies between the sizes, as an IsoFLOP budget's does. (The crossings of each size's
+    curve with the next larger one's, the method before, gave three points, at the sizes'
+    geometric means.)"""
     runs, curves = [], {}
     for i, N in enumerate(1e6 * 2.0 ** np.arange(4)):
         D = np.logspace(6, 10, 40)
