@@ -163,8 +163,9 @@ def _with_interval(law: PowerLaw, interval: tuple[float, float] | None) -> Power
 @dataclass
 class _Envelope:
     """Every run's validation loss at each of a set of FLOP values (nan where the run does not
-    reach it; a run here is one (size, tokens) cell, its seeds averaged): the envelope, and the
-    crossings of sizes, of any shift of the runs' losses are a few array operations away."""
+    reach it; a run here is one (size, tokens) cell, its seeds averaged): the envelope, and
+    each compute's minimum across the sizes, of any shift of the runs' losses are a few array
+    operations away."""
 
     flops: np.ndarray  # (C,)
     log_loss: np.ndarray  # (runs, C)
@@ -183,7 +184,7 @@ class _Envelope:
         return winner, np.exp(log_loss[winner, np.arange(len(self.flops))])
 
     def size_curves(self, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """log N of each size, and each size's log loss at each compute from its shortest run
+        """The sizes, and each size's log loss at each compute from its shortest run
         reaching it: on a real grid the most annealed there, so the lowest; on a noisy one the
         lowest of a size's runs would be the luckiest, biasing the larger sizes (whose runs
         overlap where the smaller ones' have ended) low."""
@@ -194,15 +195,15 @@ class _Envelope:
         for row, n in enumerate(sizes):
             for run in sorted(np.flatnonzero(self.params == n), key=lambda r: -reach[r]):
                 curves[row] = np.where(np.isfinite(log_loss[run]), log_loss[run], curves[row])
-        return np.log(sizes), curves
+        return sizes, curves
 
     def minima(self, shift: np.ndarray | None = None) -> pd.DataFrame:
         """N_opt at each compute where the sizes' curves have an interior minimum, located by
         approach 2's parabola through the lowest size (`best_size`) and its neighbours
         reaching it; the tokens there as the sizes' FLOPs per token, interpolated in log N,
         divide it."""
-        log_n, curves = self.size_curves(shift)
-        sizes = np.unique(self.params)
+        sizes, curves = self.size_curves(shift)
+        log_n = np.log(sizes)
         per_token = np.log([self.flops_per_token[self.params == n][0] for n in sizes])
         rows = []
         for flops, column in zip(self.flops, curves.T):
