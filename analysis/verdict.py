@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.cautions import EXPONENT
 from analysis.fit import ChinchillaFit
-from analysis.frontier import ComputeOptimal
+from analysis.frontier import NEIGHBOURS, ComputeOptimal
 
 APPROACHES = ("approach 1", "approach 2", "approach 3")
 
@@ -115,7 +115,7 @@ def _reasons(
         flops = one.points["flops"]
         reasons["approach 1"] = (
             f"its minima span {flops.max() / flops.min():.3g}x of compute, each through "
-            "3 to 5 sizes' curves, which one run's noise moves together"
+            f"3 to {2 * NEIGHBOURS + 1} sizes' curves, which one run's noise moves together"
         )
     if two is not None:
         edge = [r for r in two.refused if "no interior minimum" in r]
