@@ -5,10 +5,11 @@
   stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is the envelope's
   best size located between the sizes trained: at each compute the sizes' curves make a
   profile of loss against log N, as an IsoFLOP budget's runs do, and its minimum is found as
-  approach 2 finds a budget's. Chinchilla took the best run at each compute, with dozens of
-  sizes; with four, that is a staircase, and where each size's curve crosses the next
-  larger one's (the method before this one) two or three crossings carry the slope, biased
-  +0.048 on the smoke grid's shape and +0.16 on the WSD grid's (`benchmarks/estimators.py`).
+  approach 2 finds a budget's (and refused where a larger size not started yet may hide it).
+  Chinchilla took the best run at each compute, with dozens of sizes; with four, that is a
+  staircase, and where each size's curve crosses the next larger one's (the method before
+  this one) two or three crossings carry the slope, biased +0.048 on the smoke grid's shape
+  and +0.16 on the WSD grid's (`benchmarks/estimators.py`).
 - Approach 2: runs grouped by FLOP budget (an IsoFLOP grid, or points within 10% of each
   other's FLOPs); per budget the minimum of loss in log N, located by a parabola through the
   lowest point and two neighbours each side (one parabola across a wide sweep is pulled
@@ -52,6 +53,12 @@ LOSS_LAW = "the optimum's loss against compute"
 # one size's stretch the slope is how one parabola's vertex moves, which the noise of the three
 # curves under it sets (on the law grid's shape such fits were 0.15 low: benchmarks/RESULTS.md).
 MINIMA_NEEDED, BEST_SIZES_NEEDED = 3, 2
+# Where a larger size has not started yet at a compute, the sizes' profile there is cut off
+# above, and a minimum near the cut counts only when the noise pulls it down (one whose lowest
+# is the largest size reaching is refused): on the smoke grid's shape those minima were 0.035
+# low in log N and a biased +0.023. So a minimum there needs the largest size reaching to lie
+# this many times the noise above the lowest: twice the noise of a difference of two runs.
+CUT_MARGIN = 2 * np.sqrt(2)
 
 
 @dataclass
@@ -197,21 +204,26 @@ class _Envelope:
                 curves[row] = np.where(np.isfinite(log_loss[run]), log_loss[run], curves[row])
         return sizes, curves
 
-    def minima(self, shift: np.ndarray | None = None) -> pd.DataFrame:
+    def minima(self, shift: np.ndarray | None = None, noise: float | None = None) -> pd.DataFrame:
         """N_opt at each compute where the sizes' curves have an interior minimum, located by
         approach 2's parabola through the lowest size (`best_size`) and its neighbours
         reaching it; the tokens there as the sizes' FLOPs per token, interpolated in log N,
-        divide it."""
+        divide it. With `noise`, none where a size not started yet cuts the profile off within
+        CUT_MARGIN noises of its lowest."""
         sizes, curves = self.size_curves(shift)
         log_n = np.log(sizes)
         per_token = np.log([self.flops_per_token[self.params == n][0] for n in sizes])
+        starts = [min(at[0] for at, n in zip(self.evaluations, self.params) if n == size)
+                  for size in sizes]  # fmt: skip
         rows = []
         for flops, column in zip(self.flops, curves.T):
             reached = np.isfinite(column)
             if reached.sum() < 3:
                 continue
             found = local_minimum(log_n[reached], column[reached])
-            if isinstance(found, str):
+            if isinstance(found, str) or _cut_near_lowest(
+                column, starts, np.log(flops), CUT_MARGIN * (noise or 0)
+            ):
                 continue
             vertex, coefficients, _ = found
             rows.append(
@@ -272,6 +284,16 @@ class _Envelope:
         if shift is None:
             return self.log_loss
         return self.log_loss + (shift[:, None] if shift.ndim == 1 else shift)
+
+
+def _cut_near_lowest(log_loss: np.ndarray, starts, log_flops: float, margin: float) -> bool:
+    """Whether the sizes' profile at a compute (their log losses there, nan where a size does
+    not reach it; `starts`, the log FLOPs of each size's first evaluation) is cut off above by
+    a larger size not started yet, with the largest size reaching it within `margin` of the
+    lowest: the minimum may lie at the cut, or past it."""
+    top = np.flatnonzero(np.isfinite(log_loss))[-1]
+    cut = top + 1 < len(log_loss) and starts[top + 1] > log_flops
+    return bool(cut and log_loss[top] - np.nanmin(log_loss) < margin)
 
 
 def _envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> _Envelope:
@@ -355,11 +377,12 @@ def approach_1(
     in full: how a branch's noise splits between it and its trunk is more than one grid
     measures."""
     envelope = _envelope(curves, runs)
-    found = envelope.minima()
+    found = envelope.minima(noise=noise)
     if not _enough(found):
         raise FitError(
             f"approach 1: the sizes' curves have an interior minimum (a size beating a smaller "
-            f"and a larger one reaching the same compute) at {len(found)} computes, "
+            f"and a larger one reaching the same compute, where no size yet to start may hide "
+            f"a lower one) at {len(found)} computes, "
             f"{found['best_size'].nunique()} size(s) best among them: N_opt(C) needs "
             f"{MINIMA_NEEDED} computes or more with {BEST_SIZES_NEEDED} sizes best. "
             + _why_no_optima(envelope)
@@ -384,7 +407,7 @@ def approach_1(
         # it: keeping only those that pass the fit's own rule narrowed the interval to the
         # draws that look like this grid (on the WSD grid's shape it held the truth 88% of
         # the time, and 100% counting them all; the smoke grid's, 90% and 95%).
-        replicate = envelope.minima(shift)
+        replicate = envelope.minima(shift, noise)
         if len(replicate) >= MINIMA_NEEDED:
             optima.append(replicate)
         loss = envelope.best_so_far(shift)[2]

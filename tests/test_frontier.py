@@ -184,6 +184,37 @@ def test_approach_1_takes_each_sizes_shortest_run_reaching_a_compute():
     assert np.allclose(plain["params"], lifted["params"])
 
 
+def climbing_optimum():
+    """Sizes 1, 2, 4 and 8 (x1e6) whose losses at each compute are a parabola in log2 N about
+    an optimum climbing from 1 to 2.5 over the grid's compute; the largest size's runs start
+    only at 1e16 FLOPs, a decade in."""
+    runs, curves = [], {}
+    for k in range(4):
+        C = np.logspace(16 if k == 3 else 15, 17, 30)
+        optimum = 1 + 1.5 * (np.log10(C) - 15) / 2
+        curves[f"run{k}"] = pd.DataFrame({"flops": C, "val_loss": 3 + 0.1 * (k - optimum) ** 2})
+        runs.append({"run_id": f"run{k}", "name": f"N{k}", "params": 1e6 * 2**k,
+                     "flops_per_token": 6e6 * 2**k})  # fmt: skip
+    return pd.DataFrame(runs), curves
+
+
+def test_approach_1_counts_no_minimum_cut_off_by_a_size_not_started():
+    """Below 1e16 FLOPs the profile is the three smaller sizes: where the optimum nears the
+    third, the noise would let a minimum count only when it pulled it down to the second, so
+    none counts where the third is within twice the noise of a difference of the lowest (here
+    an optimum past 2^1.29). Without a noise to judge by, each counts."""
+    runs, curves = climbing_optimum()
+    near_the_cut = 2**1.28 * 1e6
+
+    def cut_off(points):
+        return points[(points["flops"] < 1e16) & (points["params"] > near_the_cut)]
+
+    assert len(cut_off(approach_1(curves, runs).points)) >= 2
+    judged = approach_1(curves, runs, noise=0.005, bootstrap=0).points
+    assert cut_off(judged).empty
+    assert len(judged[judged["flops"] < 1e16]) >= 3
+
+
 def test_approach_1_refuses_when_one_run_is_lowest_everywhere():
     runs = pd.DataFrame(
         [
