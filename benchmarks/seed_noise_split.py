@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--tracking-uri", help="with --experiment: measure a grid already run")
     parser.add_argument("--experiment")
     args = parser.parse_args()
+    if bool(args.tracking_uri) != bool(args.experiment):
+        parser.error("--tracking-uri and --experiment go together: the store and its grid")
     configure()
     if args.experiment:
         uri, experiment = args.tracking_uri, args.experiment

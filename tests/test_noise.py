@@ -3,9 +3,13 @@ bootstraps take from it (or, with one seed, from the scatter about the Chinchill
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO
 
 from analysis.fit import fit_chinchilla
 from analysis.laws import ChinchillaLaw
@@ -164,3 +168,15 @@ def test_the_report_says_how_approach_3_treats_a_trunks_branches(tmp_path, seeds
     else:
         assert a.noise.source == RESIDUALS and not a.chinchilla.runs_share_noise
         assert "With one seed, approach 3 resamples a WSD trunk's branches" in text
+
+
+@pytest.mark.parametrize("given", [["--tracking-uri", "sqlite:///x.db"], ["--experiment", "wsd"]])
+def test_the_seed_split_benchmark_takes_a_store_and_experiment_together(given, tmp_path):
+    """One without the other would measure the wrong grid, or run 15 minutes of a new one."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "seed_noise_split.py"), *given],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--tracking-uri and --experiment go together" in done.stderr.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
