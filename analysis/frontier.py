@@ -56,8 +56,8 @@ MINIMA_NEEDED, BEST_SIZES_NEEDED = 3, 2
 # Where a larger size has not started yet at a compute, the sizes' profile there is cut off
 # above, and a minimum near the cut counts only when the noise pulls it down (one whose lowest
 # is the largest size reaching is refused): on the smoke grid's shape those minima were 0.035
-# low in log N and a biased +0.023. So a minimum there needs the largest size reaching to lie
-# this many times the noise above the lowest: twice the noise of a difference of two runs.
+# low in log N and a came out 0.023 high. So a minimum there needs the largest size reaching
+# to lie this many times the noise above the lowest: twice the noise of a difference of two runs.
 CUT_MARGIN = 2 * np.sqrt(2)
 
 
@@ -370,8 +370,9 @@ def approach_1(
     each_point_a_run: bool = False,
 ) -> ComputeOptimal:
     """Power laws through the minima of the sizes' curves at each compute, the loss law
-    through the lower envelope; with `noise` (the relative noise of a run's loss), their
-    intervals from `bootstrap` replicates of the runs' curves, each shifted by that noise.
+    through the lower envelope; with `noise` (the relative noise of a run's loss), no
+    minimum where a size yet to start may hide it (CUT_MARGIN), and their intervals from
+    `bootstrap` replicates of the runs' curves, each shifted by that noise.
     `each_point_a_run`: each curve joins runs' final losses (a WSD grid's branches, each with
     noise of its own), so each replicate also adds the noise to each point on its own. Both
     in full: how a branch's noise splits between it and its trunk is more than one grid
