@@ -201,8 +201,8 @@ def climbing_optimum():
 def test_approach_1_counts_no_minimum_cut_off_by_a_size_not_started():
     """Below 1e16 FLOPs the profile is the three smaller sizes: where the optimum nears the
     third, the noise would let a minimum count only when it pulled it down to the second, so
-    none counts where the third is within twice the noise of a difference of the lowest (here
-    an optimum past 2^1.29). Without a noise to judge by, each counts."""
+    none counts where the third lies less than twice the noise of a difference of two runs
+    above the lowest (here an optimum past 2^1.29). Without a noise to judge by, each counts."""
     runs, curves = climbing_optimum()
     near_the_cut = 2**1.28 * 1e6
 
