@@ -2,14 +2,17 @@
 
 - Approach 1: the lower envelope of loss against FLOPs over every run's validation curve, a
   running minimum (the best loss for a compute is the best reached at it or below: a run can
-  stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is the envelope's
-  best size located between the sizes trained: at each compute the sizes' curves make a
-  profile of loss against log N, as an IsoFLOP budget's runs do, and its minimum is found as
-  approach 2 finds a budget's (and refused where a larger size not started yet may hide it).
-  Chinchilla took the best run at each compute, with dozens of sizes; with four, that is a
-  staircase, and where each size's curve crosses the next larger one's (the method before
-  this one) two or three crossings carry the slope, biased +0.048 on the smoke grid's shape
-  and +0.16 on the WSD grid's (`benchmarks/estimators.py`).
+  stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is located between
+  the sizes trained: at each compute the sizes' curves (each curve joined smoothly through
+  its evaluations, monotone cubic in log-log, as a WSD size's through its few branch finals
+  needs) make a profile of loss against log N, as an IsoFLOP budget's runs do, and one ridge
+  through every profile at once gives N_opt ∝ C^a (`analysis/ridge.py`), where 3 computes or
+  more show an interior minimum with the best size changing among them. Chinchilla took the
+  best run at each compute, with dozens of sizes; with four that is a staircase. Its
+  crossings (the method two before this one) were +0.048 on the smoke grid's shape and +0.16
+  on the WSD grid's; a line through each compute's own minimum (the method before) +0.015 and
+  +0.020, as a minimum counts only where the noise leaves it inside the sizes
+  (`benchmarks/estimators.py`).
 - Approach 2: runs grouped by FLOP budget (an IsoFLOP grid, or points within 10% of each
   other's FLOPs); per budget the minimum of loss in log N, located by a parabola through the
   lowest point and two neighbours each side (one parabola across a wide sweep is pulled
@@ -20,7 +23,7 @@
 - The intervals of both come from a bootstrap that adds noise of the grid's measured size to
   the losses (each run's curve shifted as a whole: a seed moves a run's curve, not each point
   on its own), rather than from the fitted points, which are neither independent (approach 1's
-  neighbours come from one run) nor many (approach 2's optima).
+  profiles come from the same runs) nor many (approach 2's optima).
 - Held out: approach 3 refitted without the largest model size predicts that size's loss.
 """
 
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.interpolate import PchipInterpolator, interp1d
 
 from analysis.fit import (
     FitError,
@@ -41,6 +45,7 @@ from analysis.fit import (
     refit_saturating,
 )
 from analysis.laws import PowerLaw
+from analysis.ridge import Ridge, fit_ridge, profiles
 from scaling.contract import VAL_LOSS
 
 ISOFLOP_TOLERANCE = 1.1  # runs whose FLOPs are within this factor share a budget
@@ -49,16 +54,11 @@ ENVELOPE_POINTS = 60
 NEIGHBOURS = 2  # approach 2: sizes each side of a budget's lowest point its parabola goes through
 BOOTSTRAP = 400
 LOSS_LAW = "the optimum's loss against compute"
-# Approach 1 needs minima at this many computes, with the best size changing among them: within
-# one size's stretch the slope is how one parabola's vertex moves, which the noise of the three
-# curves under it sets (on the law grid's shape such fits were 0.15 low: benchmarks/RESULTS.md).
+# Approach 1 needs interior minima at this many computes, with the best size changing among
+# them: within one size's stretch the slope is how one parabola's vertex moves, which the noise
+# of the three curves under it sets (on the law grid's shape such fits were 0.15 low:
+# benchmarks/RESULTS.md).
 MINIMA_NEEDED, BEST_SIZES_NEEDED = 3, 2
-# Where a larger size has not started yet at a compute, the sizes' profile there is cut off
-# above, and a minimum near the cut counts only when the noise pulls it down (one whose lowest
-# is the largest size reaching is refused): on the smoke grid's shape those minima were 0.035
-# low in log N and a came out 0.023 high. So a minimum there needs the largest size reaching
-# to lie this many times the noise above the lowest: twice the noise of a difference of two runs.
-CUT_MARGIN = 2 * np.sqrt(2)
 
 
 @dataclass
@@ -204,38 +204,53 @@ class _Envelope:
                 curves[row] = np.where(np.isfinite(log_loss[run]), log_loss[run], curves[row])
         return sizes, curves
 
-    def minima(self, shift: np.ndarray | None = None, noise: float | None = None) -> pd.DataFrame:
-        """N_opt at each compute where the sizes' curves have an interior minimum, located by
-        approach 2's parabola through the lowest size (`best_size`) and its neighbours
-        reaching it; the tokens there as the sizes' FLOPs per token, interpolated in log N,
-        divide it. With `noise`, none where a size not started yet cuts the profile off within
-        CUT_MARGIN noises of its lowest."""
-        sizes, curves = self.size_curves(shift)
-        log_n = np.log(sizes)
-        per_token = np.log([self.flops_per_token[self.params == n][0] for n in sizes])
-        starts = [min(at[0] for at, n in zip(self.evaluations, self.params) if n == size)
-                  for size in sizes]  # fmt: skip
+    def minima(self) -> pd.DataFrame:
+        """The computes where the sizes' curves have an interior minimum (as approach 2
+        finds a budget's: the parabola through the lowest size and its neighbours reaching
+        it), each with its lowest size (`best_size`): where the grid shows N_opt between its
+        sizes."""
+        sizes, curves = self.size_curves()
         rows = []
         for flops, column in zip(self.flops, curves.T):
             reached = np.isfinite(column)
-            if reached.sum() < 3:
-                continue
-            found = local_minimum(log_n[reached], column[reached])
-            if isinstance(found, str) or _cut_near_lowest(
-                column, starts, np.log(flops), CUT_MARGIN * (noise or 0)
+            if reached.sum() >= 3 and not isinstance(
+                local_minimum(np.log(sizes[reached]), column[reached]), str
             ):
-                continue
-            vertex, coefficients, _ = found
-            rows.append(
-                {
-                    "flops": float(flops),
-                    "params": float(np.exp(vertex)),
-                    "tokens": float(flops / np.exp(np.interp(vertex, log_n, per_token))),
-                    "loss": float(np.exp(np.polyval(coefficients, vertex))),
-                    "best_size": float(sizes[reached][np.argmin(column[reached])]),
-                }
-            )
-        return pd.DataFrame(rows, columns=["flops", "params", "tokens", "loss", "best_size"])
+                best = sizes[reached][np.argmin(column[reached])]
+                rows.append({"flops": float(flops), "best_size": float(best)})
+        return pd.DataFrame(rows, columns=["flops", "best_size"])
+
+    def ridge(
+        self, shift: np.ndarray | None = None, start: np.ndarray | None = None
+    ) -> tuple[Ridge, pd.DataFrame] | None:
+        """The ridge through the sizes' profiles (analysis/ridge.py), from `start` (a fit's
+        parameters) where given, and N_opt along it at each compute whose profile it was
+        fitted to, with the tokens there (the FLOPs per token interpolated in log N, and
+        extrapolated where the ridge leaves the sizes), the loss and whether it lies `inside`
+        the sizes of that profile; None where it cannot be fitted."""
+        sizes, curves = self.size_curves(shift)
+        log_n = np.log(sizes)
+        found = profiles(log_n, curves, self.flops, NEIGHBOURS)
+        fitted = None if found is None else fit_ridge(found, start)
+        if fitted is None:
+            return None
+        fitted, found = fitted
+        per_token = np.log([self.flops_per_token[self.params == n][0] for n in sizes])
+        log_per_token = interp1d(log_n, per_token, fill_value="extrapolate")
+        flops = self.flops[found.columns]
+        n_opt = fitted.log_n_opt(found.log_flops)
+        points = pd.DataFrame(
+            {
+                "flops": flops,
+                "params": np.exp(n_opt),
+                "tokens": flops / np.exp(log_per_token(n_opt)),
+                "loss": np.exp(fitted.lowest_log_loss(found)),
+                # whether the ridge lies within the sizes its profile there went through
+                "inside": (np.nanmin(found.log_n, 1) <= n_opt)
+                & (n_opt <= np.nanmax(found.log_n, 1)),
+            }
+        )
+        return fitted, points
 
     def best_so_far(
         self, shift: np.ndarray | None = None
@@ -286,26 +301,17 @@ class _Envelope:
         return self.log_loss + (shift[:, None] if shift.ndim == 1 else shift)
 
 
-def _cut_near_lowest(log_loss: np.ndarray, starts, log_flops: float, margin: float) -> bool:
-    """Whether the sizes' profile at a compute (their log losses there, nan where a size does
-    not reach it; `starts`, the log FLOPs of each size's first evaluation) is cut off above by
-    a larger size not started yet, with the largest size reaching it within `margin` of the
-    lowest: the minimum may lie at the cut, or past it."""
-    top = np.flatnonzero(np.isfinite(log_loss))[-1]
-    cut = top + 1 < len(log_loss) and starts[top + 1] > log_flops
-    return bool(cut and log_loss[top] - np.nanmin(log_loss) < margin)
-
-
 def _envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> _Envelope:
     """The runs' curves on one axis of FLOPs; the seeds of one (size, tokens) averaged (in log
     loss) into one curve, so the envelope follows the grid, not its luckiest seed."""
     columns = ["name", "params", "flops_per_token", "tokens"]
     by_id = runs.set_index("run_id").reindex(columns=columns).to_dict("index")
-    usable = {
-        run_id: curve.sort_values("flops")
+    ordered = {
+        run_id: curve.sort_values("flops").drop_duplicates("flops", keep="last")
         for run_id, curve in curves.items()
-        if run_id in by_id and len(curve) >= 2 and "flops" in curve
+        if run_id in by_id and "flops" in curve
     }
+    usable = {run_id: curve for run_id, curve in ordered.items() if len(curve) >= 2}
     if not usable:
         raise FitError("approach 1: no finished run has a validation curve with 2 or more points")
     low = min(c["flops"].iloc[0] for c in usable.values())
@@ -322,7 +328,12 @@ def _envelope(curves: dict[str, pd.DataFrame], runs: pd.DataFrame) -> _Envelope:
         for run_id in members:
             curve = usable[run_id]
             flops = curve["flops"].to_numpy(float)
-            log_loss = np.interp(np.log(C), np.log(flops), np.log(curve[VAL_LOSS].to_numpy(float)))
+            # Monotone cubic in log-log between evaluations: a WSD size's curve joins a few
+            # branch finals up to 4x apart, and straight lines between them sit above a
+            # curve that bends (on the law grid's shape a came out 0.015 low, noise-free).
+            log_loss = PchipInterpolator(np.log(flops), np.log(curve[VAL_LOSS].to_numpy(float)))(
+                np.minimum(np.log(C), np.log(flops[-1]))
+            )
             # A run counts up to its end, and 2% past it: runs of one IsoFLOP budget end a
             # rounding apart, and the one that ends last should not win the end by default.
             reached = (flops[0] <= C) & (C <= flops[-1] * ENVELOPE_REACH)
@@ -369,52 +380,69 @@ def approach_1(
     seed: int = 0,
     each_point_a_run: bool = False,
 ) -> ComputeOptimal:
-    """Power laws through the minima of the sizes' curves at each compute, the loss law
-    through the lower envelope; with `noise` (the relative noise of a run's loss), no
-    minimum where a size yet to start may hide it (CUT_MARGIN), and their intervals from
-    `bootstrap` replicates of the runs' curves, each shifted by that noise.
-    `each_point_a_run`: each curve joins runs' final losses (a WSD grid's branches, each with
-    noise of its own), so each replicate also adds the noise to each point on its own. Both
-    in full: how a branch's noise splits between it and its trunk is more than one grid
-    measures."""
+    """N_opt(C) and D_opt(C) along the ridge through the sizes' profiles at every compute
+    (`points`: N_opt where the sizes of a profile bracket it), the loss law through the lower
+    envelope; with `noise` (the relative noise of a run's loss), their intervals from
+    `bootstrap` replicates of the runs' curves, each shifted by that noise and its ridge
+    refitted. `each_point_a_run`: each curve joins runs' final losses (a WSD grid's branches,
+    each with noise of its own), so each replicate also adds the noise to each point on its
+    own. Both in full: how a branch's noise splits between it and its trunk is more than one
+    grid measures."""
     envelope = _envelope(curves, runs)
-    found = envelope.minima(noise=noise)
+    found = envelope.minima()
     if not _enough(found):
         raise FitError(
             f"approach 1: the sizes' curves have an interior minimum (a size beating a smaller "
-            f"and a larger one reaching the same compute, where no size yet to start may hide "
-            f"a lower one) at {len(found)} computes, "
+            f"and a larger one reaching the same compute) at {len(found)} computes, "
             f"{found['best_size'].nunique()} size(s) best among them: N_opt(C) needs "
             f"{MINIMA_NEEDED} computes or more with {BEST_SIZES_NEEDED} sizes best. "
             + _why_no_optima(envelope)
         )
+    fitted = envelope.ridge()
+    if fitted is None:
+        raise FitError("approach 1: the ridge through the sizes' profiles did not converge")
+    ridge, optima = fitted
+    if optima["inside"].sum() < 2:
+        raise FitError(
+            "approach 1: the ridge through the sizes' profiles lies outside the sizes at "
+            "every compute but one: no optimum outside the sizes tried"
+        )
     points = envelope.points()
     result = ComputeOptimal(
-        found,
-        fit_power_law(found["flops"], found["params"], "approach 1: N_opt(C)"),
-        fit_power_law(found["flops"], found["tokens"], "approach 1: D_opt(C)"),
+        # N_opt where the grid's sizes bracket it; the laws from the whole ridge.
+        optima[optima["inside"]].drop(columns="inside").reset_index(drop=True),
+        _along_ridge(optima, "params"),
+        _along_ridge(optima, "tokens"),
         loss_law=_loss_law(points),
         envelope=points,
     )
     if not (noise and bootstrap):
         return result
     rng = np.random.default_rng(seed)
-    optima, losses = [], []
+    replicates, losses = [], []
     for _ in range(bootstrap):
         shift = noise * rng.standard_normal(len(envelope.run_ids)) / np.sqrt(envelope.seeds)
         if each_point_a_run:
             shift = shift[:, None] + envelope.noise_at_each_point(noise, rng)
-        # Every replicate with minima enough for a slope counts, whichever sizes are best in
-        # it: keeping only those that pass the fit's own rule narrowed the interval to the
-        # draws that look like this grid (on the WSD grid's shape it held the truth 88% of
-        # the time, and 100% counting them all; the smoke grid's, 90% and 95%).
-        replicate = envelope.minima(shift, noise)
-        if len(replicate) >= MINIMA_NEEDED:
-            optima.append(replicate)
+        # Every replicate whose ridge can be fitted counts, whether or not its minima pass
+        # the fit's own rule: keeping only those narrowed the interval to the draws that
+        # look like this grid (on the WSD grid's shape it held the truth 88% of the time,
+        # and 100% counting them all; the smoke grid's, 90% and 95%).
+        replicate = envelope.ridge(shift, start=ridge.parameters)
+        if replicate is not None:
+            replicates.append(replicate[1])
         loss = envelope.best_so_far(shift)[2]
         covered = np.isfinite(loss)
         losses.append(pd.DataFrame({"flops": envelope.flops[covered], "loss": loss[covered]}))
-    return _replicated(result, optima, noise, losses)
+    return _replicated(result, replicates, noise, losses)
+
+
+def _along_ridge(optima: pd.DataFrame, column: str) -> PowerLaw:
+    """`column` (params or tokens) against FLOPs along the ridge, as a power law: N_opt is one
+    by construction, D_opt all but (the FLOPs per token are not quite proportional to N). No
+    interval: the bootstrap gives it."""
+    slope, intercept = np.polyfit(np.log(optima["flops"]), np.log(optima[column]), 1)
+    return PowerLaw(float(np.exp(intercept)), float(slope), None, len(optima), float("nan"))
 
 
 def _enough(minima: pd.DataFrame) -> bool:

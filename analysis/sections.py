@@ -378,7 +378,7 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
         rows.append(
             [
                 name,
-                _fmt(result.n_opt.exponent, ci, 3) + ("" if ci else " (2 points, no interval)"),
+                _fmt(result.n_opt.exponent, ci, 3) + ("" if ci else " (no interval)"),
                 _fmt(result.d_opt.exponent, result.d_opt.exponent_ci95, 3),
             ]
         )
@@ -395,8 +395,9 @@ def allocation(a: Analysis, curves: Curves) -> list[Block]:
     b.append(
         (
             "p",
-            "Approach 1 takes N_opt at each compute where the sizes' curves (each size's "
-            "shortest run reaching it) have a minimum, approach 2 at each budget, both from "
+            "Approach 1 fits one ridge, log N_opt linear in log C, through the profiles of "
+            "loss against log N that the sizes' curves (each size's shortest run reaching "
+            "it) make at every compute at once; approach 2 takes each budget's minimum from "
             "the vertex of a parabola in log N through the lowest size and up to two "
             "neighbours each side. " + _interval_text(a),
         )
@@ -424,7 +425,10 @@ def _interval_text(a: Analysis) -> str:
             f"Their intervals come from {made[0].resamples} refits with the grid's measured "
             f"noise ({made[0].noise:.2%} per run) added to every run."
         )
-    return "Their intervals are t intervals of the points fitted (no noise scale was measured)."
+    return (
+        "With no noise scale measured, approach 1 gives no interval and approach 2's are t "
+        "intervals of its optima."
+    )
 
 
 def _no_envelope(a: Analysis) -> str:

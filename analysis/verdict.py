@@ -114,8 +114,9 @@ def _reasons(
     if one is not None:
         flops = one.points["flops"]
         reasons["approach 1"] = (
-            f"its minima span {flops.max() / flops.min():.3g}x of compute, each through "
-            f"3 to {2 * NEIGHBOURS + 1} sizes' curves, which one run's noise moves together"
+            f"its ridge brackets N_opt over {flops.max() / flops.min():.3g}x of compute, "
+            f"each profile through 3 to {2 * NEIGHBOURS + 1} sizes' curves, which one run's "
+            "noise moves together"
         )
     if two is not None:
         edge = [r for r in two.refused if "no interior minimum" in r]

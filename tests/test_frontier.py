@@ -139,7 +139,7 @@ def test_approach_1s_envelope_is_a_running_minimum_of_loss_over_compute():
 def test_approach_1_locates_each_computes_minimum_between_the_sizes():
     """Four sizes 2x apart: at each compute their curves make a profile in log N, whose
     minimum lies between the sizes, as an IsoFLOP budget's does. (The crossings of each size's
-    curve with the next larger one's, the method before, gave three points, at the sizes'
+    curve with the next larger one's, two methods before, gave three points, at the sizes'
     geometric means.)"""
     runs, curves = [], {}
     for i, N in enumerate(1e6 * 2.0 ** np.arange(4)):
@@ -156,17 +156,20 @@ def test_approach_1_locates_each_computes_minimum_between_the_sizes():
     assert np.allclose(result.points["params"], optimal, rtol=0.1)
 
 
-def overlapping_runs(longest_times: float = 1.0):
+def overlapping_runs(first_point_times: float = 1.0):
     """5 sizes 3x apart, each trained to three token budgets whose curves overlap (as the
-    smoke grid's do), the longest run of each size scaled by `longest_times`."""
+    smoke grid's do), the first evaluation of each size's longest run scaled by
+    `first_point_times`."""
     runs, curves = [], {}
     for N in 1e4 * 3.0 ** np.arange(5):
         for D in (1e6, 2.5e6, 6.25e6):
             run_id = f"N{N:.3g}-D{D:.3g}"
             tokens = D * np.arange(1, 9) / 8
-            scale = longest_times if D == 6.25e6 else 1.0
+            loss = LAW.loss(N, tokens)
+            if D == 6.25e6:
+                loss[0] *= first_point_times
             curves[run_id] = pd.DataFrame({"tokens": tokens, "flops": 6 * N * tokens,
-                                           "val_loss": LAW.loss(N, tokens) * scale})  # fmt: skip
+                                           "val_loss": loss})  # fmt: skip
             runs.append({"run_id": run_id, "name": run_id, "params": N, "tokens": D,
                          "flops_per_token": 6 * N})  # fmt: skip
     return pd.DataFrame(runs), curves
@@ -175,44 +178,49 @@ def overlapping_runs(longest_times: float = 1.0):
 def test_approach_1_takes_each_sizes_shortest_run_reaching_a_compute():
     """Where runs of one size overlap, the shortest reaching a compute is the most annealed
     there, so the lowest on a real grid; on a noisy one the lowest of several is the luckiest.
-    A longer run lowered (or lifted) by its seed changes nothing while a shorter one reaches."""
-    covered = 6 * 1e4 * 2.5e6  # below this every size's second run reaches each compute
-    found = [approach_1(c, r).points for r, c in (overlapping_runs(x) for x in (1, 0.97, 1.03))]
-    plain, lowered, lifted = (f[f["flops"] <= covered] for f in found)
-    assert len(plain) >= 3
-    assert np.allclose(plain["params"], lowered["params"])
-    assert np.allclose(plain["params"], lifted["params"])
+    A longer run's early evaluation lowered (or lifted) by its luck changes nothing while a
+    shorter one reaches there."""
+    plain, lowered, lifted = (approach_1(c, r) for r, c in map(overlapping_runs, (1, 0.97, 1.03)))
+    assert len(plain.points) >= 3
+    assert lowered.n_opt.exponent == plain.n_opt.exponent == lifted.n_opt.exponent
 
 
-def climbing_optimum():
+def climbing_optimum(noise: float = 0.0, seed: int = 0):
     """Sizes 1, 2, 4 and 8 (x1e6) whose losses at each compute are a parabola in log2 N about
-    an optimum climbing from 1 to 2.5 over the grid's compute; the largest size's runs start
-    only at 1e16 FLOPs, a decade in."""
+    an optimum climbing from 1 to 2.5 over the grid's compute (so a = 0.75 log10 2); the
+    largest size's run starts only at 1e16 FLOPs, a decade in. Each run's curve shifted by
+    `noise` as a whole, as a seed shifts it."""
+    rng = np.random.default_rng(seed)
     runs, curves = [], {}
     for k in range(4):
         C = np.logspace(16 if k == 3 else 15, 17, 30)
         optimum = 1 + 1.5 * (np.log10(C) - 15) / 2
-        curves[f"run{k}"] = pd.DataFrame({"flops": C, "val_loss": 3 + 0.1 * (k - optimum) ** 2})
+        loss = (3 + 0.1 * (k - optimum) ** 2) * np.exp(noise * rng.standard_normal())
+        curves[f"run{k}"] = pd.DataFrame({"flops": C, "val_loss": loss})
         runs.append({"run_id": f"run{k}", "name": f"N{k}", "params": 1e6 * 2**k,
                      "flops_per_token": 6e6 * 2**k})  # fmt: skip
     return pd.DataFrame(runs), curves
 
 
-def test_approach_1_counts_no_minimum_cut_off_by_a_size_not_started():
-    """Below 1e16 FLOPs the profile is the three smaller sizes: where the optimum nears the
-    third, the noise would let a minimum count only when it pulled it down to the second, so
-    none counts where the third lies less than twice the noise of a difference of two runs
-    above the lowest (here an optimum past 2^1.29). Without a noise to judge by, each counts."""
+def test_approach_1_is_unbiased_where_a_size_not_started_cuts_the_profiles_off():
+    """Below 1e16 FLOPs the profile is the three smaller sizes. One ridge through every
+    profile at once recovers the optimum's climb: exactly without noise (a line through each
+    compute's own minimum, the method before, came out 0.003 steep), and within its standard
+    error on average over noisy grids (the estimator study's draws hold the figures that tell
+    the two apart: benchmarks/RESULTS.md)."""
+    truth = 0.75 * np.log10(2)
     runs, curves = climbing_optimum()
-    near_the_cut = 2**1.28 * 1e6
-
-    def cut_off(points):
-        return points[(points["flops"] < 1e16) & (points["params"] > near_the_cut)]
-
-    assert len(cut_off(approach_1(curves, runs).points)) >= 2
-    judged = approach_1(curves, runs, noise=0.005, bootstrap=0).points
-    assert cut_off(judged).empty
-    assert len(judged[judged["flops"] < 1e16]) >= 3
+    assert approach_1(curves, runs).n_opt.exponent == pytest.approx(truth, abs=1e-3)
+    errors = []
+    for seed in range(60):
+        runs, curves = climbing_optimum(noise=0.003, seed=seed)
+        try:
+            found = approach_1(curves, runs)
+        except FitError:
+            continue
+        errors.append(found.n_opt.exponent - truth)
+    assert len(errors) >= 40
+    assert abs(np.mean(errors)) < 3 * np.std(errors) / np.sqrt(len(errors)) + 0.005
 
 
 def test_approach_1_refuses_when_one_run_is_lowest_everywhere():

@@ -100,15 +100,15 @@ def test_a_beta_whose_interval_ends_are_far_apart_is_named_as_the_likely_reason(
     )
 
 
-def test_approach_1s_likely_reason_is_how_little_compute_its_minima_span():
-    """Approach 1's minima come from the same few curves at every compute: a run's noise
-    moves them together, the less so the more compute they span."""
+def test_approach_1s_likely_reason_is_how_little_compute_its_ridge_spans():
+    """Approach 1's profiles come from the same few curves at every compute: a run's noise
+    moves them together, the less so the more compute its ridge spans."""
     points = pd.DataFrame(
         {"flops": [1e12, 1e13, 1e14], "params": [1e5, 3e5, 1e6], "tokens": [1e6, 5e6, 2e7]}
     )
     far = PowerLaw(1.0, 0.9, (0.85, 0.95), 3, 0.0)
     found = verdict(ComputeOptimal(points, far, far), None, None, budgets=[])
     assert found.reasons["approach 1"] == (
-        "its minima span 100x of compute, each through 3 to 5 sizes' curves, which one run's "
-        "noise moves together"
+        "its ridge brackets N_opt over 100x of compute, each profile through 3 to 5 sizes' "
+        "curves, which one run's noise moves together"
     )
