@@ -2,12 +2,15 @@
 
 - Approach 1: the lower envelope of loss against FLOPs over every run's validation curve, a
   running minimum (the best loss for a compute is the best reached at it or below: a run can
-  stop early), and the loss law E + K/C^gamma fitted through it. N_opt(C) is located between
+  stop early), which the plot draws. N_opt(C) is located between
   the sizes trained: at each compute the sizes' curves (each curve joined smoothly through
   its evaluations, monotone cubic in log-log, as a WSD size's through its few branch finals
   needs) make a profile of loss against log N, as an IsoFLOP budget's runs do, and one ridge
   through every profile at once gives N_opt ∝ C^a (`analysis/ridge.py`), where 3 computes or
-  more show an interior minimum with the best size changing among them. Chinchilla took the
+  more show an interior minimum with the best size changing among them; the loss law
+  E + K/C^gamma goes through the ridge's loss where the sizes bracket it (through the
+  envelope, the best run at each compute rather than the best size, it predicted the loss
+  at 100x the grid's compute 8% high). Chinchilla took the
   best run at each compute, with dozens of sizes; with four that is a staircase. Its
   crossings (the method two before this one) were +0.048 on the smoke grid's shape and +0.16
   on the WSD grid's; a line through each compute's own minimum (the method before) +0.015 and
@@ -407,14 +410,14 @@ def approach_1(
             "approach 1: the ridge through the sizes' profiles lies outside the sizes at "
             "every compute but one: no optimum outside the sizes tried"
         )
-    points = envelope.points()
+    # N_opt and its loss where the grid's sizes bracket it; the exponents from the whole ridge.
+    bracketed = optima[optima["inside"]].drop(columns="inside").reset_index(drop=True)
     result = ComputeOptimal(
-        # N_opt where the grid's sizes bracket it; the laws from the whole ridge.
-        optima[optima["inside"]].drop(columns="inside").reset_index(drop=True),
+        bracketed,
         _along_ridge(optima, "params"),
         _along_ridge(optima, "tokens"),
-        loss_law=_loss_law(points),
-        envelope=points,
+        loss_law=_loss_law(bracketed),
+        envelope=envelope.points(),
     )
     if not (noise and bootstrap):
         return result
@@ -431,9 +434,7 @@ def approach_1(
         replicate = envelope.ridge(shift, start=ridge.parameters)
         if replicate is not None:
             replicates.append(replicate[1])
-        loss = envelope.best_so_far(shift)[2]
-        covered = np.isfinite(loss)
-        losses.append(pd.DataFrame({"flops": envelope.flops[covered], "loss": loss[covered]}))
+            losses.append(replicate[1][replicate[1]["inside"]])
     return _replicated(result, replicates, noise, losses)
 
 

@@ -133,10 +133,10 @@ def verdict(a: Analysis) -> list[Block]:
             "p",
             "a: the share of extra compute that should go to parameters; losses are each "
             "approach's prediction for the compute-optimal model (E + K/C^gamma through "
-            "approach 1's lower envelope and through approach 2's optima; approach 3 from its "
-            "law). Consensus: the precision-weighted mean of the approaches' values and of "
-            "their intervals' ends (the approaches share the grid's runs, so combining them "
-            "does not narrow the interval). Two approaches agree when their intervals overlap; "
+            "approach 1's and approach 2's optima; approach 3 from its law). Consensus: the "
+            "precision-weighted mean of the approaches' values and of their intervals' ends "
+            "(the approaches share the grid's runs, so combining them does not narrow the "
+            "interval). Two approaches agree when their intervals overlap; "
             "✗ marks the one without which the others all agree (both, when two disagree). "
             + noise_text,
         ),

@@ -9,7 +9,7 @@ real two-seed WSD grid, or all of it in the grids named so), makes a grid's fina
 each run's validation curve from it (under WSD, each size's curve through its branches' finals,
 as the report builds it), and runs each approach as the report runs it, with the noise the
 report would measure (the seeds' spread, else the scatter about the Chinchilla fit): approach 1
-(the minimum of the sizes' curves at each compute), approach 2 (IsoFLOP minima from a
+(one ridge through the sizes' profiles at every compute), approach 2 (IsoFLOP minima from a
 parabola through each budget's lowest size and one or two neighbours each side, two being the
 report's default, chosen by this study, or through every size) and approach 3 (the Chinchilla
 fit with its bootstrap: resampled points with one seed; with seeds, the seeds' spread added to

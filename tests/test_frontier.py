@@ -136,6 +136,21 @@ def test_approach_1s_envelope_is_a_running_minimum_of_loss_over_compute():
     assert result.loss_law is not None and result.loss_law.samples
 
 
+def test_approach_1s_loss_law_follows_the_optimum_not_the_best_run():
+    """Each size trained to three budgets: at most computes no run is compute-optimal, so the
+    best run's loss (the envelope) lies above the optimum's, the more so the fewer sizes. The
+    loss law goes through the ridge's loss instead, where the sizes bracket N_opt: through
+    the envelope it predicted the loss at 100x the grid's compute 9% high."""
+    runs, curves = size_by_tokens_grid()
+    result = approach_1(curves, runs)
+    far = 100 * 6 * float((runs["params"] * runs["tokens"]).max())
+    predicted, _ = result.loss_at(far)
+    assert predicted == pytest.approx(float(LAW.loss_opt(far)), rel=0.01)
+    # At each compute the optimum is no worse than the best run there (to the shape's fit).
+    both = result.points.merge(result.envelope, on="flops", suffixes=("", "_best_run"))
+    assert len(both) >= 3 and (both["loss"] <= both["loss_best_run"] * 1.005).all()
+
+
 def test_approach_1_locates_each_computes_minimum_between_the_sizes():
     """Four sizes 2x apart: at each compute their curves make a profile in log N, whose
     minimum lies between the sizes, as an IsoFLOP budget's does. (The crossings of each size's
