@@ -174,8 +174,8 @@ def _with_interval(law: PowerLaw, interval: tuple[float, float] | None) -> Power
 class _Envelope:
     """Every run's validation loss at each of a set of FLOP values (nan where the run does not
     reach it; a run here is one (size, tokens) cell, its seeds averaged): the envelope, and
-    each compute's minimum across the sizes, of any shift of the runs' losses are a few array
-    operations away."""
+    the sizes' profiles at each compute the ridge goes through, of any shift of the runs'
+    losses are a few array operations away."""
 
     flops: np.ndarray  # (C,)
     log_loss: np.ndarray  # (runs, C)
@@ -270,8 +270,8 @@ class _Envelope:
 
     def points(self) -> pd.DataFrame:
         """At each compute some run reaches, the lowest validation loss reached there or
-        below (linear in log FLOPs between a run's evaluations), the run that reached it and
-        the tokens it had seen then."""
+        below (a monotone cubic in log-log between a run's evaluations), the run that reached
+        it and the tokens it had seen then."""
         winner, reached_at, loss = self.best_so_far()
         covered = np.isfinite(self.log_loss).any(axis=0)
         return pd.DataFrame(
