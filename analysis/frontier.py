@@ -233,11 +233,11 @@ class _Envelope:
         the sizes of that profile; None where it cannot be fitted."""
         sizes, curves = self.size_curves(shift)
         log_n = np.log(sizes)
-        found = profiles(log_n, curves, self.flops, NEIGHBOURS)
-        fitted = None if found is None else fit_ridge(found, start)
-        if fitted is None:
+        every = profiles(log_n, curves, self.flops, NEIGHBOURS)
+        result = None if every is None else fit_ridge(every, start)
+        if result is None:
             return None
-        fitted, found = fitted
+        fitted, found = result
         per_token = np.log([self.flops_per_token[self.params == n][0] for n in sizes])
         log_per_token = interp1d(log_n, per_token, fill_value="extrapolate")
         flops = self.flops[found.columns]
