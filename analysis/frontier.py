@@ -186,10 +186,9 @@ class _Envelope:
     seeds: np.ndarray  # (runs,): how many seeds each curve averages
     evaluations: list[np.ndarray]  # per run, the log FLOPs of its curve's points
 
-    def lowest(self, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The winning run at each compute and the envelope's loss, after adding `shift` to
-        each run's log loss."""
-        log_loss = self._shifted(shift)
+    def lowest(self) -> tuple[np.ndarray, np.ndarray]:
+        """The winning run at each compute and the envelope's loss."""
+        log_loss = self.log_loss
         winner = np.argmin(np.where(np.isfinite(log_loss), log_loss, np.inf), axis=0)
         return winner, np.exp(log_loss[winner, np.arange(len(self.flops))])
 
@@ -255,14 +254,12 @@ class _Envelope:
         )
         return fitted, points
 
-    def best_so_far(
-        self, shift: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def best_so_far(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The running minimum of `lowest` along compute: at each compute the best loss any
         run reached there or below (a run that reached a loss at less compute could have
         stopped there, so the best loss for a compute never rises), the run that reached it,
         and the index of the compute where it did."""
-        winner, loss = self.lowest(shift)
+        winner, loss = self.lowest()
         best = np.fmin.accumulate(loss)
         where = np.arange(len(loss))
         reached_at = np.maximum.accumulate(np.where(loss == best, where, 0))
