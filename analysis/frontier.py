@@ -188,9 +188,9 @@ class _Envelope:
 
     def lowest(self) -> tuple[np.ndarray, np.ndarray]:
         """The winning run at each compute and the envelope's loss."""
-        log_loss = self.log_loss
-        winner = np.argmin(np.where(np.isfinite(log_loss), log_loss, np.inf), axis=0)
-        return winner, np.exp(log_loss[winner, np.arange(len(self.flops))])
+        log_loss = np.where(np.isfinite(self.log_loss), self.log_loss, np.inf)
+        winner = np.argmin(log_loss, axis=0)
+        return winner, np.exp(self.log_loss[winner, np.arange(len(self.flops))])
 
     def size_curves(self, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The sizes, and each size's log loss at each compute from its shortest run
@@ -248,8 +248,7 @@ class _Envelope:
                 "tokens": flops / np.exp(log_per_token(n_opt)),
                 "loss": np.exp(fitted.lowest_log_loss(found)),
                 # whether the ridge lies within the sizes its profile there went through
-                "inside": (np.nanmin(found.log_n, 1) <= n_opt)
-                & (n_opt <= np.nanmax(found.log_n, 1)),
+                "inside": found.near(n_opt, steps=0),
             }
         )
         return fitted, points
@@ -381,13 +380,13 @@ def approach_1(
     each_point_a_run: bool = False,
 ) -> ComputeOptimal:
     """N_opt(C) and D_opt(C) along the ridge through the sizes' profiles at every compute
-    (`points`: N_opt where the sizes of a profile bracket it), the loss law through the lower
-    envelope; with `noise` (the relative noise of a run's loss), their intervals from
-    `bootstrap` replicates of the runs' curves, each shifted by that noise and its ridge
-    refitted. `each_point_a_run`: each curve joins runs' final losses (a WSD grid's branches,
-    each with noise of its own), so each replicate also adds the noise to each point on its
-    own. Both in full: how a branch's noise splits between it and its trunk is more than one
-    grid measures."""
+    (`points`: N_opt where the sizes of a profile bracket it), the loss law through the
+    ridge's loss there (the lower envelope kept for the plot); with `noise` (the relative
+    noise of a run's loss), their intervals from `bootstrap` replicates of the runs' curves,
+    each shifted by that noise and its ridge refitted. `each_point_a_run`: each curve joins
+    runs' final losses (a WSD grid's branches, each with noise of its own), so each replicate
+    also adds the noise to each point on its own. Both in full: how a branch's noise splits
+    between it and its trunk is more than one grid measures."""
     envelope = _envelope(curves, runs)
     found = envelope.minima()
     if not _enough(found):
