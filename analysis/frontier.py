@@ -25,7 +25,8 @@
   through, says so instead of extrapolating: no optimum outside the sizes tried.
 - The intervals of both come from a bootstrap that adds noise of the grid's measured size to
   the losses (each run's curve shifted as a whole: a seed moves a run's curve, not each point
-  on its own), rather than from the fitted points, which are neither independent (approach 1's
+  on its own; a WSD size's curve by its trunk's share, each branch final by its own share),
+  rather than from the fitted points, which are neither independent (approach 1's
   profiles come from the same runs) nor many (approach 2's optima).
 - Held out: approach 3 refitted without the largest model size predicts that size's loss.
 """
@@ -48,6 +49,7 @@ from analysis.fit import (
     refit_saturating,
 )
 from analysis.laws import PowerLaw
+from analysis.noise import BRANCH_OWN_SHARE
 from analysis.ridge import Ridge, fit_ridge, profiles
 from scaling.contract import VAL_LOSS
 
@@ -384,9 +386,9 @@ def approach_1(
     ridge's loss there (the lower envelope kept for the plot); with `noise` (the relative
     noise of a run's loss), their intervals from `bootstrap` replicates of the runs' curves,
     each shifted by that noise and its ridge refitted. `each_point_a_run`: each curve joins
-    runs' final losses (a WSD grid's branches, each with noise of its own), so each replicate
-    also adds the noise to each point on its own. Both in full: how a branch's noise splits
-    between it and its trunk is more than one grid measures."""
+    runs' final losses (a WSD grid's trunk and its branches), so each replicate shifts the
+    curve by the trunk's share of the noise and each point by the branch's own share
+    (`BRANCH_OWN_SHARE` of the variance): each point's noise in all is the noise measured."""
     envelope = _envelope(curves, runs)
     found = envelope.minima()
     if not _enough(found):
@@ -418,11 +420,13 @@ def approach_1(
     if not (noise and bootstrap):
         return result
     rng = np.random.default_rng(seed)
+    own = BRANCH_OWN_SHARE if each_point_a_run else 0.0
+    trunk_noise = noise * np.sqrt(1 - own) / np.sqrt(envelope.seeds)
     replicates, losses = [], []
     for _ in range(bootstrap):
-        shift = noise * rng.standard_normal(len(envelope.run_ids)) / np.sqrt(envelope.seeds)
+        shift = trunk_noise * rng.standard_normal(len(envelope.run_ids))
         if each_point_a_run:
-            shift = shift[:, None] + envelope.noise_at_each_point(noise, rng)
+            shift = shift[:, None] + envelope.noise_at_each_point(noise * np.sqrt(own), rng)
         # Every replicate whose ridge can be fitted counts, whether or not its minima pass
         # the fit's own rule: keeping only those narrowed the interval to the draws that
         # look like this grid (on the WSD grid's shape it held the truth 88% of the time,

@@ -17,6 +17,10 @@ import pandas as pd
 from analysis.laws import ChinchillaLaw
 
 SEEDS, RESIDUALS = "seed-to-seed spread", "scatter about the Chinchilla fit"
+# A WSD branch's own share of the variance of its seed noise, the rest its trunk's (so shared
+# with the trunk's other branches): 40% on a real two-seed grid of experiments/wsd.yaml's shape
+# (benchmarks/seed_noise_split.py; RESULTS.md, "The WSD noise model, measured").
+BRANCH_OWN_SHARE = 0.40
 
 
 @dataclass(frozen=True)

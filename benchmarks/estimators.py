@@ -47,7 +47,7 @@ from analysis.analyse import annealed_curves, training_runs
 from analysis.fit import FitError, fit_chinchilla
 from analysis.frontier import approach_1, approach_2
 from analysis.laws import ChinchillaLaw
-from analysis.noise import fit_scatter, seed_spread
+from analysis.noise import BRANCH_OWN_SHARE, fit_scatter, seed_spread
 from scaling import spec as spec_lib
 from scaling.contract import VAL_LOSS
 from scaling.hardware import cpu_model
@@ -55,10 +55,8 @@ from scaling.hardware import cpu_model
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 EVALUATIONS = 8  # points on each run's simulated validation curve
 JITTER = 0.25  # an evaluation's own noise, as a share of the run's
-# A WSD branch's own share of the variance of its seed noise, the rest its trunk's (so shared
-# with the trunk's other branches): 0.40 as measured on a real two-seed grid of
-# experiments/wsd.yaml's shape (benchmarks/RESULTS.md); the "all the trunk's" grids set 0.
-BRANCH_OWN_SHARE = 0.40
+# A WSD branch's own share of its seed noise's variance is BRANCH_OWN_SHARE, as measured on a
+# real grid; the "all the trunk's" grids set 0.
 TARGET_BIAS, TARGET_COVERAGE = 0.01, (0.90, 0.98)
 
 

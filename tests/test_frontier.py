@@ -15,6 +15,7 @@ from analysis.frontier import (
     isoflop_budgets,
 )
 from analysis.laws import ChinchillaLaw
+from analysis.noise import BRANCH_OWN_SHARE
 
 # Chinchilla's own fit (Besiroglu et al. 2024): a = beta/(alpha+beta) = 0.514.
 LAW = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)
@@ -256,13 +257,14 @@ def test_approach_1_refuses_when_one_run_is_lowest_everywhere():
 
 def wsd_branch_finals(seed: int, first_budget: float, noise: float = 0.005):
     """4 sizes 2x apart, each trained by WSD to 5 budgets 2x apart: as the report builds a WSD
-    grid's curves, each size's joins its branches' final losses, each off the law by its
-    trunk's noise and as much again of its own."""
+    grid's curves, each size's joins its branches' final losses, each off the law by `noise`
+    in all: its trunk's share, shared with the size's other branches, and its own."""
     rng = np.random.default_rng(seed)
+    trunk, own = noise * np.sqrt(1 - BRANCH_OWN_SHARE), noise * np.sqrt(BRANCH_OWN_SHARE)
     runs, curves = [], {}
     for i, N in enumerate(1e7 * 2.0 ** np.arange(4)):
         D = first_budget * 2.0 ** np.arange(5)
-        shift = noise * (rng.standard_normal() + rng.standard_normal(5))
+        shift = trunk * rng.standard_normal() + own * rng.standard_normal(5)
         curves[f"run{i}"] = pd.DataFrame({"tokens": D, "flops": 6 * N * D,
                                           "val_loss": LAW.loss(N, D) * np.exp(shift)})  # fmt: skip
         runs.append({"run_id": f"run{i}", "name": f"N{N:.2g}", "params": N,
@@ -285,25 +287,29 @@ def test_approach_1_refuses_minima_all_under_one_best_size():
         approach_1(curves, pd.DataFrame(runs))
 
 
-def test_approach_1s_bootstrap_moves_each_branch_final_on_its_own():
-    """A branch's final loss has noise of its own, which moves each compute's minimum more
-    than a shift of the whole curve does: with it the interval of a is wider. (How often it
-    holds the truth is the estimator study's to say; here it does, as in each of the first 6
-    seeds that approach 1 fits, 5 of them.)"""
+def test_approach_1s_bootstrap_adds_a_branch_finals_noise_once_split_with_its_trunk():
+    """Each branch final of a WSD size's curve is off the law by the noise measured, its
+    trunk's share and its own: the bootstrap shifts the curve by the one and each final by
+    the other, so its interval of a is about as wide as shifting whole curves by all of it.
+    (Adding both in full, as it did, made it 1.4-1.5x as wide, and in the estimator study
+    its intervals held the truth 99-100% of the time.)"""
     runs, curves = wsd_branch_finals(seed=5, first_budget=3e8)
     whole = approach_1(curves, runs, noise=0.005).n_opt.exponent_ci95
-    each = approach_1(curves, runs, noise=0.005, each_point_a_run=True).n_opt.exponent_ci95
-    assert each[0] <= LAW.a <= each[1]
-    assert np.log(each[1] / each[0]) > 1.2 * np.log(whole[1] / whole[0])
+    split = approach_1(curves, runs, noise=0.005, each_point_a_run=True).n_opt.exponent_ci95
+    assert split[0] <= LAW.a <= split[1]
+    assert np.log(split[1] / split[0]) < 1.2 * np.log(whole[1] / whole[0])
 
 
 def test_approach_1s_bootstrap_counts_replicates_whose_best_size_does_not_change():
     """A replicate is the grid again with other noise: one whose minima all sit under one best
-    size still has a slope. Keeping only the replicates that pass the fit's own rule narrows
-    the interval to draws like this one: here a comes out 0.97 against a true 0.514, and the
-    interval [0.55, 1.30] of those replicates alone misses it."""
-    runs, curves = wsd_branch_finals(seed=22, first_budget=3e8)
-    low, high = approach_1(curves, runs, noise=0.005, each_point_a_run=True).n_opt.exponent_ci95
+    size (a third of them here) still has a ridge with a slope, and counts. Keeping only the
+    replicates that pass the fit's own rule narrows the interval to draws that look like this
+    grid (in the estimator study, on the method before the ridge, such intervals held the
+    truth 88% of the time on the WSD shape, against 100% with them all)."""
+    runs, curves = wsd_branch_finals(seed=25, first_budget=3e8)
+    fit = approach_1(curves, runs, noise=0.005, each_point_a_run=True)
+    assert fit.resamples == 400
+    low, high = fit.n_opt.exponent_ci95
     assert low <= LAW.a <= high
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers import REPO
 
+from analysis.analyse import Refused
 from analysis.fit import fit_chinchilla
 from analysis.laws import ChinchillaLaw
 from analysis.noise import RESIDUALS, SEEDS, fit_scatter, seed_spread
@@ -112,9 +113,11 @@ def test_without_seeds_the_points_are_resampled_whatever_runs_they_came_from():
     assert fit.interval(lambda law: law.a) == plain.interval(lambda law: law.a)
 
 
-def record_wsd_grid(uri: str, folder, seeds: list[int], noise: float = 0.008) -> str:
+def record_wsd_grid(
+    uri: str, folder, seeds: list[int], noise: float = 0.008, law: ChinchillaLaw = LAW
+) -> str:
     """A WSD grid of 4 sizes x 5 budgets recorded as `scaling run` records one, its branches'
-    losses from LAW with their trunk's noise; returns the experiment's name."""
+    losses from `law` with their trunk's noise; returns the experiment's name."""
     from helpers import tiny_spec, write_spec
 
     from scaling import spec as spec_lib
@@ -141,7 +144,7 @@ def record_wsd_grid(uri: str, folder, seeds: list[int], noise: float = 0.008) ->
         run_id = tracker.start_trial(experiment_id, parent, trial)
         shift = trunk_shift[trial.name if trial.kind == "trunk" else trial.trunk]
         for tokens in (trial.branch_at + trial.tokens) / 2, trial.tokens:
-            loss = LAW.loss(trial.params, tokens) * np.exp(
+            loss = law.loss(trial.params, tokens) * np.exp(
                 shift + noise / 4 * rng.standard_normal()
             )
             tracker.log_metrics(run_id, {"step": int(tokens), "val_loss": loss, "lr": 1e-3})
@@ -152,14 +155,16 @@ def record_wsd_grid(uri: str, folder, seeds: list[int], noise: float = 0.008) ->
 
 @pytest.mark.slow  # a recorded grid in a real MLflow store, analysed as the report does
 @pytest.mark.parametrize("seeds", [[0, 1], [0]])
-def test_the_report_says_how_approach_3_treats_a_trunks_branches(tmp_path, seeds):
+def test_the_report_says_how_approaches_3_and_1_treat_a_trunks_branches(tmp_path, seeds):
     from analysis.analyse import analyse
     from analysis.render import markdown
     from analysis.runs import from_mlflow
     from analysis.sections import verdict
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    name = record_wsd_grid(uri, tmp_path, seeds)
+    # A law whose N_opt lies among the grid's sizes, so that approach 1 stands too.
+    law = ChinchillaLaw(E=1.82, A=800.0, B=1000.0, alpha=0.35, beta=0.35)
+    name = record_wsd_grid(uri, tmp_path, seeds, law=law)
     a = analyse(from_mlflow(uri, name), name, bootstrap=50)
     text = " ".join(markdown(verdict(a)).split())
     if len(seeds) == 2:
@@ -168,6 +173,9 @@ def test_the_report_says_how_approach_3_treats_a_trunks_branches(tmp_path, seeds
     else:
         assert a.noise.source == RESIDUALS and not a.chinchilla.runs_share_noise
         assert "With one seed, approach 3 resamples a WSD trunk's branches" in text
+    assert not isinstance(a.approach_1, Refused)
+    assert "Approach 1's replicates shift each trunk's curve by its share" in text
+    assert ("with one seed the noise is the scatter" in text) == (len(seeds) == 1)
 
 
 @pytest.mark.parametrize("given", [["--tracking-uri", "sqlite:///x.db"], ["--experiment", "wsd"]])
