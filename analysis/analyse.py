@@ -299,7 +299,7 @@ def analyse(
         runs=training_runs(points),
     )
     if noise is None and not isinstance(chinchilla, Refused):
-        noise = fit_scatter(N, D, L, chinchilla.law)
+        noise = fit_scatter(N, D, L, chinchilla.law, runs=training_runs(points))
     scale = noise.relative if noise else None
     spend = branching(runs)
     if spend is None:

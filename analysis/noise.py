@@ -4,7 +4,8 @@ With two or more seeds of one (size, tokens) cell the grid measures it directly:
 standard deviation of log loss across seeds (Porian et al. 2024 bootstrap with seed noise;
 Choshen et al. 2025 find seed variance matters). With one seed, the scatter of the points
 about the Chinchilla fit stands in for it: that scatter holds the noise and any misfit of the
-law's form, so it errs on the wide side.
+law's form, so it errs on the wide side, once counted against what the fit leaves of the
+noise (a WSD trunk's branches share most of theirs, and the fit's size terms take up part).
 """
 
 from __future__ import annotations
@@ -71,12 +72,38 @@ def seed_spread(points: pd.DataFrame, loss: str) -> Noise | None:
     return Noise(float(relative), SEEDS, dof, by_size)
 
 
-def fit_scatter(params, tokens, loss, law: ChinchillaLaw) -> Noise | None:
-    """The standard deviation of log loss about `law`, with the law's 5 parameters taken out
-    of the degrees of freedom; None where fewer than 6 points leave none."""
-    residuals = np.log(np.asarray(loss, float)) - np.log(law.loss(params, tokens))
+def fit_scatter(params, tokens, loss, law: ChinchillaLaw, runs=None) -> Noise | None:
+    """The standard deviation of log loss about `law`; None where the fit leaves no degrees of
+    freedom. With `runs` (the training run each point came from: a WSD branch's trunk) the
+    points of one run share all but `BRANCH_OWN_SHARE` of their noise, and the law's size
+    terms take up part of each run's shared shift, so the residuals hold less of the noise than
+    points less parameters (on 4 sizes x 5 budgets a fifth too little): the sum of squares is
+    divided by what the fit leaves of the noise's covariance, trace((I - H)·V), with H the fit's
+    hat matrix (its tangent space, in log loss) and V the points' covariance per unit noise."""
+    params, tokens, loss = (np.asarray(x, float) for x in (params, tokens, loss))
+    residuals = np.log(loss) - np.log(law.loss(params, tokens))
     dof = len(residuals) - 5
     if dof < 1 or not np.all(np.isfinite(residuals)):
         return None
-    relative = float(np.sqrt((residuals**2).sum() / dof))
+    jacobian = _log_loss_jacobian(params, tokens, law)
+    left_over = np.eye(len(residuals)) - jacobian @ np.linalg.pinv(jacobian)
+    covariance = np.eye(len(residuals))
+    if runs is not None:
+        ids = np.asarray(runs)
+        same_run = (ids[:, None] == ids[None, :]).astype(float)
+        covariance = (1 - BRANCH_OWN_SHARE) * same_run + BRANCH_OWN_SHARE * covariance
+    relative = float(np.sqrt((residuals**2).sum() / np.trace(left_over @ covariance)))
     return Noise(relative, RESIDUALS, dof, pd.DataFrame())
+
+
+def _log_loss_jacobian(params, tokens, law: ChinchillaLaw) -> np.ndarray:
+    """(points, 5): the derivatives of log L(N, D) in E, A, B, alpha and beta."""
+    size_term, data_term = law.A / params**law.alpha, law.B / tokens**law.beta
+    columns = [
+        np.ones_like(params),
+        size_term / law.A,
+        data_term / law.B,
+        -size_term * np.log(params),
+        -data_term * np.log(tokens),
+    ]
+    return np.column_stack(columns) / law.loss(params, tokens)[:, None]

@@ -185,9 +185,9 @@ def _approach_1_shared_noise_text(a: Analysis) -> str:
     if a.noise is not None and a.noise.source == SEEDS:
         return text + "."
     return text + (
-        ", but with one seed the noise is the scatter about approach 3's fit, whose size "
-        "terms take up part of each trunk's luck (a fifth too low in simulation): 4 sizes x 5 "
-        "budgets hold the true a 93% of the time, the loss at 100x the budget 86%."
+        "; with one seed the noise is the scatter about approach 3's fit, counted against what "
+        "the fit's size terms leave of each trunk's share (the points less parameters would "
+        "count it a fifth low on 4 sizes x 5 budgets)."
     )
 
 

@@ -180,7 +180,9 @@ def estimates(runs: pd.DataFrame, curves: dict, budget: float) -> dict:
         noise=noise.relative if noise else None,
         runs=training_runs(runs),
     )
-    noise = noise or fit_scatter(runs["params"], runs["tokens"], runs["loss"], fit.law)
+    noise = noise or fit_scatter(
+        runs["params"], runs["tokens"], runs["loss"], fit.law, runs=training_runs(runs)
+    )
     scale = noise.relative if noise else None
     found["approach 3"] = (fit.law.a, fit.interval(lambda law: law.a))
     found["approach 3 loss"] = (

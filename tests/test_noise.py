@@ -14,7 +14,7 @@ from helpers import REPO
 from analysis.analyse import Refused
 from analysis.fit import fit_chinchilla
 from analysis.laws import ChinchillaLaw
-from analysis.noise import RESIDUALS, SEEDS, fit_scatter, seed_spread
+from analysis.noise import BRANCH_OWN_SHARE, RESIDUALS, SEEDS, fit_scatter, seed_spread
 
 LAW = ChinchillaLaw(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)
 
@@ -53,6 +53,22 @@ def test_with_one_seed_the_scatter_about_the_fit_stands_in():
     assert noise.relative == pytest.approx(0.005, rel=0.4)
 
 
+def test_with_one_seed_the_scatter_measures_a_wsd_runs_noise_though_its_trunk_shares_it():
+    """A trunk's branches share its part of a seed's noise, and the law's size terms take up
+    part of each trunk's shift, so the residuals hold less noise than points less parameters:
+    the scatter counts only what the fit leaves of the noise, as the study's grids split it.
+    (Its variance is the noise's on average: the root mean square over grids.)"""
+    measured, by_points = [], []
+    for seed in range(12):
+        grid = wsd_grid(seed, seeds=1, shared=1 - BRANCH_OWN_SHARE, own=BRANCH_OWN_SHARE)
+        N, D, L = grid["params"], grid["tokens"], grid["val_loss"]
+        law = fit_chinchilla(N, D, L).law
+        measured.append(fit_scatter(N, D, L, law, runs=grid["trunk"]).relative / 0.008)
+        by_points.append(fit_scatter(N, D, L, law).relative / 0.008)
+    assert np.sqrt(np.mean(np.square(measured))) == pytest.approx(1, abs=0.1)
+    assert np.sqrt(np.mean(np.square(by_points))) < 0.9
+
+
 def test_a_bootstrap_at_the_seeds_noise_covers_the_law():
     """Approach 3's parametric bootstrap: the fitted law's losses with the seeds' noise."""
     grid = seeded_grid(seeds=2, noise=0.005, seed=3)
@@ -67,18 +83,21 @@ def test_a_bootstrap_at_the_seeds_noise_covers_the_law():
     assert plain.to_dict()["bootstrap_noise"] is None
 
 
-def wsd_grid(seed: int, noise: float = 0.008, seeds: int = 2) -> pd.DataFrame:
+def wsd_grid(
+    seed: int, noise: float = 0.008, seeds: int = 2, shared: float = 1.0, own: float = 1 / 16
+) -> pd.DataFrame:
     """4 sizes x 5 budgets as WSD branches, each size trained from `seeds` trunks: a trunk's
-    branches share its noise, and each has a quarter of it of its own."""
+    branches share `shared` of its noise's variance, and each has `own` of it of its own."""
     rng = np.random.default_rng(seed)
     trunks = [(N, s) for s in range(seeds) for N in np.logspace(7, 9, 4)]
-    shifts = noise * rng.standard_normal(len(trunks))
+    shifts = noise * np.sqrt(shared) * rng.standard_normal(len(trunks))
     rows = [
         {
             "params": N,
             "tokens": D,
             "trunk": f"N{N:.0e}-trunk-s{s}",
-            "val_loss": LAW.loss(N, D) * np.exp(shift + noise / 4 * rng.standard_normal()),
+            "val_loss": LAW.loss(N, D)
+            * np.exp(shift + noise * np.sqrt(own) * rng.standard_normal()),
         }
         for (N, s), shift in zip(trunks, shifts)
         for D in np.logspace(9, 11, 5)
