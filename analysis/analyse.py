@@ -288,6 +288,7 @@ def analyse(
     # With seeds, their spread is the noise every bootstrap adds (approach 3's included);
     # without, approaches 1 and 2 take the scatter about approach 3's fit.
     noise = seed_spread(points, VAL_LOSS)
+    trained_by = training_runs(points)
     chinchilla = attempt(
         fit_chinchilla,
         N,
@@ -296,10 +297,10 @@ def analyse(
         bootstrap=bootstrap,
         seed=seed,
         noise=noise.relative if noise else None,
-        runs=training_runs(points),
+        runs=trained_by,
     )
     if noise is None and not isinstance(chinchilla, Refused):
-        noise = fit_scatter(N, D, L, chinchilla.law, runs=training_runs(points))
+        noise = fit_scatter(N, D, L, chinchilla.law, runs=trained_by)
     scale = noise.relative if noise else None
     spend = branching(runs)
     if spend is None:

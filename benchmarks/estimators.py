@@ -172,17 +172,12 @@ def estimates(runs: pd.DataFrame, curves: dict, budget: float) -> dict:
     flops = 6 * runs["params"] * runs["tokens"]
     # As analysis/analyse.py does: the seeds' spread where there are seeds, else the scatter.
     noise = seed_spread(runs, "loss")
+    trained_by = training_runs(runs)
+    N, D, L = runs["params"], runs["tokens"], runs["loss"]
     fit = fit_chinchilla(
-        runs["params"],
-        runs["tokens"],
-        runs["loss"],
-        bootstrap=200,
-        noise=noise.relative if noise else None,
-        runs=training_runs(runs),
+        N, D, L, bootstrap=200, noise=noise.relative if noise else None, runs=trained_by
     )
-    noise = noise or fit_scatter(
-        runs["params"], runs["tokens"], runs["loss"], fit.law, runs=training_runs(runs)
-    )
+    noise = noise or fit_scatter(N, D, L, fit.law, runs=trained_by)
     scale = noise.relative if noise else None
     found["approach 3"] = (fit.law.a, fit.interval(lambda law: law.a))
     found["approach 3 loss"] = (
@@ -194,9 +189,7 @@ def estimates(runs: pd.DataFrame, curves: dict, budget: float) -> dict:
         "approach 1": lambda: approach_1(curves, runs, noise=scale, each_point_a_run=branches)
     }
     for name, neighbours in APPROACH_2.items():
-        attempts[name] = lambda n=neighbours: approach_2(
-            runs["params"], runs["tokens"], flops, runs["loss"], noise=scale, neighbours=n
-        )
+        attempts[name] = lambda n=neighbours: approach_2(N, D, flops, L, noise=scale, neighbours=n)
     for name, attempt in attempts.items():
         try:
             result = attempt()
