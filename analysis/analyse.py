@@ -286,7 +286,8 @@ def analyse(
         points = points[points["run_id"].isin(rates.sweep.best_run_ids)]
     N, D, L = (points[c].to_numpy(float) for c in ("params", "tokens", VAL_LOSS))
     # With seeds, their spread is the noise every bootstrap adds (approach 3's included);
-    # without, approaches 1 and 2 take the scatter about approach 3's fit.
+    # without, the scatter about approach 3's fit (which approach 3 adds itself only on a WSD
+    # grid, whose branches are no independent points to resample).
     noise = seed_spread(points, VAL_LOSS)
     trained_by = training_runs(points)
     chinchilla = attempt(

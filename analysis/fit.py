@@ -23,6 +23,7 @@ from scipy.optimize import minimize
 
 from analysis.cautions import ALLOCATION, EXPONENT, SCALE
 from analysis.laws import ChinchillaLaw, Exponential, PowerLaw, SaturatingPowerLaw
+from analysis.noise import BRANCH_OWN_SHARE, fit_scatter
 
 HUBER_DELTA = 1e-3
 # Chinchilla's start grid: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1},
@@ -309,15 +310,15 @@ def fit_chinchilla(
     """Approach 3 on (N, D, L) points; `bootstrap` resamples give intervals (each resample is
     fitted from the full data's optimum and from the best start of each other band of E, and
     keeps its best: see E_BANDS). Resamples draw the points with replacement, or with `noise`
-    (a relative noise measured apart from the fit, e.g. across seeds) are the fitted law's
-    losses with that noise added.
+    (a run's relative noise, e.g. the seeds' spread) are the fitted law's losses with that
+    noise added.
 
     `runs` labels the training run each point came from. Where one run gave several points
-    (a WSD trunk's branches) they share its seed's noise, so with `noise` the resamples shift
-    each run's points together by it and each point again by it (the seeds' spread cannot
-    split itself into a trunk's part and a branch's). Without `noise` the points are
-    resampled whatever their runs: the scatter about the fit is no stand-in for a run's noise,
-    as on real grids it is mostly the law's misfit, which this bootstrap would count twice
+    (a WSD trunk's branches) they share its seed's noise and are no independent draws to
+    resample: the resamples shift each run's points together by its share of the noise and
+    each point by its own (`BRANCH_OWN_SHARE` of the variance), and without `noise` that noise
+    is the scatter about the fit, counted against what the fit leaves of a run's shared part
+    (`fit_scatter`). On a real grid that scatter holds the law's misfit too, so errs wide
     (benchmarks/RESULTS.md, "Estimators of a")."""
     N, D, L = (np.asarray(v, dtype=float).ravel() for v in (params, tokens, loss))
     if not len(N) == len(D) == len(L):
@@ -359,6 +360,10 @@ def fit_chinchilla(
 
     polished = minimize(value_and_gradient, start, jac=True, method="L-BFGS-B")
     best = polished.x if polished.fun <= on_all_points(start[None, :], None)[0][0] else start
+    shared = _shared_runs(runs, len(N))
+    if bootstrap and noise is None and shared is not None:
+        scatter = fit_scatter(N, D, L, _law(best), runs=runs)
+        noise = scatter.relative if scatter else None
     result = ChinchillaFit(
         _law(best),
         float(on_all_points(best[None, :], None)[0][0]),
@@ -367,13 +372,14 @@ def fit_chinchilla(
         n_sizes=len(np.unique(N)),
         noise=noise if bootstrap else None,
     )
-    shared = _shared_runs(runs, len(N))
     if bootstrap and noise:
         rng = np.random.default_rng(seed)
+        own = BRANCH_OWN_SHARE if shared is not None else 1.0
         fitted = np.log(_law(best).loss(N, D))
-        shaken = fitted + noise * rng.standard_normal((bootstrap, len(N)))
+        shaken = fitted + noise * np.sqrt(own) * rng.standard_normal((bootstrap, len(N)))
         if shared is not None:
-            shaken += noise * rng.standard_normal((bootstrap, shared.max() + 1))[:, shared]
+            trunks = rng.standard_normal((bootstrap, shared.max() + 1))[:, shared]
+            shaken += noise * np.sqrt(1 - own) * trunks
             result.runs_share_noise = True
 
         def on_replicate(X, rows):

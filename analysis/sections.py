@@ -121,7 +121,7 @@ def verdict(a: Analysis) -> list[Block]:
     noise_text = (
         f"The bootstraps of approaches 1 and 2 add noise of {noise.relative:.2%} per run (the "
         f"{noise.source}, {noise.degrees_of_freedom} degrees of freedom)"
-        + (", and so does approach 3's." if noise.source == SEEDS else ".")
+        + (", and so does approach 3's." if _approach_3_adds_noise(a) else ".")
         if noise
         else "No noise scale could be measured, so approaches 1 and 2 give t intervals."
     ) + _shared_noise_text(a)
@@ -158,37 +158,34 @@ def _shared_noise_text(a: Analysis) -> str:
     fit = a.chinchilla
     if isinstance(fit, Refused) or not training_runs(a.points).duplicated().any():
         return ""
-    one = "" if isinstance(a.approach_1, Refused) else _approach_1_shared_noise_text(a)
-    if fit.runs_share_noise:
-        return (
-            " A WSD trunk's branches share its seed's noise, so approach 3's resamples shift "
-            "each trunk's branches together by the seeds' spread and each branch again by it." + one
+    split = [
+        name
+        for name, splits in (
+            ("approach 3's resamples", fit.runs_share_noise),
+            ("approach 1's replicates", not isinstance(a.approach_1, Refused)),
         )
-    return (
-        " With one seed, approach 3 resamples a WSD trunk's branches as if independent, "
-        "though they share its seed's noise: its intervals are too narrow on grids with few "
-        "sizes (in simulation, with the trunk's share of a seed's noise as a real two-seed "
-        "grid measured it, 4 sizes x 5 budgets hold the true a 95% of the time but the loss at "
-        "100x the budget 83.5%, or 84.5% and 61% if all of it were the trunk's; with two seeds "
-        "per size, whose spread is then shifted onto each trunk, 98% and 98%: "
-        "benchmarks/RESULTS.md)." + one
-    )
-
-
-def _approach_1_shared_noise_text(a: Analysis) -> str:
-    """How approach 1's bootstrap splits a run's noise between a trunk and its branches."""
+        if splits
+    ]
+    if not split or a.noise is None:
+        return ""
     text = (
-        f" Approach 1's replicates shift each trunk's curve by its share of the noise and each "
-        f"branch final by the branch's own ({BRANCH_OWN_SHARE:.0%} of the variance, as a real "
-        f"two-seed grid measured)"
+        f" A WSD trunk's branches share its seed's noise, so {' and '.join(split)} shift each "
+        f"trunk's branches together by the trunk's share of the noise and each branch by its "
+        f"own ({BRANCH_OWN_SHARE:.0%} of the variance, as a real two-seed grid measured)."
     )
-    if a.noise is not None and a.noise.source == SEEDS:
-        return text + "."
+    if a.noise.source == SEEDS:
+        return text
     return text + (
-        "; with one seed the noise is the scatter about approach 3's fit, counted against what "
+        " With one seed the noise is the scatter about approach 3's fit, counted against what "
         "the fit's size terms leave of each trunk's share (the points less parameters would "
-        "count it a fifth low on 4 sizes x 5 budgets)."
+        "count it a fifth low on 4 sizes x 5 budgets); on a real grid it holds the law's "
+        "misfit too, so the intervals err wide."
     )
+
+
+def _approach_3_adds_noise(a: Analysis) -> bool:
+    """Whether approach 3's bootstrap added the grid's noise (else it resampled points)."""
+    return not isinstance(a.chinchilla, Refused) and a.chinchilla.noise is not None
 
 
 def whole_curve(a: Analysis) -> list[Block]:

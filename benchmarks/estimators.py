@@ -12,8 +12,9 @@ report would measure (the seeds' spread, else the scatter about the Chinchilla f
 (one ridge through the sizes' profiles at every compute), approach 2 (IsoFLOP minima from a
 parabola through each budget's lowest size and one or two neighbours each side, two being the
 report's default, chosen by this study, or through every size) and approach 3 (the Chinchilla
-fit with its bootstrap: resampled points with one seed; with seeds, the seeds' spread added to
-each point and, under WSD, to each trunk's branches together).
+fit with its bootstrap: resampled points with one seed of independent runs; otherwise that
+noise added to each point, under WSD split between each trunk's branches together and each
+branch on its own).
 
 Grids: the shapes `experiments/` uses (smoke: 4 sizes x 3 budgets; wsd: 4 sizes x 5 budgets,
 with one seed and with two, and both again with all of a branch's noise its trunk's; law: 6
