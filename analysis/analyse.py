@@ -289,16 +289,10 @@ def analyse(
     # without, the scatter about approach 3's fit (which approach 3 adds itself only on a WSD
     # grid, whose branches are no independent points to resample).
     noise = seed_spread(points, VAL_LOSS)
+    seed_noise = noise.relative if noise else None
     trained_by = training_runs(points)
     chinchilla = attempt(
-        fit_chinchilla,
-        N,
-        D,
-        L,
-        bootstrap=bootstrap,
-        seed=seed,
-        noise=noise.relative if noise else None,
-        runs=trained_by,
+        fit_chinchilla, N, D, L, bootstrap=bootstrap, seed=seed, noise=seed_noise, runs=trained_by
     )
     if noise is None and not isinstance(chinchilla, Refused):
         noise = fit_scatter(N, D, L, chinchilla.law, runs=trained_by)
@@ -355,7 +349,15 @@ def analyse(
             refused={name: str(f) for name, f in fitted.items() if isinstance(f, Refused)},
         ),
         curves=curve_predictions(runs, points, _trunks(runs, points)),
-        held_out=attempt(frontier.held_out_prediction, N, D, L, bootstrap=min(bootstrap, 200)),
+        held_out=attempt(
+            frontier.held_out_prediction,
+            N,
+            D,
+            L,
+            bootstrap=min(bootstrap, 200),
+            noise=seed_noise,
+            runs=trained_by,
+        ),
         approach_1=one,
         approach_2=two,
         fixed_tokens=attempt(

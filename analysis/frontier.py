@@ -638,6 +638,7 @@ class HeldOut:
     params: float
     points: pd.DataFrame  # tokens, actual, predicted, low, high, error (relative)
     resamples: int
+    noise: float | None = None  # the relative noise its bootstrap added; None: resampled points
 
     @property
     def mean_abs_error(self) -> float:
@@ -648,11 +649,22 @@ class HeldOut:
             "held_out_params": self.params,
             "mean_abs_relative_error": self.mean_abs_error,
             "resamples": self.resamples,
+            "bootstrap_noise": self.noise,
             "points": self.points.to_dict("records"),
         }
 
 
-def held_out_prediction(params, tokens, loss, bootstrap: int = 200, seed: int = 0) -> HeldOut:
+def held_out_prediction(
+    params,
+    tokens,
+    loss,
+    bootstrap: int = 200,
+    seed: int = 0,
+    noise: float | None = None,
+    runs=None,
+) -> HeldOut:
+    """Approach 3 refitted without the largest size, its bootstrap as the full fit's (`noise`
+    and `runs` as `fit_chinchilla` takes them), and its predictions for that size's points."""
     N, D, L = (np.asarray(v, float) for v in (params, tokens, loss))
     largest = N.max()
     train = N < largest
@@ -660,7 +672,10 @@ def held_out_prediction(params, tokens, loss, bootstrap: int = 200, seed: int = 
         raise FitError(
             "held-out prediction: without the largest size fewer than 2 sizes remain to fit"
         )
-    fit = fit_chinchilla(N[train], D[train], L[train], bootstrap=bootstrap, seed=seed)
+    trained_by = None if runs is None else np.asarray(runs)[train]
+    fit = fit_chinchilla(
+        N[train], D[train], L[train], bootstrap, seed, noise=noise, runs=trained_by
+    )
     if fit.law.alpha <= 0:  # its prediction for a larger size would mean nothing
         raise FitError(
             f"held-out prediction: the law fitted without the largest size has alpha = "
@@ -680,4 +695,4 @@ def held_out_prediction(params, tokens, loss, bootstrap: int = 200, seed: int = 
                 "error": predicted / actual - 1,
             }
         )
-    return HeldOut(float(largest), pd.DataFrame(rows), bootstrap)
+    return HeldOut(float(largest), pd.DataFrame(rows), bootstrap, fit.noise)

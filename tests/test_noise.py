@@ -13,6 +13,7 @@ from helpers import REPO
 
 from analysis.analyse import Refused
 from analysis.fit import fit_chinchilla
+from analysis.frontier import held_out_prediction
 from analysis.laws import ChinchillaLaw
 from analysis.noise import BRANCH_OWN_SHARE, RESIDUALS, SEEDS, fit_scatter, seed_spread
 
@@ -139,6 +140,27 @@ def test_with_one_seed_a_wsd_grids_bootstrap_adds_the_scatter_split_between_trun
     assert not low <= truth <= high
     low, high = by_trunk.interval(lambda law: law.loss_opt(budget))
     assert low <= truth <= high
+
+
+def test_the_held_out_prediction_bootstraps_as_approach_3_does():
+    """Refitted without the largest size, approach 3 keeps its bootstrap: with one seed on a
+    WSD grid the scatter about that fit, split between trunk and branch; with seeds, their
+    spread. fits.json says which noise it added."""
+    one_seed = wsd_grid(seed=2, seeds=1, shared=1 - BRANCH_OWN_SHARE, own=BRANCH_OWN_SHARE)
+    seeded = wsd_grid(seed=11, shared=1 - BRANCH_OWN_SHARE, own=BRANCH_OWN_SHARE)
+    for grid, noise in (one_seed, None), (seeded, seed_spread(seeded, "val_loss").relative):
+        N, D, L = (grid[c].to_numpy() for c in ("params", "tokens", "val_loss"))
+        held = held_out_prediction(N, D, L, bootstrap=50, noise=noise, runs=grid["trunk"])
+        train = N < N.max()
+        fit = fit_chinchilla(
+            N[train], D[train], L[train], 50, noise=noise, runs=grid["trunk"][train]
+        )
+        assert fit.runs_share_noise and held.noise == fit.noise
+        assert held.to_dict()["bootstrap_noise"] == fit.noise
+        point = (N.max(), held.points["tokens"].iloc[0])
+        low, high = fit.interval(lambda law, point=point: law.loss(*point))
+        assert (held.points["low"].iloc[0], held.points["high"].iloc[0]) == (low, high)
+    assert held_out_prediction(N, D, L, bootstrap=50).noise is None  # resampled points
 
 
 def record_wsd_grid(
